@@ -1,0 +1,66 @@
+// Thread control for the kernels.
+//
+// The thread count is a process-wide atomic read at the start of every kernel, so
+// set_num_threads() works at any time, from any Python thread, without touching
+// OpenMP's global state. Default: the CPUs in this process's affinity mask, or
+// FASTNN_NUM_THREADS, or OMP_NUM_THREADS. Small problems run on the calling thread
+// (no OpenMP start-up cost). In a child made by fork() the OpenMP pool of the
+// parent is gone (libgomp would wait on it forever), so the child runs on one
+// thread until it asks for more, and then gets a fresh pool.
+#pragma once
+#include <cstdint>
+
+namespace fastnn {
+
+int default_num_threads();
+int get_num_threads();
+void set_num_threads(int n);       // n >= 1
+bool openmp_enabled();
+int openmp_version();              // _OPENMP date, 0 without OpenMP
+
+// Threads worth using for `work` units (about one multiply-add each): 1 below
+// the threshold, then at most one thread per `min_work_per_thread` units.
+int threads_for_work(double work, double min_work_per_thread = 1 << 17);
+
+}  // namespace fastnn
+
+// ---- helpers for kernels -----------------------------------------------------
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastnn {
+
+// Runs body(thread_id, thread_count) on `threads` threads (an OpenMP team), or
+// directly on the caller when threads == 1, so one-thread work never touches the
+// OpenMP runtime (safe after fork, and inside a caller's own parallel region).
+template <class Body>
+void run_parallel(int threads, Body&& body) {
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    body(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  body(0, 1);
+}
+
+// A barrier among the team of run_parallel; call it with the team's size.
+inline void team_barrier(int team_size) {
+#ifdef _OPENMP
+  if (team_size > 1) {
+#pragma omp barrier
+  }
+#else
+  (void)team_size;
+#endif
+}
+
+// The [begin, end) share of `total` items for thread `tid` of `nt`.
+inline void split_range(int64_t total, int tid, int nt, int64_t* begin, int64_t* end) {
+  *begin = total * tid / nt;
+  *end = total * (tid + 1) / nt;
+}
+
+}  // namespace fastnn

@@ -1,0 +1,265 @@
+// SGEMM framework in the GotoBLAS/BLIS style.
+//
+//   for jc in N by NC:                  B panel KC x NC, packed into NR-wide slivers (L3)
+//     for pc in K by KC:
+//       pack B panel (all threads)      or, when op(B) is row-major and M fits one
+//                                       MC block, read B in place (skinny fast path:
+//                                       packing would cost as much as the product)
+//       for ic in M by MC:              A block MC x KC, packed into MR-tall slivers (L2)
+//         pack A block (all threads)
+//         macro-kernel: the MR x NR tiles of this block, jr-major, split into one
+//         contiguous range per thread; each tile is one micro-kernel call
+//
+// Threading: one OpenMP team for the whole product (run_parallel), barriers
+// between packing and use. Every C element is computed by exactly one thread in
+// the same K order whatever the thread count, so results are bitwise identical
+// for any number of threads. Edge tiles go through a small zero-padded buffer so
+// the micro-kernel only ever sees full tiles. Packing buffers are cached per
+// calling thread and grow only, so the hot path allocates nothing.
+#include "cpu/gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/threads.h"
+
+namespace fastnn {
+
+const GemmKernelInfo& gemm_kernel_for(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return gemm_kernel_avx512();
+    case Isa::avx2: return gemm_kernel_avx2();
+    default: return gemm_kernel_ref();
+  }
+}
+
+namespace {
+
+constexpr int kMaxMR = 16, kMaxNR = 32;  // bounds for the edge-tile buffer
+
+// A 64-byte-aligned float buffer that only grows; one per calling thread.
+class Workspace {
+ public:
+  ~Workspace() { std::free(data_); }
+  float* get(size_t count) {
+    if (count > capacity_) {
+      std::free(data_);
+      size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data_) throw std::bad_alloc();
+      capacity_ = count;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+thread_local Workspace tls_pack_a, tls_pack_b;
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Sliver s of the (mc x kc) block of op(A) at (i0, p0): dst[p * MR + i], rows past
+// the edge zero-filled.
+void pack_a_sliver(const float* A, int64_t lda, bool trans_a, int64_t i0, int64_t rows, int64_t p0,
+                   int64_t kc, int mr, float* dst) {
+  if (!trans_a) {  // op(A)(i, p) = A[i * lda + p]
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* src = A + (i0 + i) * lda + p0;
+      for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
+    }
+    for (int64_t i = rows; i < mr; ++i)
+      for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = 0.0f;
+  } else {  // op(A)(i, p) = A[p * lda + i]
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = A + (p0 + p) * lda + i0;
+      float* d = dst + p * mr;
+      for (int64_t i = 0; i < rows; ++i) d[i] = src[i];
+      for (int64_t i = rows; i < mr; ++i) d[i] = 0.0f;
+    }
+  }
+}
+
+// Sliver of the (kc x nc) panel of op(B) at (p0, j0): dst[p * NR + j], columns past
+// the edge zero-filled.
+void pack_b_sliver(const float* B, int64_t ldb, bool trans_b, int64_t p0, int64_t kc, int64_t j0,
+                   int64_t cols, int nr, float* dst) {
+  if (!trans_b) {  // op(B)(p, j) = B[p * ldb + j]
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = B + (p0 + p) * ldb + j0;
+      float* d = dst + p * nr;
+      for (int64_t j = 0; j < cols; ++j) d[j] = src[j];
+      for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
+    }
+  } else {  // op(B)(p, j) = B[j * ldb + p]: read rows of B, write columns of the sliver
+    for (int64_t j = 0; j < cols; ++j) {
+      const float* src = B + (j0 + j) * ldb + p0;
+      for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
+    }
+    for (int64_t j = cols; j < nr; ++j)
+      for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = 0.0f;
+  }
+}
+
+// One MR x NR tile, through a padded buffer when it is cut by the edge of C.
+void compute_tile(const GemmKernelInfo& kr, int64_t kc, const float* a, const float* b, int64_t rs_b,
+                  float* c, int64_t ldc, int64_t m_rem, int64_t n_rem, const float* bias_n,
+                  const float* bias_m, const GemmTile& base) {
+  const int mr = kr.mr, nr = kr.nr;
+  if (m_rem == mr && n_rem == nr) {
+    GemmTile tile = base;
+    tile.bias_n = bias_n;
+    tile.bias_m = bias_m;
+    kr.ukernel(kc, a, b, rs_b, c, ldc, tile);
+    return;
+  }
+  alignas(64) float ctmp[kMaxMR * kMaxNR];
+  alignas(64) float bn[kMaxNR];
+  alignas(64) float bm[kMaxMR];
+  std::memset(ctmp, 0, sizeof(float) * mr * nr);
+  if (base.beta != 0.0f)
+    for (int64_t i = 0; i < m_rem; ++i) std::memcpy(ctmp + i * nr, c + i * ldc, sizeof(float) * n_rem);
+  GemmTile tile = base;
+  tile.bias_n = tile.bias_m = nullptr;
+  if (base.last && bias_n) {
+    std::memset(bn, 0, sizeof(bn));
+    std::memcpy(bn, bias_n, sizeof(float) * n_rem);
+    tile.bias_n = bn;
+  }
+  if (base.last && bias_m) {
+    std::memset(bm, 0, sizeof(bm));
+    std::memcpy(bm, bias_m, sizeof(float) * m_rem);
+    tile.bias_m = bm;
+  }
+  kr.ukernel(kc, a, b, rs_b, ctmp, nr, tile);
+  for (int64_t i = 0; i < m_rem; ++i) std::memcpy(c + i * ldc, ctmp + i * nr, sizeof(float) * n_rem);
+}
+
+// C = beta * C + epilogue, for K == 0 or alpha == 0 (A and B are not read, as in BLAS).
+bool scale_only(int64_t M, int64_t N, float beta, float* C, int64_t ldc, const GemmEpilogue& ep) {
+  bool nonfinite = false;
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      float x = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+      if (ep.bias_n) x += ep.bias_n[j];
+      if (ep.bias_m) x += ep.bias_m[i];
+      if (!std::isfinite(x)) nonfinite = true;
+      if (ep.relu && !(x > 0.0f)) x = 0.0f;
+      C[i * ldc + j] = x;
+    }
+  }
+  return nonfinite;
+}
+
+}  // namespace
+
+bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+           const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return false;
+  if (K <= 0 || alpha == 0.0f) return scale_only(M, N, beta, C, ldc, ep);
+
+  const GemmKernelInfo& kr = gemm_kernel_for(active_isa());
+  const int mr = kr.mr, nr = kr.nr;
+  const int64_t MC = kr.mc, KC = kr.kc, NC = kr.nc;
+  const bool b_in_place = !trans_b && M <= MC;
+
+  const int64_t kc_max = std::min(K, KC);
+  float* pack_a = tls_pack_a.get(static_cast<size_t>(round_up(std::min(M, MC), mr) * kc_max));
+  float* pack_b = tls_pack_b.get(static_cast<size_t>(round_up(std::min(N, NC), nr) * kc_max));
+
+  const int threads = threads_for_work(static_cast<double>(M) * N * K);
+  std::atomic<int> any_nonfinite{0};
+
+  run_parallel(threads, [&](int tid, int nt) {
+    int nonfinite = 0;
+    for (int64_t jc = 0; jc < N; jc += NC) {
+      const int64_t nc = std::min(NC, N - jc);
+      const int64_t n_jr = (nc + nr - 1) / nr;
+      const int64_t tail_cols = nc % nr;  // the last sliver is partial when != 0
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = std::min(KC, K - pc);
+        const GemmTile tile{alpha, pc == 0 ? beta : 1.0f, nullptr, nullptr, ep.relu, pc + kc == K, &nonfinite};
+
+        if (!b_in_place) {
+          int64_t s0, s1;
+          split_range(n_jr, tid, nt, &s0, &s1);
+          for (int64_t s = s0; s < s1; ++s)
+            pack_b_sliver(B, ldb, trans_b, pc, kc, jc + s * nr, std::min<int64_t>(nr, nc - s * nr), nr,
+                          pack_b + s * nr * kc);
+        } else if (tail_cols != 0 && tid == 0) {  // only the cut sliver needs padding
+          pack_b_sliver(B, ldb, false, pc, kc, jc + (n_jr - 1) * nr, tail_cols, nr, pack_b);
+        }
+
+        for (int64_t ic = 0; ic < M; ic += MC) {
+          const int64_t mc = std::min(MC, M - ic);
+          const int64_t n_ir = (mc + mr - 1) / mr;
+          int64_t s0, s1;
+          split_range(n_ir, tid, nt, &s0, &s1);
+          for (int64_t s = s0; s < s1; ++s)
+            pack_a_sliver(A, lda, trans_a, ic + s * mr, std::min<int64_t>(mr, mc - s * mr), pc, kc, mr,
+                          pack_a + s * mr * kc);
+          team_barrier(nt);  // packed A (and B) complete
+
+          int64_t t0, t1;
+          split_range(n_ir * n_jr, tid, nt, &t0, &t1);
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t jr = t / n_ir, ir = t % n_ir;
+            const int64_t j = jc + jr * nr, i = ic + ir * mr;
+            const float* b;
+            int64_t rs_b;
+            if (!b_in_place) {
+              b = pack_b + jr * nr * kc;
+              rs_b = nr;
+            } else if (tail_cols != 0 && jr == n_jr - 1) {
+              b = pack_b;
+              rs_b = nr;
+            } else {
+              b = B + pc * ldb + j;
+              rs_b = ldb;
+            }
+            compute_tile(kr, kc, pack_a + ir * mr * kc, b, rs_b, C + i * ldc + j, ldc,
+                         std::min<int64_t>(mr, M - i), std::min<int64_t>(nr, N - j), ep.bias_n ? ep.bias_n + j : nullptr, ep.bias_m ? ep.bias_m + i : nullptr, tile);
+          }
+          team_barrier(nt);  // nobody repacks A or B while a tile still reads them
+        }
+      }
+    }
+    if (nonfinite) any_nonfinite.store(1, std::memory_order_relaxed);
+  });
+  return any_nonfinite.load() != 0;
+}
+
+double measure_fma_peak_gflops(int threads, double seconds) {
+  const GemmKernelInfo& kr = gemm_kernel_for(active_isa());
+  using clock = std::chrono::steady_clock;
+  // Calibrate the loop length on one thread, then run it on every thread at once.
+  int64_t iters = 1 << 20;
+  for (;;) {
+    auto t0 = clock::now();
+    kr.fma_loop(iters);
+    double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    if (dt > 0.02) {
+      iters = static_cast<int64_t>(iters * seconds / dt) + 1;
+      break;
+    }
+    iters *= 4;
+  }
+  std::atomic<double> flops{0.0};
+  auto t0 = clock::now();
+  run_parallel(threads, [&](int, int) {
+    double f = kr.fma_loop(iters);
+    double cur = flops.load();
+    while (!flops.compare_exchange_weak(cur, cur + f)) {
+    }
+  });
+  double dt = std::chrono::duration<double>(clock::now() - t0).count();
+  return flops.load() / dt * 1e-9;
+}
+
+}  // namespace fastnn

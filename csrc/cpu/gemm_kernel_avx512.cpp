@@ -1,0 +1,48 @@
+// AVX-512F micro-kernel: 12 x 32 tile of C in 24 zmm accumulators (12 rows x 2
+// vectors of 16), 2 zmm for B, 1 for the broadcast of A.
+// Blocking for a 32-48 KiB L1 / 1-2 MiB L2 core: the 192 x 32 B sliver (24 KiB)
+// stays in L1, the 240 x 192 A block (180 KiB) in L2, the 192 x 3072 B panel in L3.
+// Compiled with -mavx512f only; selected at run time.
+#include <immintrin.h>
+
+#include "cpu/gemm_ukernel_simd.h"
+
+namespace fastnn {
+namespace {
+
+struct Avx512 {
+  using reg = __m512;
+  static constexpr int width = 16;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg set1(float x) { return _mm512_set1_ps(x); }
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, reg x) { _mm512_storeu_ps(p, x); }
+  static reg broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static bool any_nan(reg x) { return _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) != 0; }
+};
+
+constexpr int MR = 12, NV = 2;
+
+void ukernel_avx512_12x32(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
+                          const GemmTile& tile) {
+  simd_ukernel<Avx512, MR, NV>(k, a, b, rs_b, c, ldc, tile);
+}
+
+double fma_loop_avx512(int64_t iters) {
+  alignas(64) float sink[16];
+  return simd_fma_loop<Avx512, 16>(iters, sink) + sink[0] * 0.0;
+}
+
+}  // namespace
+
+const GemmKernelInfo& gemm_kernel_avx512() {
+  static const GemmKernelInfo info{Isa::avx512, MR, NV * 16, 240, 192, 3072, ukernel_avx512_12x32,
+                                   fma_loop_avx512};
+  return info;
+}
+
+}  // namespace fastnn
