@@ -31,8 +31,9 @@ MatrixArg check_matrix(const py::array& a, const char* fn, const char* arg, cons
                 ", got shape " + shape_str(a));
   const int64_t rows = a.shape(0), cols = a.shape(1);
   const int64_t s0 = a.strides(0), s1 = a.strides(1);
-  const bool unit_inner = cols <= 1 || s1 == static_cast<int64_t>(sizeof(float));
-  const bool row_ok = rows <= 1 || (s0 > 0 && s0 % static_cast<int64_t>(sizeof(float)) == 0 &&
+  const bool empty = rows == 0 || cols == 0;  // no element to reach: any strides will do
+  const bool unit_inner = empty || cols <= 1 || s1 == static_cast<int64_t>(sizeof(float));
+  const bool row_ok = empty || rows <= 1 || (s0 > 0 && s0 % static_cast<int64_t>(sizeof(float)) == 0 &&
                                     s0 / static_cast<int64_t>(sizeof(float)) >= cols);
   if (!unit_inner || !row_ok)
     raise_value(std::string(fn) + ": argument '" + arg + "' of shape " + shape_str(a) +
@@ -41,7 +42,7 @@ MatrixArg check_matrix(const py::array& a, const char* fn, const char* arg, cons
                 ") bytes; pass numpy.ascontiguousarray(" + arg + ") or use the transpose flag");
   if (writable && !a.writeable())
     raise_value(std::string(fn) + ": argument '" + arg + "' is read-only; pass a writable array");
-  int64_t ld = rows <= 1 ? std::max<int64_t>(cols, 1) : s0 / static_cast<int64_t>(sizeof(float));
+  int64_t ld = (empty || rows <= 1) ? std::max<int64_t>(cols, 1) : s0 / static_cast<int64_t>(sizeof(float));
   return {static_cast<float*>(const_cast<void*>(a.data())), rows, cols, ld};
 }
 

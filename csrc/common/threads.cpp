@@ -1,9 +1,13 @@
 #include "common/threads.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
-#include <sched.h>
+#include <mutex>
+#include <thread>
+#include <new>
 #include <pthread.h>
+#include <sched.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -49,14 +53,75 @@ int get_num_threads() {
 
 void set_num_threads(int n) { g_num_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
 
-// fork() copies only the calling thread; libgomp's idle workers do not come
-// along. Drop to one thread in the child (kernels then never enter an OpenMP
-// region, so the dead pool is never waited on).
-static void after_fork_in_child() { g_num_threads.store(1, std::memory_order_relaxed); }
+// ---- fork ------------------------------------------------------------------
+
+// One helper thread per forked process; it starts every parallel region there.
+class ForkMaster {
+ public:
+  ForkMaster() : worker_([this] { loop(); }) { worker_.detach(); }
+  void run(const std::function<void()>& task) {
+    std::lock_guard<std::mutex> one_call_at_a_time(call_mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    task_ = &task;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return task_ == nullptr; });
+  }
+  bool is_worker() const { return std::this_thread::get_id() == worker_id_.load(); }
+
+ private:
+  void loop() {
+    worker_id_.store(std::this_thread::get_id());
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      cv_.wait(lock, [this] { return task_ != nullptr; });
+      (*task_)();
+      task_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+  std::mutex call_mutex_, mutex_;
+  std::condition_variable cv_;
+  const std::function<void()>* task_ = nullptr;
+  std::atomic<std::thread::id> worker_id_{};
+  std::thread worker_;
+};
+
+static std::atomic<bool> g_forked{false};
+static std::atomic<ForkMaster*> g_fork_master{nullptr};
+static std::mutex g_fork_master_init;
+
+static void after_fork_in_child() {
+  g_forked.store(true);
+  g_fork_master.store(nullptr);  // the parent's helper thread (if any) did not come along
+  new (&g_fork_master_init) std::mutex();  // it may have been held by another parent thread
+  g_num_threads.store(1, std::memory_order_relaxed);
+}
 static const bool g_fork_handler_installed = [] {
   pthread_atfork(nullptr, nullptr, after_fork_in_child);
   return true;
 }();
+
+bool needs_fork_master() {
+  if (!g_forked.load(std::memory_order_relaxed)) return false;
+#ifdef _OPENMP
+  if (omp_get_level() > 0) return false;  // already inside a region the helper started
+#endif
+  ForkMaster* m = g_fork_master.load();
+  return !(m && m->is_worker());
+}
+
+void run_on_fork_master(const std::function<void()>& task) {
+  ForkMaster* m = g_fork_master.load();
+  if (!m) {
+    std::lock_guard<std::mutex> lock(g_fork_master_init);
+    m = g_fork_master.load();
+    if (!m) {
+      m = new ForkMaster();  // lives as long as the process
+      g_fork_master.store(m);
+    }
+  }
+  m->run(task);
+}
 
 bool openmp_enabled() {
 #ifdef _OPENMP

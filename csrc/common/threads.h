@@ -4,11 +4,16 @@
 // set_num_threads() works at any time, from any Python thread, without touching
 // OpenMP's global state. Default: the CPUs in this process's affinity mask, or
 // FASTNN_NUM_THREADS, or OMP_NUM_THREADS. Small problems run on the calling thread
-// (no OpenMP start-up cost). In a child made by fork() the OpenMP pool of the
-// parent is gone (libgomp would wait on it forever), so the child runs on one
-// thread until it asks for more, and then gets a fresh pool.
+// (no OpenMP start-up cost).
+//
+// fork(): libgomp keeps its worker pool per master thread, and a forked child
+// inherits the record of that pool but not its threads, so the child's first
+// parallel region would wait forever. A child therefore starts on one thread
+// (as PyTorch's), and if it asks for more, its parallel regions are started from
+// a persistent helper thread of its own, whose pool is new and alive.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace fastnn {
 
@@ -21,6 +26,11 @@ int openmp_version();              // _OPENMP date, 0 without OpenMP
 // Threads worth using for `work` units (about one multiply-add each): 1 below
 // the threshold, then at most one thread per `min_work_per_thread` units.
 int threads_for_work(double work, double min_work_per_thread = 1 << 17);
+
+// True in a process made by fork() from one that had started OpenMP threads.
+bool needs_fork_master();
+// Runs `task` on the child's helper thread and waits for it.
+void run_on_fork_master(const std::function<void()>& task);
 
 }  // namespace fastnn
 
@@ -38,8 +48,14 @@ template <class Body>
 void run_parallel(int threads, Body&& body) {
 #ifdef _OPENMP
   if (threads > 1) {
+    auto team = [&] {
 #pragma omp parallel num_threads(threads)
-    body(omp_get_thread_num(), omp_get_num_threads());
+      body(omp_get_thread_num(), omp_get_num_threads());
+    };
+    if (needs_fork_master())
+      run_on_fork_master(team);
+    else
+      team();
     return;
   }
 #endif
