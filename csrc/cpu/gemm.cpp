@@ -2,8 +2,9 @@
 //
 //   for jc in N by NC:                  B panel KC x NC, packed into NR-wide slivers (L3)
 //     for pc in K by KC:
-//       pack B panel (all threads)      or, when op(B) is row-major and M fits one
-//                                       MC block, read B in place (skinny fast path:
+//       pack B panel (all threads)      or, when op(B) is row-major and M is a few
+//                                       MR tall, read B in place (skinny fast path:
+//                                       each B element is used by so few tiles that
 //                                       packing would cost as much as the product)
 //       for ic in M by MC:              A block MC x KC, packed into MR-tall slivers (L2)
 //         pack A block (all threads)
@@ -26,6 +27,10 @@
 #include <cstring>
 
 #include "common/threads.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>  // baseline on x86-64, so no ISA dispatch is needed for it
+#endif
 
 namespace fastnn {
 
@@ -64,17 +69,54 @@ thread_local Workspace tls_pack_a, tls_pack_b;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Sliver s of the (mc x kc) block of op(A) at (i0, p0): dst[p * MR + i], rows past
+// dst[p * dst_stride + r] = src[r * ld + p] for r < rows, p < len: the transposing
+// copy behind packing a row-major A and a transposed B. SSE 4 x 4 register
+// transposes turn four strided scalar stores per element into one vector store
+// per four elements.
+void transpose_copy(const float* src, int64_t ld, int64_t rows, int64_t len, float* dst, int64_t dst_stride) {
+  int64_t r = 0;
+#if defined(__SSE2__)
+  for (; r < rows; r += 4) {
+    const int64_t n = std::min<int64_t>(4, rows - r);
+    // Rows past the end re-read the last row (harmless) and are not stored.
+    const float* s0 = src + r * ld;
+    const float* s1 = src + (r + std::min<int64_t>(1, n - 1)) * ld;
+    const float* s2 = src + (r + std::min<int64_t>(2, n - 1)) * ld;
+    const float* s3 = src + (r + std::min<int64_t>(3, n - 1)) * ld;
+    int64_t p = 0;
+    for (; p + 4 <= len; p += 4) {
+      __m128 x0 = _mm_loadu_ps(s0 + p), x1 = _mm_loadu_ps(s1 + p);
+      __m128 x2 = _mm_loadu_ps(s2 + p), x3 = _mm_loadu_ps(s3 + p);
+      _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+      float* d = dst + p * dst_stride + r;
+      const __m128 cols[4] = {x0, x1, x2, x3};
+      for (int q = 0; q < 4; ++q, d += dst_stride) {
+        if (n == 4) {
+          _mm_storeu_ps(d, cols[q]);
+        } else {
+          alignas(16) float lane[4];
+          _mm_store_ps(lane, cols[q]);
+          for (int64_t i = 0; i < n; ++i) d[i] = lane[i];
+        }
+      }
+    }
+    for (; p < len; ++p)
+      for (int64_t i = 0; i < n; ++i) dst[p * dst_stride + r + i] = src[(r + i) * ld + p];
+  }
+#else
+  for (; r < rows; ++r)
+    for (int64_t p = 0; p < len; ++p) dst[p * dst_stride + r] = src[r * ld + p];
+#endif
+}
+
+// Sliver of the (mc x kc) block of op(A) at (i0, p0): dst[p * MR + i], rows past
 // the edge zero-filled.
 void pack_a_sliver(const float* A, int64_t lda, bool trans_a, int64_t i0, int64_t rows, int64_t p0,
                    int64_t kc, int mr, float* dst) {
   if (!trans_a) {  // op(A)(i, p) = A[i * lda + p]
-    for (int64_t i = 0; i < rows; ++i) {
-      const float* src = A + (i0 + i) * lda + p0;
-      for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
-    }
-    for (int64_t i = rows; i < mr; ++i)
-      for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = 0.0f;
+    transpose_copy(A + i0 * lda + p0, lda, rows, kc, dst, mr);
+    for (int64_t p = 0; p < kc; ++p)
+      for (int64_t i = rows; i < mr; ++i) dst[p * mr + i] = 0.0f;
   } else {  // op(A)(i, p) = A[p * lda + i]
     for (int64_t p = 0; p < kc; ++p) {
       const float* src = A + (p0 + p) * lda + i0;
@@ -96,13 +138,10 @@ void pack_b_sliver(const float* B, int64_t ldb, bool trans_b, int64_t p0, int64_
       for (int64_t j = 0; j < cols; ++j) d[j] = src[j];
       for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
     }
-  } else {  // op(B)(p, j) = B[j * ldb + p]: read rows of B, write columns of the sliver
-    for (int64_t j = 0; j < cols; ++j) {
-      const float* src = B + (j0 + j) * ldb + p0;
-      for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
-    }
-    for (int64_t j = cols; j < nr; ++j)
-      for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = 0.0f;
+  } else {  // op(B)(p, j) = B[j * ldb + p]
+    transpose_copy(B + j0 * ldb + p0, ldb, cols, kc, dst, nr);
+    for (int64_t p = 0; p < kc; ++p)
+      for (int64_t j = cols; j < nr; ++j) dst[p * nr + j] = 0.0f;
   }
 }
 
@@ -166,8 +205,13 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 
   const GemmKernelInfo& kr = gemm_kernel_for(active_isa());
   const int mr = kr.mr, nr = kr.nr;
-  const int64_t MC = kr.mc, KC = kr.kc, NC = kr.nc;
-  const bool b_in_place = !trans_b && M <= MC;
+  const int64_t MC = kr.mc, NC = kr.nc;
+  // With more tiles per B sliver, an in-place sliver (rows ldb apart, often a power
+  // of two) would fight over a few L1 sets; packed, it is contiguous.
+  const bool b_in_place = !trans_b && M <= 4 * mr;
+  // Even K blocks: 784 is 4 x 196, not 256 + 256 + 256 + 16 (a thin last block is
+  // all overhead: each tile's C is loaded and stored once per block).
+  const int64_t KC = (K + (K + kr.kc - 1) / kr.kc - 1) / ((K + kr.kc - 1) / kr.kc);
 
   const int64_t kc_max = std::min(K, KC);
   float* pack_a = tls_pack_a.get(static_cast<size_t>(round_up(std::min(M, MC), mr) * kc_max));
