@@ -2,5 +2,11 @@
 from fastnn import _C
 from fastnn._config import (config, get_check_finite, get_num_threads, set_check_finite,
                             set_num_threads, threads)
+from fastnn._tensor import (Tensor, from_dlpack, from_numpy, is_grad_enabled, manual_seed, no_grad, ones,
+                            rand, randn, tensor, zeros)
+from fastnn.ops.elementwise import add, div, exp, log, mul, neg, pow, relu, sigmoid, sqrt, sub, tanh
+from fastnn.ops.linalg import matmul
+from fastnn.ops.reduce import max, mean, sum
+from fastnn.ops.shape import cat, concatenate, flatten, permute, reshape, stack, transpose
 
 __version__ = _C.__version__

@@ -1,0 +1,233 @@
+"""Elementwise ops with numpy broadcasting: add, sub, mul, div, neg, pow, exp, log, sqrt, relu,
+sigmoid, tanh, clone.
+
+Forward and backward are numpy expressions. Values follow IEEE as PyTorch does: log(0) = -inf,
+sqrt(-1) = nan, 1/0 = inf, without warnings (Function.apply runs ops under np.errstate).
+A broadcast input receives the gradient summed back to its own shape by `unbroadcast`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn.autograd import Function
+from fastnn.ops._common import as_tensor
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum grad over the axes that broadcasting prepended or stretched from 1, giving `shape`."""
+    if grad.shape == shape:
+        return grad
+    prepended = grad.ndim - len(shape)
+    if prepended:
+        grad = grad.sum(axis=tuple(range(prepended)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _binary(fn: str, function: type, a, b):
+    a, b = as_tensor(a), as_tensor(b)
+    if a.shape != b.shape:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{fn}: shapes {a.shape} and {b.shape} cannot be broadcast together "
+                             f"(trailing dimensions must be equal or 1)") from None
+    return function.apply(a, b)
+
+
+# -- binary -----------------------------------------------------------------------------------
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.a_shape, ctx.b_shape = a.shape, b.shape
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return unbroadcast(grad, ctx.a_shape), unbroadcast(grad, ctx.b_shape)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.a_shape, ctx.b_shape = a.shape, b.shape
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_b = unbroadcast(-grad, ctx.b_shape) if ctx.needs_input_grad[1] else None
+        return unbroadcast(grad, ctx.a_shape), grad_b
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        grad_a = unbroadcast(grad * b, a.shape) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(grad * a, b.shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        grad_a = unbroadcast(grad / b, a.shape) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(-grad * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Pow(Function):
+    """base ** exponent, either of which may be a constant."""
+
+    @staticmethod
+    def forward(ctx, base, exponent):
+        out = np.power(base, exponent)
+        ctx.save_for_backward(base, exponent, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        base, exponent, out = ctx.saved_tensors
+        grad_base = grad_exponent = None
+        if ctx.needs_input_grad[0]:
+            grad_base = unbroadcast(grad * exponent * np.power(base, exponent - 1), base.shape)
+        if ctx.needs_input_grad[1]:
+            # d/dy x**y = x**y log x; PyTorch takes it as 0 at x = 0 (where 0 * -inf is nan) for y >= 0
+            d_exponent = np.where((base == 0) & (exponent >= 0), 0.0, out * np.log(base))
+            grad_exponent = unbroadcast(grad * d_exponent, exponent.shape)
+        return grad_base, grad_exponent
+
+
+def add(a, b): return _binary("add", Add, a, b)
+def sub(a, b): return _binary("sub", Sub, a, b)
+def mul(a, b): return _binary("mul", Mul, a, b)
+def div(a, b): return _binary("div", Div, a, b)
+def pow(base, exponent): return _binary("pow", Pow, base, exponent)  # noqa: A001 (torch's name)
+
+
+# -- unary ------------------------------------------------------------------------------------
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return grad * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.log(a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, = ctx.saved_tensors
+        return grad / a
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return grad / (2 * out)
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.maximum(a, 0)  # keeps nan, like torch.relu
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, = ctx.saved_tensors
+        return grad * (a > 0)  # 0 at a == 0, as in PyTorch
+
+
+def stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp of a non-positive number cannot overflow, so each branch is exact for its sign
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = stable_sigmoid(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return grad * out * (1 - out)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return grad * (1 - out * out)
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def neg(x): return Neg.apply(as_tensor(x))
+def exp(x): return Exp.apply(as_tensor(x))
+def log(x): return Log.apply(as_tensor(x))
+def sqrt(x): return Sqrt.apply(as_tensor(x))
+def relu(x): return ReLU.apply(as_tensor(x))
+def sigmoid(x): return Sigmoid.apply(as_tensor(x))
+def tanh(x): return Tanh.apply(as_tensor(x))
+def clone(x): return Clone.apply(as_tensor(x))

@@ -1,0 +1,84 @@
+"""Reductions over axis=None (all), an int or a tuple of ints, with keepdim: sum, mean, max.
+
+Backward broadcasts the output gradient back over the reduced axes. max splits its gradient
+evenly among the elements that tie for the maximum (like torch.amax); mean and max over an
+empty axis raise ValueError, where numpy would warn or fail with a generic message.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastnn.autograd import Function
+from fastnn.ops._common import as_tensor, normalize_axes, resolve_dim_alias
+
+
+def _expand(grad: np.ndarray, axes: tuple, keepdim: bool, shape: tuple) -> np.ndarray:
+    """The output gradient as a read-only view broadcast over the input's shape."""
+    if not keepdim:
+        grad = np.expand_dims(grad, axes)
+    return np.broadcast_to(grad, shape)
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        ctx.a_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
+        return np.sum(a, axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _expand(grad, ctx.axes, ctx.keepdim, ctx.a_shape), None, None
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        ctx.a_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
+        ctx.count = math.prod(a.shape[i] for i in axes)
+        return np.sum(a, axis=axes, keepdims=keepdim) / np.float32(ctx.count)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _expand(grad / np.float32(ctx.count), ctx.axes, ctx.keepdim, ctx.a_shape), None, None
+
+
+class Max(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        out = np.amax(a, axis=axes, keepdims=True)
+        ctx.save_for_backward(a, out)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return out if keepdim else np.squeeze(out, axis=axes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, out = ctx.saved_tensors
+        is_max = a == out
+        ties = np.sum(is_max, axis=ctx.axes, keepdims=True, dtype=np.float32)
+        grad = grad if ctx.keepdim else np.expand_dims(grad, ctx.axes)
+        return np.where(is_max, grad / ties, np.float32(0)), None, None
+
+
+def _reduce(fn: str, function: type, x, axis, keepdim, dim, empty_ok: bool):
+    x = as_tensor(x)
+    axes = normalize_axes(fn, resolve_dim_alias(fn, axis, dim), x.ndim)
+    if not empty_ok and any(x.shape[i] == 0 for i in axes):
+        raise ValueError(f"{fn}: cannot reduce over an empty axis: input of shape {x.shape}, "
+                         f"axis={axis if dim is None else dim!r} has size 0")
+    return function.apply(x, axes, bool(keepdim))
+
+
+def sum(x, axis=None, keepdim=False, *, dim=None):  # noqa: A001 (torch's name)
+    """Sum over axis (None: all axes); keepdim keeps the reduced axes with size 1."""
+    return _reduce("sum", Sum, x, axis, keepdim, dim, empty_ok=True)
+
+
+def mean(x, axis=None, keepdim=False, *, dim=None):
+    return _reduce("mean", Mean, x, axis, keepdim, dim, empty_ok=False)
+
+
+def max(x, axis=None, keepdim=False, *, dim=None):  # noqa: A001 (torch's name)
+    """The maximum over axis (values only, like torch.amax); ties share the gradient evenly."""
+    return _reduce("max", Max, x, axis, keepdim, dim, empty_ok=False)

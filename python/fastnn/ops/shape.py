@@ -1,0 +1,184 @@
+"""Shape ops: reshape (view), transpose, permute, flatten, indexing, cat/concatenate, stack.
+
+Forward returns a numpy view where numpy can (reshape of contiguous data, transpose, permute,
+basic indexing), so these ops cost no copy; backward moves the gradient back the inverse way.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastnn._tensor import Tensor, parse_shape
+from fastnn.autograd import Function
+from fastnn.ops._common import as_tensor, normalize_axis
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.a_shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.a_shape), None
+
+
+def reshape(x, shape):
+    """x with a new shape of the same size; one dimension may be -1 (inferred)."""
+    x = as_tensor(x)
+    shape = parse_shape("reshape", (shape,) if isinstance(shape, (int, np.integer)) else shape,
+                        allow_infer=True)
+    known = math.prod(d for d in shape if d != -1)
+    if -1 in shape:
+        if known == 0 or x.data.size % known:
+            raise ValueError(f"reshape: cannot reshape input of shape {x.shape} ({x.data.size} elements) "
+                             f"into shape {shape}: the -1 dimension cannot be inferred")
+        shape = tuple(x.data.size // known if d == -1 else d for d in shape)
+    elif known != x.data.size:
+        raise ValueError(f"reshape: cannot reshape input of shape {x.shape} ({x.data.size} elements) "
+                         f"into shape {shape} ({known} elements)")
+    return Reshape.apply(x, shape)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, dims):
+        ctx.dims = dims
+        return np.transpose(a, dims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.transpose(grad, np.argsort(ctx.dims)), None
+
+
+def permute(x, dims):
+    """x with its axes reordered: output axis i is input axis dims[i]."""
+    x = as_tensor(x)
+    try:
+        given = tuple(dims)
+    except TypeError:
+        raise TypeError(f"permute: dims must be a sequence of ints, got {dims!r}") from None
+    normalized = tuple(normalize_axis("permute", d, x.ndim, name="dim") for d in given)
+    if sorted(normalized) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims={given} is not a permutation of the {x.ndim} axes of an input "
+                         f"of shape {x.shape}")
+    return Permute.apply(x, normalized)
+
+
+def transpose(x, dim0, dim1):
+    """x with axes dim0 and dim1 swapped."""
+    x = as_tensor(x)
+    dims = list(range(x.ndim))
+    i = normalize_axis("transpose", dim0, x.ndim, name="dim0")
+    j = normalize_axis("transpose", dim1, x.ndim, name="dim1")
+    dims[i], dims[j] = dims[j], dims[i]
+    return Permute.apply(x, tuple(dims))
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """x with axes start_dim..end_dim merged into one (a 0-d input becomes shape (1,))."""
+    x = as_tensor(x)
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    start = normalize_axis("flatten", start_dim, x.ndim, name="start_dim")
+    end = normalize_axis("flatten", end_dim, x.ndim, name="end_dim")
+    if start > end:
+        raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} "
+                         f"for an input of shape {x.shape}")
+    merged = math.prod(x.shape[start:end + 1])
+    return reshape(x, x.shape[:start] + (merged,) + x.shape[end + 1:])
+
+
+# -- indexing ---------------------------------------------------------------------------------
+
+def _is_advanced(index: tuple) -> bool:
+    return any(isinstance(i, (list, np.ndarray)) for i in index)
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.a_shape, ctx.index = a.shape, index
+        return a[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_a = np.zeros(ctx.a_shape, dtype=np.float32)
+        if _is_advanced(ctx.index):
+            np.add.at(grad_a, ctx.index, grad)  # an index array may name an element twice
+        else:
+            grad_a[ctx.index] = grad  # basic indexing reaches each element at most once
+        return grad_a, None
+
+
+def getitem(x, index):
+    """x[index] for ints, slices, None, Ellipsis, integer or boolean arrays (numpy's rules)."""
+    x = as_tensor(x)
+    items = index if isinstance(index, tuple) else (index,)
+    items = tuple(i.data if isinstance(i, Tensor) else i for i in items)
+    return GetItem.apply(x, items)
+
+
+# -- joining ----------------------------------------------------------------------------------
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, axis, *arrays):
+        ctx.axis = axis
+        ctx.split_points = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None, *np.split(grad, ctx.split_points, axis=ctx.axis))
+
+
+def _tensor_list(fn: str, tensors) -> list:
+    if isinstance(tensors, (Tensor, np.ndarray)) or not hasattr(tensors, "__iter__"):
+        raise TypeError(f"{fn}: expected a sequence of tensors, got {type(tensors).__name__}")
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError(f"{fn}: expected a non-empty sequence of tensors")
+    return tensors
+
+
+def cat(tensors, axis=0):
+    """Join tensors along an existing axis; their other dimensions must match."""
+    tensors = _tensor_list("cat", tensors)
+    first = tensors[0].shape
+    if len(first) == 0:
+        raise ValueError("cat: zero-dimensional tensors cannot be concatenated; use stack")
+    axis = normalize_axis("cat", axis, len(first))
+    expected = first[:axis] + ("*",) + first[axis + 1:]
+    for k, t in enumerate(tensors[1:], start=1):
+        if t.ndim != len(first) or t.shape[:axis] + t.shape[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise ValueError(f"cat: tensor {k} has shape {t.shape}, but tensor 0 has shape {first}; "
+                             f"expected shape ({', '.join(map(str, expected))}) to join along axis {axis}")
+    return Cat.apply(axis, *tensors)
+
+
+concatenate = cat
+
+
+class Stack(Function):
+    @staticmethod
+    def forward(ctx, axis, *arrays):
+        ctx.axis = axis
+        return np.stack(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None, *np.moveaxis(grad, ctx.axis, 0))
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis."""
+    tensors = _tensor_list("stack", tensors)
+    first = tensors[0].shape
+    axis = normalize_axis("stack", axis, len(first) + 1, of="the stacked result")
+    for k, t in enumerate(tensors[1:], start=1):
+        if t.shape != first:
+            raise ValueError(f"stack: tensor {k} has shape {t.shape}, expected {first} like tensor 0")
+    return Stack.apply(axis, *tensors)

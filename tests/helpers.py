@@ -1,0 +1,65 @@
+"""check_op: compare a fastnn op with its float64 reference, in value and in gradient."""
+import numpy as np
+
+import fastnn
+
+
+def numerical_gradient(f, inputs, i, eps=1e-6):
+    """Central differences of the scalar f(*inputs) with respect to inputs[i], in float64."""
+    inputs = [np.array(x, dtype=np.float64) for x in inputs]
+    x = inputs[i]
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + eps
+        above = f(*inputs)
+        x[index] = saved - eps
+        below = f(*inputs)
+        x[index] = saved
+        grad[index] = (above - below) / (2 * eps)
+    return grad
+
+
+def random_inputs(shapes, low=-2.0, high=2.0, seed=0):
+    """float32 inputs drawn uniformly from [low, high) (one bound per input when given lists)."""
+    rng = np.random.default_rng(seed)
+    lows = low if isinstance(low, (list, tuple)) else [low] * len(shapes)
+    highs = high if isinstance(high, (list, tuple)) else [high] * len(shapes)
+    return [rng.uniform(lo, hi, size=shape).astype(np.float32) for shape, lo, hi in zip(shapes, lows, highs)]
+
+
+def check_op(shapes, fastnn_fn, reference_fn, atol=1e-5, rtol=1e-5, grad=True,
+             grad_atol=1e-4, grad_rtol=1e-3, low=-2.0, high=2.0, seed=0):
+    """fastnn_fn(*tensors) against reference_fn(*float64 arrays) on random inputs of `shapes`.
+
+    The forward must match the reference within atol/rtol. With grad, the output is
+    back-propagated with a random upstream gradient g, and each input's .grad must match the
+    central finite differences of sum(reference_fn(...) * g), taken in float64.
+    Returns the output tensor.
+    """
+    inputs32 = random_inputs(shapes, low, high, seed)
+    inputs64 = [x.astype(np.float64) for x in inputs32]
+    tensors = [fastnn.tensor(x, requires_grad=grad) for x in inputs32]
+
+    out = fastnn_fn(*tensors)
+    expected = np.asarray(reference_fn(*inputs64), dtype=np.float64)
+    assert isinstance(out, fastnn.Tensor)
+    assert out.dtype == np.float32
+    assert out.shape == expected.shape, f"shape {out.shape}, expected {expected.shape}"
+    np.testing.assert_allclose(out.detach().numpy(), expected, atol=atol, rtol=rtol, err_msg="forward")
+    if not grad:
+        return out
+
+    upstream = np.random.default_rng(seed + 1).standard_normal(expected.shape).astype(np.float32)
+    out.backward(upstream)
+
+    def weighted(*xs):
+        return np.sum(reference_fn(*xs) * upstream.astype(np.float64))
+
+    for i, t in enumerate(tensors):
+        assert t.grad is not None, f"input {i} received no gradient"
+        assert t.grad.shape == t.shape
+        expected_grad = numerical_gradient(weighted, inputs64, i)
+        np.testing.assert_allclose(t.grad.numpy(), expected_grad, atol=grad_atol, rtol=grad_rtol,
+                                   err_msg=f"gradient of input {i}")
+    return out
