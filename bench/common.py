@@ -1,0 +1,243 @@
+"""Shared pieces of the fastnn benchmarks: library detection, timing, one child process per
+thread count, tables and JSON.
+
+A benchmark script runs in two roles. The parent parses the options, starts one child of itself
+per thread count (run_child) and prints the tables. The child measures and prints its results as
+JSON on stdout. A child per thread count is needed because OpenBLAS (numpy) reads its thread
+count from the environment once, when numpy is imported, and cannot be changed afterwards
+without threadpoolctl.
+"""
+
+import gc
+import importlib.util
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FASTNN_NUM_THREADS")
+
+
+# ---- libraries ---------------------------------------------------------------------------------
+
+def have(module_name):
+    """True when the module is installed (found without importing it: torch takes seconds)."""
+    return importlib.util.find_spec(module_name) is not None
+
+
+def import_torch(threads):
+    """torch with its intra-op pool set to `threads`, or None when torch is not installed."""
+    if not have("torch"):
+        return None
+    try:
+        import torch
+    except ImportError as e:  # a broken install: benchmark the others
+        print(f"torch is installed but does not import ({e}): its columns read '-'", file=sys.stderr)
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+# ---- timing ------------------------------------------------------------------------------------
+
+def _seconds_per_call(fn, number):
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def _calls_per_sample(fn, min_sample_s):
+    """How many back-to-back calls make one timed sample last at least min_sample_s, so that
+    short calls are not dominated by timer resolution and loop overhead. Returns (calls, seconds
+    of one such sample)."""
+    number = 1
+    while True:
+        t = _seconds_per_call(fn, number) * number
+        if t >= min_sample_s:
+            return number, t
+        # Aim 20% past the target so the next try usually succeeds; at least double.
+        number = max(2 * number, math.ceil(number * 1.2 * min_sample_s / max(t, 1e-9)))
+
+
+def time_call(fn, repeats=7, warmup_s=0.2, min_sample_s=0.02, max_s=1.5):
+    """Median seconds per call of fn(), warm.
+
+    Warm-up runs at least two calls and at least warmup_s seconds: beyond caches, page faults and
+    packing buffers, this lets the worker threads of the library timed before go to sleep
+    (OpenBLAS's spin for ~0.1 s after a call and would steal a core on a small machine).
+    Big calls get fewer samples (at least 3) so one measurement takes about max_s seconds.
+    """
+    start = time.perf_counter()
+    calls = 0
+    while calls < 2 or time.perf_counter() - start < warmup_s:
+        fn()
+        calls += 1
+    number, sample_s = _calls_per_sample(fn, min_sample_s)
+    rounds = max(3, min(repeats, int(max_s / sample_s)))
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside a sample would be charged to the library being timed
+    try:
+        samples = [_seconds_per_call(fn, number) for _ in range(rounds)]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return statistics.median(samples)
+
+
+# ---- other processes ---------------------------------------------------------------------------
+# This machine is small and shared: another process's burst on one of its 2 CPUs makes a timing
+# read low, a multi-threaded one by 10-100x (a thread that loses its core stalls every barrier of
+# its library). So the share of CPU time other processes took is measured during each timing,
+# a disturbed timing is retried once the machine is quiet again, and the share is reported.
+
+# A timing during which other processes used more than this share of the CPUs is retried.
+QUIET_SHARE = 0.1
+
+
+def others_cpu_seconds():
+    """CPU-seconds used so far by every process on the machine except this one and its finished
+    children (Linux /proc/stat, including time the hypervisor stole; 0 elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    except (OSError, ValueError):
+        return 0.0
+    machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return machine - time.process_time() - children.ru_utime - children.ru_stime
+
+
+def others_share(fn, *args, **kwargs):
+    """(fn's result, share of the machine's CPU time that other processes used while it ran)."""
+    others0, wall0 = others_cpu_seconds(), time.perf_counter()
+    result = fn(*args, **kwargs)
+    others1, wall1 = others_cpu_seconds(), time.perf_counter()
+    return result, max(0.0, (others1 - others0) / ((wall1 - wall0) * os.cpu_count()))
+
+
+def wait_until_quiet(max_share, max_wait_s):
+    """Sleep in 0.25 s steps until other processes use at most max_share of the CPUs."""
+    deadline = time.perf_counter() + max_wait_s
+    while time.perf_counter() < deadline:
+        _, share = others_share(time.sleep, 0.25)
+        if share <= max_share:
+            return
+
+
+def time_quietly(fn, tries=3, max_share=QUIET_SHARE, max_wait_s=5.0, **options):
+    """time_call(fn), retried (at most `tries` in all, each retry after waiting up to max_wait_s
+    for quiet) while other processes took more than max_share of the CPUs during it. Returns
+    (seconds, share) of the least disturbed try."""
+    best = None
+    for attempt in range(tries):
+        if attempt > 0:
+            wait_until_quiet(max_share, max_wait_s)
+        seconds, share = others_share(time_call, fn, **options)
+        if best is None or share < best[1]:
+            best = (seconds, share)
+        if share <= max_share:
+            break
+    return best
+
+
+def time_calls(fns, **options):
+    """For each function of the dict `fns` (name -> no-argument callable): (median seconds per
+    call, share of the CPUs other processes used while it was timed), one library after the
+    other. Not interleaved call by call: each library's thread pool would then compete with the
+    still-spinning pool of the one called just before."""
+    return {name: time_quietly(fn, **options) for name, fn in fns.items()}
+
+
+# ---- one child process per thread count --------------------------------------------------------
+
+def parse_threads(text):
+    """'1,2' -> [1, 2]"""
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--threads expects positive integers separated by commas, got {text!r}")
+    return counts
+
+
+def run_child(script, threads, args):
+    """Run `python script --child THREADS *args` with every thread-count variable set to THREADS
+    and return the JSON object the child prints on stdout, with "other_cpu_share" added (the
+    share of the CPUs other processes used meanwhile). The child's stderr passes through."""
+    env = dict(os.environ)
+    for var in THREAD_ENV_VARS:
+        env[var] = str(threads)
+    cmd = [sys.executable, os.path.abspath(script), "--child", str(threads), *args]
+    proc, share = others_share(subprocess.run, cmd, env=env, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child for {threads} thread(s) failed with exit code {proc.returncode}")
+    result = json.loads(proc.stdout)
+    result["other_cpu_share"] = share
+    return result
+
+
+# ---- machine information -----------------------------------------------------------------------
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info():
+    """What the figures depend on, for the JSON file. The torch version comes from the children,
+    which import it (the parent does not: it takes seconds)."""
+    import numpy
+    import fastnn
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "fastnn_config": fastnn.config(),
+    }
+
+
+# ---- output ------------------------------------------------------------------------------------
+
+def fmt(value, spec=".1f"):
+    """Format a number, or '-' for a missing one (library not installed, size not run)."""
+    return "-" if value is None else format(value, spec)
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def print_table(title, headers, rows):
+    """Print rows (lists of strings) under headers; the first column left-aligned, the rest
+    right-aligned (they hold numbers)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+
+    def line(cells):
+        parts = [str(cells[0]).ljust(widths[0])]
+        parts += [str(cell).rjust(width) for cell, width in zip(cells[1:], widths[1:])]
+        return "  ".join(parts).rstrip()
+
+    print()
+    print(title)
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+
+
+def write_json(path, data):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")

@@ -1,0 +1,293 @@
+"""GEMM benchmark: fastnn._C.gemm against numpy (OpenBLAS) and PyTorch CPU.
+
+    python bench/gemm.py                      # 1 and 2 threads, all shapes (~1-2 minutes)
+    python bench/gemm.py --quick              # smoke run: fewer sizes and repeats
+    python bench/gemm.py --threads 2 --json gemm.json
+
+Shapes (M, N, K; "NT" means op(a) = a, op(b) = b.T):
+  square    n x n x n for n = 64 ... 2048
+  training  the three GEMMs per layer of a 784-256-128-10 MLP at batch 64 and 256:
+            forward Y = X W^T (NT), backward dX = dY W (NN), dW = dY^T X (TN)
+  conv      LeNet-5 convolutions lowered to GEMM at batch 64: W (M x K) @ columns (K x N)
+
+Every library gets the same logical operands: numpy and torch receive the transposed *views*
+(a.T, b.T), so their BLAS sees the same stored layout that fastnn gets with its trans flags, and
+each writes into its own preallocated output. GFLOP/s = 2*M*N*K / median seconds per call.
+fastnn is called with its defaults, so its time includes the check_finite scan of the inputs.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+
+import common
+
+MLP_LAYERS = [(784, 256), (256, 128), (128, 10)]  # (in_features, out_features)
+
+# The issue states its targets for this thread count.
+TARGET_THREADS = 2
+
+
+def shapes(quick):
+    """List of dicts: group, case, M, N, K, trans_a, trans_b."""
+    squares = [64, 256, 512] if quick else [64, 128, 256, 512, 1024, 2048]
+    batches = [64] if quick else [64, 256]
+    out = []
+    for n in squares:
+        out.append(dict(group="square", case=f"n={n}", M=n, N=n, K=n, trans_a=False, trans_b=False))
+    for batch in batches:
+        for layer, (fan_in, fan_out) in enumerate(MLP_LAYERS, start=1):
+            # forward Y = X W^T: X (batch, in), W stored (out, in)
+            out.append(dict(group="training", case=f"fc{layer} fwd b{batch}",
+                            M=batch, N=fan_out, K=fan_in, trans_a=False, trans_b=True))
+            # backward dX = dY W: dY (batch, out), W (out, in)
+            out.append(dict(group="training", case=f"fc{layer} dX b{batch}",
+                            M=batch, N=fan_in, K=fan_out, trans_a=False, trans_b=False))
+            # backward dW = dY^T X: dY stored (batch, out), X (batch, in)
+            out.append(dict(group="training", case=f"fc{layer} dW b{batch}",
+                            M=fan_out, N=fan_in, K=batch, trans_a=True, trans_b=False))
+    # LeNet-5 at batch 64: conv1 1->6 channels, 5x5, 28x28 out; conv2 6->16, 5x5, 10x10 out.
+    # M = output channels, N = batch * output pixels, K = input channels * kernel area.
+    out.append(dict(group="conv", case="conv1 b64", M=6, N=64 * 28 * 28, K=1 * 5 * 5,
+                    trans_a=False, trans_b=False))
+    out.append(dict(group="conv", case="conv2 b64", M=16, N=64 * 10 * 10, K=6 * 5 * 5,
+                    trans_a=False, trans_b=False))
+    return out
+
+
+# ---- child: measure at one thread count --------------------------------------------------------
+
+def measure(threads, repeats, quick, skip_peak):
+    # Imported here, after run_child has set the thread variables, which OpenBLAS reads at import.
+    import numpy as np
+    import fastnn
+    from fastnn import _C
+
+    fastnn.set_num_threads(threads)
+    torch = common.import_torch(threads)
+
+    peak = None
+    if not skip_peak:
+        # Max of three short runs: one run can read low when its threads do not start together.
+        peak = max(_C.fma_peak_gflops(threads, seconds=0.2) for _ in range(3))
+
+    rng = np.random.default_rng(0)
+    todo = shapes(quick)
+    rows = []
+    for shape in todo:
+        rows.append(measure_shape(shape, repeats, rng, np, _C, torch))
+        # Progress on stderr (stdout carries the JSON): the tables only come at the end.
+        print(f"\r{threads} thread(s): {len(rows)}/{len(todo)} shapes measured", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+
+    return {
+        "threads": threads,
+        "fastnn_num_threads": fastnn.get_num_threads(),
+        "fastnn_config": fastnn.config(),
+        "torch_version": torch.__version__ if torch else None,
+        "torch_num_threads": torch.get_num_threads() if torch else None,
+        "peak_gflops": peak,
+        "peak_source": None if skip_peak else "measured (fma_peak_gflops, max of 3)",
+        "rows": rows,
+    }
+
+
+def measure_shape(shape, repeats, rng, np, _C, torch):
+    M, N, K = shape["M"], shape["N"], shape["K"]
+    trans_a, trans_b = shape["trans_a"], shape["trans_b"]
+
+    # Stored operands, as fastnn receives them.
+    a = rng.standard_normal((K, M) if trans_a else (M, K), dtype=np.float32)
+    b = rng.standard_normal((N, K) if trans_b else (K, N), dtype=np.float32)
+    # Logical operands as transposed views, so OpenBLAS and torch see the same memory layout.
+    a_op = a.T if trans_a else a
+    b_op = b.T if trans_b else b
+
+    c_fastnn = np.empty((M, N), dtype=np.float32)
+    c_numpy = np.empty((M, N), dtype=np.float32)
+    fns = {
+        "fastnn": lambda: _C.gemm(a, b, c_fastnn, trans_a=trans_a, trans_b=trans_b),
+        "numpy": lambda: np.matmul(a_op, b_op, out=c_numpy),
+    }
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        ta_op = ta.T if trans_a else ta
+        tb_op = tb.T if trans_b else tb
+        tc = torch.from_numpy(np.empty((M, N), dtype=np.float32))
+        fns["torch"] = lambda: torch.matmul(ta_op, tb_op, out=tc)
+
+    # Timing a wrong product would be worthless: check fastnn against numpy once first.
+    fns["fastnn"]()
+    fns["numpy"]()
+    err = float(np.max(np.abs(c_fastnn - c_numpy))) / max(float(np.max(np.abs(c_numpy))), 1e-30)
+    if err > 1e-4:
+        raise RuntimeError(f"fastnn gemm differs from numpy for {shape['case']}: relative error {err:.2e}")
+
+    timings = common.time_calls(fns, repeats=repeats)
+    flops = 2.0 * M * N * K
+    row = dict(shape)
+    row["seconds"], row["gflops"], row["other_cpu_share"] = {}, {}, {}
+    for name in ("fastnn", "numpy", "torch"):
+        seconds, share = timings.get(name, (None, None))
+        row["seconds"][name] = seconds
+        row["gflops"][name] = None if seconds is None else flops / seconds / 1e9
+        row["other_cpu_share"][name] = share
+    return row
+
+
+# ---- parent: tables and summary ----------------------------------------------------------------
+
+def shape_label(row):
+    layout = ("T" if row["trans_a"] else "N") + ("T" if row["trans_b"] else "N")
+    return f"{row['M']}x{row['N']}x{row['K']} {layout}"
+
+
+def print_group_table(result, group):
+    peak = result["peak_gflops"]
+    headers = ["case", "M x N x K op", "fastnn GF/s", "numpy GF/s", "torch GF/s",
+               "fastnn/numpy", "fastnn/torch", "% peak"]
+    rows = []
+    for row in result["rows"]:
+        if row["group"] != group:
+            continue
+        g = row["gflops"]
+        shares = [share for share in row["other_cpu_share"].values() if share is not None]
+        disturbed = max(shares) > common.QUIET_SHARE
+        rows.append([
+            row["case"] + (" *" if disturbed else ""), shape_label(row),
+            common.fmt(g["fastnn"]), common.fmt(g["numpy"]), common.fmt(g["torch"]),
+            common.fmt(common.ratio(g["fastnn"], g["numpy"]), ".2f"),
+            common.fmt(common.ratio(g["fastnn"], g["torch"]), ".2f"),
+            common.fmt(None if peak is None else 100.0 * g["fastnn"] / peak, ".0f"),
+        ])
+    # The share over the whole child run includes the waits for quiet before retries; the rows'
+    # own shares (after retries) decide the marks.
+    title = (f"{group} shapes, {result['threads']} thread(s), peak {common.fmt(peak)} GFLOP/s, "
+             f"other processes used {100 * result['other_cpu_share']:.0f}% of the CPUs during the run")
+    common.print_table(title, headers, rows)
+    if any(row[0].endswith(" *") for row in rows):
+        print(f"* other processes used more than {100 * common.QUIET_SHARE:.0f}% of the CPUs while this row "
+              "was timed, even after retries: its figures may read low")
+
+
+def summary_values(result):
+    """The four figures the issue sets targets for, or None where the rows were not run."""
+    rows = result["rows"]
+
+    def numpy_ratios(select):
+        return [common.ratio(r["gflops"]["fastnn"], r["gflops"]["numpy"]) for r in rows if select(r)]
+
+    training = numpy_ratios(lambda r: r["group"] == "training")
+    conv_small_m = numpy_ratios(lambda r: r["group"] == "conv" and r["M"] <= 16)
+    big_squares = numpy_ratios(lambda r: r["group"] == "square" and r["M"] >= 512)
+    n2048 = [r for r in rows if r["group"] == "square" and r["M"] == 2048]
+    peak = result["peak_gflops"]
+    return {
+        "median_ratio_training": statistics.median(training) if training else None,
+        "median_ratio_conv_m_le_16": statistics.median(conv_small_m) if conv_small_m else None,
+        "min_ratio_squares_ge_512": min(big_squares) if big_squares else None,
+        "pct_peak_n2048": 100.0 * n2048[0]["gflops"]["fastnn"] / peak if n2048 and peak else None,
+    }
+
+
+# (key, label, target, format)
+TARGETS = [
+    ("median_ratio_training", "median fastnn/numpy, training shapes", 1.3, ".2f"),
+    ("median_ratio_conv_m_le_16", "median fastnn/numpy, conv shapes M<=16", 2.0, ".2f"),
+    ("min_ratio_squares_ge_512", "min fastnn/numpy, squares n>=512", 0.95, ".2f"),
+    ("pct_peak_n2048", "fastnn % of peak, n=2048", 85.0, ".0f"),
+]
+
+
+def print_summary(results):
+    values = {r["threads"]: summary_values(r) for r in results}
+    headers = ["figure", f"target @{TARGET_THREADS} thr"]
+    headers += [f"{t} thr" for t in values] + [f"@{TARGET_THREADS} thr"]
+    rows = []
+    for key, label, target, spec in TARGETS:
+        row = [label, ">= " + format(target, spec)]
+        row += [common.fmt(v[key], spec) for v in values.values()]
+        at_target = values.get(TARGET_THREADS, {}).get(key)
+        row.append("not run" if at_target is None else ("met" if at_target >= target else "NOT met"))
+        rows.append(row)
+    common.print_table("summary (targets from the issue apply at 2 threads)", headers, rows)
+    return values
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description="GEMM benchmark: fastnn vs numpy (OpenBLAS) vs PyTorch CPU.")
+    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2); "
+                   "each runs in its own process with OPENBLAS/OMP/MKL/FASTNN_NUM_THREADS set")
+    p.add_argument("--json", metavar="FILE", help="write machine info and every figure to FILE")
+    p.add_argument("--peak-gflops", type=float, metavar="X",
+                   help="skip measuring the FMA peak: X is the whole machine's peak at the largest "
+                        "thread count given; smaller counts get X * threads / max(threads)")
+    p.add_argument("--quick", action="store_true", help="fewer sizes and repeats (smoke run)")
+    p.add_argument("--repeats", type=int, help="timed samples per measurement (default 7, 3 with --quick; "
+                   "calls long enough to take >1.5 s get fewer, never below 3)")
+    # Internal: the role of a child process measuring at one thread count.
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--skip-peak", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    try:
+        args.thread_counts = common.parse_threads(args.threads)
+    except ValueError as e:
+        p.error(str(e))
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 7
+    return args
+
+
+def main():
+    args = parse_args()
+    if args.child is not None:
+        result = measure(args.child, args.repeats, args.quick, args.skip_peak)
+        json.dump(result, sys.stdout)
+        return
+
+    counts = args.thread_counts
+    child_args = ["--repeats", str(args.repeats)]
+    if args.quick:
+        child_args.append("--quick")
+    if args.peak_gflops is not None:
+        child_args.append("--skip-peak")
+
+    info = common.machine_info()
+    results = []
+    for threads in counts:
+        result = common.run_child(__file__, threads, child_args)
+        if args.peak_gflops is not None:
+            result["peak_gflops"] = args.peak_gflops * threads / max(counts)
+            result["peak_source"] = f"--peak-gflops {args.peak_gflops} scaled by {threads}/{max(counts)}"
+        results.append(result)
+
+    info["torch"] = results[0]["torch_version"]
+    cfg = info["fastnn_config"]
+    print()
+    print(f"CPU: {info['cpu_model']} ({info['logical_cpus']} logical CPUs)")
+    print(f"fastnn {cfg['version']} isa={cfg['isa']} tile={cfg['gemm_tile']} openmp={cfg['openmp']}; "
+          f"numpy {info['numpy']}; torch {info['torch'] or 'not installed'}")
+    for r in results:
+        print(f"peak at {r['threads']} thread(s): {common.fmt(r['peak_gflops'])} GFLOP/s ({r['peak_source']})")
+
+    for result in results:
+        for group in ("square", "training", "conv"):
+            print_group_table(result, group)
+    summary = print_summary(results)
+
+    if args.json:
+        common.write_json(args.json, {
+            "benchmark": "gemm",
+            "options": {"threads": counts, "quick": args.quick, "repeats": args.repeats,
+                        "peak_gflops": args.peak_gflops},
+            "machine": info,
+            "targets": {key: {"at_threads": TARGET_THREADS, "min": target} for key, _, target, _ in TARGETS},
+            "summary": {str(t): v for t, v in summary.items()},
+            "results": results,
+        })
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
