@@ -34,17 +34,39 @@
 
 namespace fastnn {
 
-const GemmKernelInfo& gemm_kernel_for(Isa isa) {
+GemmKernelTable gemm_kernels_for(Isa isa) {
   switch (isa) {
-    case Isa::avx512: return gemm_kernel_avx512();
-    case Isa::avx2: return gemm_kernel_avx2();
-    default: return gemm_kernel_ref();
+    case Isa::avx512: return gemm_kernels_avx512();
+    case Isa::avx2: return gemm_kernels_avx2();
+    default: return gemm_kernels_ref();
   }
+}
+
+const GemmKernelInfo& gemm_kernel_for(Isa isa) { return gemm_kernels_for(isa).rows[0]; }
+
+// The row whose tiles cover M x N with the least padding. Every row runs its
+// full tiles equally fast, so the padded area is the work done; the general
+// row keeps a shape unless another saves at least a tenth of it.
+const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N) {
+  const GemmKernelTable table = gemm_kernels_for(isa);
+  auto padded_area = [&](const GemmKernelInfo& k) {
+    return static_cast<double>((M + k.mr - 1) / k.mr * k.mr) * static_cast<double>((N + k.nr - 1) / k.nr * k.nr);
+  };
+  const GemmKernelInfo* best = &table.rows[0];
+  double best_area = 0.9 * padded_area(*best);
+  for (int r = 1; r < table.count; ++r) {
+    const double area = padded_area(table.rows[r]);
+    if (area < best_area) {
+      best = &table.rows[r];
+      best_area = area;
+    }
+  }
+  return *best;
 }
 
 namespace {
 
-constexpr int kMaxMR = 16, kMaxNR = 32;  // bounds for the edge-tile buffer
+constexpr int kMaxMR = 16, kMaxNR = 64;  // bounds for the edge-tile buffer
 
 // A 64-byte-aligned float buffer that only grows; one per calling thread.
 class Workspace {
@@ -203,7 +225,7 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   if (M <= 0 || N <= 0) return false;
   if (K <= 0 || alpha == 0.0f) return scale_only(M, N, beta, C, ldc, ep);
 
-  const GemmKernelInfo& kr = gemm_kernel_for(active_isa());
+  const GemmKernelInfo& kr = gemm_kernel_for_shape(active_isa(), M, N);
   const int mr = kr.mr, nr = kr.nr;
   const int64_t MC = kr.mc, NC = kr.nc;
   // With more tiles per B sliver, an in-place sliver (rows ldb apart, often a power

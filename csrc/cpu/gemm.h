@@ -52,13 +52,22 @@ struct GemmKernelInfo {
   int mr, nr;
   int64_t mc, kc, nc;
   GemmMicroKernel ukernel;
-  double (*fma_loop)(int64_t iters);  // a pure FMA loop on one thread; returns the FLOPs done
+  double (*fma_loop)(int64_t iters);  // a pure FMA loop on one thread; returns the FLOPs done (may be null in rows after the first)
 };
 
-const GemmKernelInfo& gemm_kernel_ref();
-const GemmKernelInfo& gemm_kernel_avx2();
-const GemmKernelInfo& gemm_kernel_avx512();
-const GemmKernelInfo& gemm_kernel_for(Isa isa);
+// The block-size table of one ISA: one row per register tile, the general tile
+// first. sgemm takes the row whose tiles cover C with the least padding, so a
+// convolution's 6 or 16 output channels do not run half-empty 12-row tiles.
+struct GemmKernelTable {
+  const GemmKernelInfo* rows;
+  int count;
+};
+GemmKernelTable gemm_kernels_ref();
+GemmKernelTable gemm_kernels_avx2();
+GemmKernelTable gemm_kernels_avx512();
+GemmKernelTable gemm_kernels_for(Isa isa);
+const GemmKernelInfo& gemm_kernel_for(Isa isa);  // the general row
+const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N);
 
 // Machine peak by the active ISA's FMA loop, run on `threads` threads at once.
 double measure_fma_peak_gflops(int threads, double seconds);

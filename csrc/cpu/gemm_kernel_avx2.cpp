@@ -1,6 +1,7 @@
-// AVX2 + FMA micro-kernel: 6 x 16 tile of C in 12 ymm accumulators (6 rows x 2
-// vectors of 8), 2 ymm for B, 1 for the broadcast of A; 12 independent FMA
-// chains cover the 4-5 cycle FMA latency on two FMA ports (Haswell .. Zen 4).
+// AVX2 + FMA micro-kernels: 12 ymm accumulators each, shaped 6 x 16 (6 rows x 2
+// vectors of 8; the general tile) and 4 x 24 (for M = 4, 8, 16), plus the B
+// vectors and 1 ymm for the broadcast of A; 12 independent FMA chains cover the
+// 4-5 cycle FMA latency on two FMA ports (Haswell .. Zen 4).
 // Blocking for a 32 KiB L1 / 512 KiB-1 MiB L2 core: the 256 x 16 B sliver (16 KiB)
 // stays in L1, the 144 x 256 A block (144 KiB) in L2, the 256 x 4080 B panel in L3.
 // Compiled with -mavx2 -mfma only; selected at run time.
@@ -26,11 +27,14 @@ struct Avx2 {
   static bool any_nan(reg x) { return _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0; }
 };
 
-constexpr int MR = 6, NV = 2;
-
 void ukernel_avx2_6x16(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                        const GemmTile& tile) {
-  simd_ukernel<Avx2, MR, NV>(k, a, b, rs_b, c, ldc, tile);
+  simd_ukernel<Avx2, 6, 2>(k, a, b, rs_b, c, ldc, tile);
+}
+
+void ukernel_avx2_4x24(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
+                       const GemmTile& tile) {
+  simd_ukernel<Avx2, 4, 3>(k, a, b, rs_b, c, ldc, tile);
 }
 
 double fma_loop_avx2(int64_t iters) {
@@ -40,9 +44,11 @@ double fma_loop_avx2(int64_t iters) {
 
 }  // namespace
 
-const GemmKernelInfo& gemm_kernel_avx2() {
-  static const GemmKernelInfo info{Isa::avx2, MR, NV * 8, 144, 256, 4080, ukernel_avx2_6x16, fma_loop_avx2};
-  return info;
+GemmKernelTable gemm_kernels_avx2() {
+  //                                      MR  NR   MC   KC    NC
+  static const GemmKernelInfo rows[] = {{Isa::avx2, 6, 16, 144, 256, 4080, ukernel_avx2_6x16, fma_loop_avx2},
+                                        {Isa::avx2, 4, 24, 144, 192, 4080, ukernel_avx2_4x24, nullptr}};
+  return {rows, 2};
 }
 
 }  // namespace fastnn

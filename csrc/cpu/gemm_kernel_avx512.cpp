@@ -1,7 +1,9 @@
-// AVX-512F micro-kernel: 12 x 32 tile of C in 24 zmm accumulators (12 rows x 2
-// vectors of 16), 2 zmm for B, 1 for the broadcast of A.
-// Blocking for a 32-48 KiB L1 / 1-2 MiB L2 core: the 192 x 32 B sliver (24 KiB)
-// stays in L1, the 240 x 192 A block (180 KiB) in L2, the 192 x 3072 B panel in L3.
+// AVX-512F micro-kernels: 24 zmm accumulators each, shaped 12 x 32 (12 rows x 2
+// vectors of 16; the general tile), 8 x 48 and 6 x 64 (for M = 8, 16 or 6, 12:
+// the output channels of small convolutions), plus the B vectors and 1 zmm for
+// the broadcast of A.
+// Blocking for a 32-48 KiB L1 / 1-2 MiB L2 core: the KC x NR B sliver (24-32 KiB)
+// stays in L1, the MC x KC A block (120-180 KiB) in L2, the KC x NC B panel in L3.
 // Compiled with -mavx512f only; selected at run time.
 #include <immintrin.h>
 
@@ -25,11 +27,19 @@ struct Avx512 {
   static bool any_nan(reg x) { return _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) != 0; }
 };
 
-constexpr int MR = 12, NV = 2;
-
 void ukernel_avx512_12x32(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                           const GemmTile& tile) {
-  simd_ukernel<Avx512, MR, NV>(k, a, b, rs_b, c, ldc, tile);
+  simd_ukernel<Avx512, 12, 2>(k, a, b, rs_b, c, ldc, tile);
+}
+
+void ukernel_avx512_8x48(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
+                         const GemmTile& tile) {
+  simd_ukernel<Avx512, 8, 3>(k, a, b, rs_b, c, ldc, tile);
+}
+
+void ukernel_avx512_6x64(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
+                         const GemmTile& tile) {
+  simd_ukernel<Avx512, 6, 4>(k, a, b, rs_b, c, ldc, tile);
 }
 
 double fma_loop_avx512(int64_t iters) {
@@ -39,10 +49,12 @@ double fma_loop_avx512(int64_t iters) {
 
 }  // namespace
 
-const GemmKernelInfo& gemm_kernel_avx512() {
-  static const GemmKernelInfo info{Isa::avx512, MR, NV * 16, 240, 192, 3072, ukernel_avx512_12x32,
-                                   fma_loop_avx512};
-  return info;
+GemmKernelTable gemm_kernels_avx512() {
+  //                                        MR  NR   MC   KC    NC
+  static const GemmKernelInfo rows[] = {{Isa::avx512, 12, 32, 240, 192, 3072, ukernel_avx512_12x32, fma_loop_avx512},
+                                        {Isa::avx512, 8, 48, 240, 160, 3072, ukernel_avx512_8x48, nullptr},
+                                        {Isa::avx512, 6, 64, 240, 128, 3072, ukernel_avx512_6x64, nullptr}};
+  return {rows, 3};
 }
 
 }  // namespace fastnn

@@ -44,9 +44,9 @@ double fma_loop_ref(int64_t iters) {
 
 }  // namespace
 
-const GemmKernelInfo& gemm_kernel_ref() {
-  static const GemmKernelInfo info{Isa::ref, MR, NR, 128, 256, 2048, ukernel_ref_4x8, fma_loop_ref};
-  return info;
+GemmKernelTable gemm_kernels_ref() {
+  static const GemmKernelInfo rows[] = {{Isa::ref, MR, NR, 128, 256, 2048, ukernel_ref_4x8, fma_loop_ref}};
+  return {rows, 1};
 }
 
 }  // namespace fastnn
