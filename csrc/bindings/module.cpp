@@ -14,6 +14,8 @@
 
 namespace fastnn {
 void bind_gemm(py::module_& m);
+void bind_optim(py::module_& m);
+void bind_loss(py::module_& m);
 }
 
 namespace py = pybind11;
@@ -72,4 +74,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("fma_peak_gflops", &fma_peak_py, py::arg("threads"), py::arg("seconds") = 0.2,
         "GFLOP/s of a pure FMA loop on `threads` threads with the active ISA: the machine's peak.");
   bind_gemm(m);
+  bind_optim(m);
+  bind_loss(m);
 }

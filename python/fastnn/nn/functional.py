@@ -1,0 +1,664 @@
+"""fastnn.nn.functional (import as F): the layers' ops and the losses, as functions.
+
+Each op is a `Function` with forward and backward side by side. `linear` (and `linear_relu`,
+which Sequential uses for a Linear followed by a ReLU) is one `_C.gemm` call with the bias (and
+the ReLU) fused in the GEMM epilogue; `cross_entropy` is one fused C++ kernel (log-softmax + NLL,
+`_C.cross_entropy_forward/backward`); the others are numpy expressions.
+
+Losses take `reduction` = 'none' | 'mean' | 'sum' and follow PyTorch's definitions, including
+binary_cross_entropy's log clamped at -100 and cross_entropy's handling of class weights,
+ignore_index and label smoothing. Targets may require grad where PyTorch allows it (regression
+losses, BCE, probability targets).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from fastnn import _C
+from fastnn._config import get_check_finite
+from fastnn._tensor import Tensor, default_generator
+from fastnn.autograd import Function
+from fastnn.ops import elementwise as _elementwise
+from fastnn.ops._common import as_array, as_tensor, normalize_axis
+from fastnn.ops.linalg import _fold, _gemm_operand, gemm2d
+
+__all__ = ["linear", "linear_relu", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax",
+           "dropout", "mse_loss", "l1_loss", "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+           "cross_entropy", "nll_loss"]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _shape_text(shape: tuple) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+# ---------------------------------------------------------------------------------------------
+# linear: one GEMM, bias (and ReLU) in its epilogue
+
+class Linear(Function):
+    """x (..., K) @ weight (N, K)^T + bias (N,), optionally followed by a ReLU."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, relu):
+        rows = _fold(x)                        # (M, K): the leading dims folded
+        a, trans_a = _gemm_operand(rows)
+        b, trans_b = _gemm_operand(weight.T)   # op(b) = weight^T (K, N): weight itself, trans_b=True
+        if bias is not None and not bias.flags.c_contiguous:
+            bias = np.ascontiguousarray(bias)
+        out = _C.gemm(a, b, trans_a=trans_a, trans_b=trans_b, bias=bias, relu=relu,
+                      check_finite=get_check_finite())
+        ctx.save_for_backward(x, weight, out if relu else None)
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        g = _fold(grad)
+        if out is not None:  # fused ReLU: the gradient passes where the output is positive
+            g = np.where(out > 0, g, np.float32(0))
+        grad_x = gemm2d(g, weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        grad_w = gemm2d(g.T, _fold(x)) if ctx.needs_input_grad[1] else None  # (N, M) @ (M, K)
+        grad_b = g.sum(axis=0, dtype=np.float32) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None
+
+
+def _linear(fn: str, input, weight, bias, relu: bool):
+    x, w = as_tensor(input), as_tensor(weight)
+    b = None if bias is None else as_tensor(bias)
+    if w.ndim != 2:
+        raise ValueError(f"{fn}: weight must be 2-D (out_features, in_features), got shape {_shape_text(w.shape)}")
+    out_features, in_features = w.shape
+    if x.ndim == 0 or x.shape[-1] != in_features:
+        hint = ""
+        if x.ndim > 2 and math.prod(x.shape[1:]) == in_features:
+            hint = "; flatten it first (nn.Flatten() or x.flatten(1))"
+        raise ValueError(f"{fn}: expected input of shape (..., {in_features}) for weight of shape "
+                         f"{_shape_text(w.shape)}, got {_shape_text(x.shape)}{hint}")
+    if b is not None and b.shape != (out_features,):
+        raise ValueError(f"{fn}: bias must have shape ({out_features},) for weight of shape "
+                         f"{_shape_text(w.shape)}, got {_shape_text(b.shape)}")
+    try:
+        return Linear.apply(x, w, b, relu)
+    except ValueError as error:  # a NaN or infinity found by gemm's check
+        message = str(error).replace("argument 'a'", "the input (leading dims folded)")
+        message = message.replace("argument 'b'", "the weight").replace("argument 'bias'", "the bias")
+        raise ValueError(f"{fn}: {message}") from error
+
+
+def linear(input, weight, bias=None):  # noqa: A002 (torch's argument names)
+    """input (..., in) @ weight (out, in)^T + bias (out,): one GEMM with the bias fused."""
+    return _linear("linear", input, weight, bias, relu=False)
+
+
+def linear_relu(input, weight, bias=None):  # noqa: A002
+    """relu(linear(input, weight, bias)) as one GEMM with the bias and the ReLU fused."""
+    return _linear("linear_relu", input, weight, bias, relu=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# activations
+
+def relu(input):  # noqa: A002
+    return _elementwise.relu(input)
+
+
+def sigmoid(input):  # noqa: A002
+    return _elementwise.sigmoid(input)
+
+
+def tanh(input):  # noqa: A002
+    return _elementwise.tanh(input)
+
+
+class LeakyReLU(Function):
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = np.float32(slope)
+        return np.where(x > 0, x, x * ctx.slope)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, = ctx.saved_tensors
+        return np.where(x > 0, grad, grad * ctx.slope), None
+
+
+def leaky_relu(input, negative_slope: float = 0.01):  # noqa: A002
+    """x for x > 0, negative_slope * x otherwise."""
+    if not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {type(negative_slope).__name__}")
+    return LeakyReLU.apply(as_tensor(input), float(negative_slope))
+
+
+def _erfc(z: np.ndarray) -> np.ndarray:
+    """Complementary error function in float64, relative error < 1.2e-7 everywhere: the
+    Chebyshev-fitted exponential of Numerical Recipes (erfcc). numpy has no erf of its own."""
+    a = np.abs(z)
+    t = 1.0 / (1.0 + 0.5 * a)
+    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    r = t * np.exp(-a * a + poly)
+    return np.where(z >= 0, r, 2.0 - r)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715
+
+
+class GELU(Function):
+    """x * Phi(x) (Phi: the standard normal CDF), or its tanh approximation; in float64."""
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        x64 = x.astype(np.float64)
+        ctx.save_for_backward(x64)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            return (0.5 * x64 * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x64 + _GELU_CUBIC * x64 ** 3)))).astype(np.float32)
+        return (0.5 * x64 * _erfc(-x64 / math.sqrt(2.0))).astype(np.float32)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, = ctx.saved_tensors
+        if ctx.approximate == "tanh":
+            th = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x ** 3))
+            d = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * _SQRT_2_OVER_PI * (1.0 + 3 * _GELU_CUBIC * x * x)
+        else:
+            d = 0.5 * _erfc(-x / math.sqrt(2.0)) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        return (grad * d).astype(np.float32), None
+
+
+def gelu(input, approximate: str = "none"):  # noqa: A002
+    """Gaussian error linear unit; approximate='tanh' uses the tanh formula (as PyTorch)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(as_tensor(input), approximate)
+
+
+def _stable_log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, axis):
+        if x.size == 0:
+            out = x.copy()
+        else:
+            e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+            out = e / np.sum(e, axis=axis, keepdims=True)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return out * (grad - np.sum(grad * out, axis=ctx.axis, keepdims=True)), None
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, axis):
+        out = x.copy() if x.size == 0 else _stable_log_softmax(x, axis)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return grad - np.exp(out) * np.sum(grad, axis=ctx.axis, keepdims=True), None
+
+
+def softmax(input, dim: int):  # noqa: A002
+    """exp(x) / sum(exp(x)) along dim (computed without overflow)."""
+    x = as_tensor(input)
+    return Softmax.apply(x, normalize_axis("softmax", dim, max(x.ndim, 1), name="dim") if x.ndim else None)
+
+
+def log_softmax(input, dim: int):  # noqa: A002
+    """log(softmax(x)) along dim, computed directly (stable for large inputs)."""
+    x = as_tensor(input)
+    return LogSoftmax.apply(x, normalize_axis("log_softmax", dim, max(x.ndim, 1), name="dim") if x.ndim else None)
+
+
+class Dropout(Function):
+    @staticmethod
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        mask, = ctx.saved_tensors
+        return grad * mask, None
+
+
+def _check_probability(fn: str, p) -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{fn}: p must be a number in [0, 1], got {type(p).__name__}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{fn}: dropout probability p must be in [0, 1], got p={p}")
+    return float(p)
+
+
+def dropout(input, p: float = 0.5, training: bool = True):  # noqa: A002
+    """Inverted dropout: zero each element with probability p and scale the others by 1/(1-p),
+    with fastnn's global generator (fastnn.manual_seed); the identity when not training."""
+    p = _check_probability("dropout", p)
+    x = as_tensor(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        mask = np.zeros(x.shape, dtype=np.float32)
+    else:
+        keep = default_generator().random(x.shape, dtype=np.float32) >= np.float32(p)
+        mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - p))
+    return Dropout.apply(x, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# losses: shared helpers
+
+def _check_reduction(fn: str, reduction) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{fn}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def _reduce(elements: np.ndarray, reduction: str) -> np.ndarray:
+    """The loss of every element reduced; the mean of nothing is nan, as in PyTorch."""
+    if reduction == "none":
+        return elements.astype(np.float32, copy=False)
+    total = np.sum(elements, dtype=np.float64)
+    if reduction == "mean":
+        total = total / elements.size if elements.size else np.float64("nan")
+    return np.asarray(total, dtype=np.float32)
+
+
+def _spread(grad: np.ndarray, shape: tuple, reduction: str) -> np.ndarray:
+    """The output gradient as d(loss)/d(element loss), of the elements' shape."""
+    if reduction == "none":
+        return grad
+    if reduction == "mean":
+        grad = grad / np.float32(max(math.prod(shape), 1))
+    return np.broadcast_to(grad, shape)
+
+
+def _pair(fn: str, input, target):
+    """input and target as tensors of one shape."""
+    x, y = as_tensor(input), as_tensor(target)
+    if x.shape != y.shape:
+        raise ValueError(f"{fn}: target shape {_shape_text(y.shape)} differs from input shape "
+                         f"{_shape_text(x.shape)}; reshape one of them (PyTorch would broadcast them, "
+                         f"which is rarely what was meant)")
+    return x, y
+
+
+def _optional_weight(fn: str, name: str, weight, shape: tuple):
+    """A constant float32 array broadcastable to `shape`, or None."""
+    if weight is None:
+        return None
+    w = as_array(weight)
+    try:
+        fits = np.broadcast_shapes(w.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{fn}: {name} of shape {_shape_text(w.shape)} cannot be broadcast to the input's "
+                         f"shape {_shape_text(shape)}")
+    return w
+
+
+def _grad_or_none(ctx, i: int, value):
+    return value() if ctx.needs_input_grad[i] else None
+
+
+# ---------------------------------------------------------------------------------------------
+# regression losses
+
+class MSELoss(Function):
+    @staticmethod
+    def forward(ctx, x, y, reduction):
+        diff = x - y
+        ctx.save_for_backward(diff)
+        ctx.reduction = reduction
+        return _reduce(diff * diff, reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        diff, = ctx.saved_tensors
+        g = 2 * _spread(grad, diff.shape, ctx.reduction) * diff
+        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None
+
+
+def mse_loss(input, target, reduction: str = "mean"):  # noqa: A002
+    """(input - target)^2, reduced."""
+    x, y = _pair("mse_loss", input, target)
+    return MSELoss.apply(x, y, _check_reduction("mse_loss", reduction))
+
+
+class L1Loss(Function):
+    @staticmethod
+    def forward(ctx, x, y, reduction):
+        diff = x - y
+        ctx.save_for_backward(diff)
+        ctx.reduction = reduction
+        return _reduce(np.abs(diff), reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        diff, = ctx.saved_tensors
+        g = _spread(grad, diff.shape, ctx.reduction) * np.sign(diff)
+        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None
+
+
+def l1_loss(input, target, reduction: str = "mean"):  # noqa: A002
+    """|input - target|, reduced (gradient 0 where they are equal, as in PyTorch)."""
+    x, y = _pair("l1_loss", input, target)
+    return L1Loss.apply(x, y, _check_reduction("l1_loss", reduction))
+
+
+class HuberLoss(Function):
+    @staticmethod
+    def forward(ctx, x, y, reduction, delta):
+        diff = x - y
+        ctx.save_for_backward(diff)
+        ctx.reduction, ctx.delta = reduction, np.float32(delta)
+        a = np.abs(diff)
+        return _reduce(np.where(a < ctx.delta, 0.5 * diff * diff, ctx.delta * (a - 0.5 * ctx.delta)), reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        diff, = ctx.saved_tensors
+        local = np.clip(diff, -ctx.delta, ctx.delta)  # diff inside the band, +-delta outside
+        g = _spread(grad, diff.shape, ctx.reduction) * local
+        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None, None
+
+
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):  # noqa: A002
+    """0.5 d^2 where |d| < delta, delta (|d| - delta / 2) elsewhere, with d = input - target."""
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not delta > 0:
+        raise ValueError(f"huber_loss: delta must be a positive number, got delta={delta!r}")
+    x, y = _pair("huber_loss", input, target)
+    return HuberLoss.apply(x, y, _check_reduction("huber_loss", reduction), float(delta))
+
+
+# ---------------------------------------------------------------------------------------------
+# binary classification losses
+
+_LOG_CLAMP = np.float32(-100.0)  # PyTorch clamps BCE's logs here, so a 0 or 1 input stays finite
+_BCE_EPS = np.float32(1e-12)     # and its gradient divides by at least this
+
+
+class BinaryCrossEntropy(Function):
+    @staticmethod
+    def forward(ctx, x, y, weight, reduction):
+        log_x = np.maximum(np.log(x), _LOG_CLAMP)
+        log_1mx = np.maximum(np.log1p(-x), _LOG_CLAMP)
+        ctx.save_for_backward(x, y, weight, log_x, log_1mx)
+        ctx.reduction = reduction
+        loss = -(y * log_x + (1 - y) * log_1mx)
+        return _reduce(loss if weight is None else loss * weight, reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, weight, log_x, log_1mx = ctx.saved_tensors
+        g = _spread(grad, x.shape, ctx.reduction)
+        if weight is not None:
+            g = g * weight
+        grad_x = _grad_or_none(ctx, 0, lambda: g * (x - y) / np.maximum((1 - x) * x, _BCE_EPS))
+        grad_y = _grad_or_none(ctx, 1, lambda: g * (log_1mx - log_x))
+        return grad_x, grad_y, None, None
+
+
+def binary_cross_entropy(input, target, weight=None, reduction: str = "mean"):  # noqa: A002
+    """-w [y log(x) + (1 - y) log(1 - x)] for probabilities x in [0, 1], logs clamped at -100."""
+    x, y = _pair("binary_cross_entropy", input, target)
+    _check_reduction("binary_cross_entropy", reduction)
+    outside = (x.data < 0) | (x.data > 1)
+    if outside.any():
+        bad = x.data[outside].reshape(-1)[0]
+        raise ValueError(f"binary_cross_entropy: every input must be a probability in [0, 1], found {bad}; "
+                         f"apply sigmoid first, or use binary_cross_entropy_with_logits on the raw scores")
+    w = _optional_weight("binary_cross_entropy", "weight", weight, x.shape)
+    return BinaryCrossEntropy.apply(x, y, w, reduction)
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    """log(1 + exp(z)) without overflow."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    @staticmethod
+    def forward(ctx, x, y, weight, pos_weight, reduction):
+        sp_neg = _softplus(-x)  # -log(sigmoid(x))
+        ctx.save_for_backward(x, y, weight, pos_weight, sp_neg)
+        ctx.reduction = reduction
+        if pos_weight is None:
+            loss = (1 - y) * x + sp_neg
+        else:
+            loss = (1 - y) * x + (1 + (pos_weight - 1) * y) * sp_neg
+        return _reduce(loss if weight is None else loss * weight, reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, weight, pos_weight, sp_neg = ctx.saved_tensors
+        g = _spread(grad, x.shape, ctx.reduction)
+        if weight is not None:
+            g = g * weight
+        pw = np.float32(1) if pos_weight is None else pos_weight
+
+        def d_input():
+            s = _elementwise.stable_sigmoid(x)
+            return g * (s * (pw * y + 1 - y) - pw * y)
+
+        def d_target():  # d/dy = pw * softplus(-x) - softplus(x) = (pw - 1) softplus(-x) - x
+            return g * ((pw - 1) * sp_neg - x)
+
+        return _grad_or_none(ctx, 0, d_input), _grad_or_none(ctx, 1, d_target), None, None, None
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean",  # noqa: A002
+                                     pos_weight=None):
+    """binary_cross_entropy(sigmoid(input), target) computed from the logits, stable for any
+    logit; pos_weight (broadcast along the last axis: one per class) weighs the positive term."""
+    fn = "binary_cross_entropy_with_logits"
+    x, y = _pair(fn, input, target)
+    _check_reduction(fn, reduction)
+    w = _optional_weight(fn, "weight", weight, x.shape)
+    pw = _optional_weight(fn, "pos_weight", pos_weight, x.shape)
+    return BinaryCrossEntropyWithLogits.apply(x, y, w, pw, reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-class losses: (N, C), (N, C, d1, ...) or unbatched (C,) inputs; the class axis is 1
+
+def _class_weight(fn: str, weight, C: int):
+    if weight is None:
+        return None
+    w = np.ascontiguousarray(as_array(weight))
+    if w.shape != (C,):
+        raise ValueError(f"{fn}: weight must have one value per class, shape ({C},), got {_shape_text(w.shape)}")
+    return w
+
+
+def _class_indices(fn: str, target) -> np.ndarray:
+    """Class-index targets as int64 (integral floats, such as a fastnn Tensor of labels, accepted)."""
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind == "b" or t.dtype.kind not in "iuf":
+        raise TypeError(f"{fn}: class-index targets must be integers, got dtype {t.dtype}")
+    if t.dtype.kind == "f":
+        if not np.all(np.isfinite(t)) or not np.array_equal(t, np.round(t)):
+            raise ValueError(f"{fn}: target of shape {_shape_text(t.shape)} is read as class indices, which "
+                             f"must be whole numbers; class probabilities need the input's shape")
+    return np.ascontiguousarray(t.astype(np.int64, copy=False))
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """(N, C, d1, ...) -> (N * d1 * ..., C) contiguous, class axis last."""
+    if x.ndim == 2:
+        return np.ascontiguousarray(x)
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]))
+
+
+def _unrows(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Inverse of _rows: (R, C) back to (N, C, d1, ...)."""
+    if len(shape) == 2:
+        return g
+    return np.moveaxis(g.reshape((shape[0],) + shape[2:] + (shape[1],)), -1, 1)
+
+
+def _batched(fn: str, x: Tensor, target):
+    """Checks shapes: returns (input tensor with a batch axis, target, is_probabilities, unbatched)."""
+    if x.ndim == 0:
+        raise ValueError(f"{fn}: input must have a class axis: shape (C,), (N, C) or (N, C, d1, ...), got a 0-d input")
+    unbatched = x.ndim == 1
+    target_shape = np.shape(target.data if isinstance(target, Tensor) else target)
+    index_shape = () if unbatched else x.shape[:1] + x.shape[2:]
+    if target_shape == x.shape:
+        probabilities = True
+    elif target_shape == index_shape:
+        probabilities = False
+    else:
+        C = x.shape[0] if unbatched else x.shape[1]
+        raise ValueError(f"{fn}: target shape {_shape_text(target_shape)} fits input shape {_shape_text(x.shape)} "
+                         f"neither as class indices, shape {_shape_text(index_shape)} with values in [0, {C}), "
+                         f"nor as class probabilities of the input's shape")
+    return probabilities, unbatched
+
+
+class CrossEntropy(Function):
+    """Fused log-softmax + NLL over axis 1 (one C++ kernel each way)."""
+
+    @staticmethod
+    def forward(ctx, x, target, weight, ignore_index, label_smoothing, reduction):
+        logits = _rows(x)
+        t = _rows(target) if target.dtype == np.float32 else target.reshape(-1)
+        loss, lse = _C.cross_entropy_forward(logits, t, weight=weight, ignore_index=ignore_index,
+                                             label_smoothing=label_smoothing, reduction=reduction)
+        ctx.save_for_backward(logits, t, weight, lse)
+        ctx.x_shape, ctx.settings = x.shape, (ignore_index, label_smoothing, reduction)
+        if reduction == "none":
+            return loss.reshape(x.shape[:1] + x.shape[2:])
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, t, weight, lse = ctx.saved_tensors
+        ignore_index, label_smoothing, reduction = ctx.settings
+        g = np.ascontiguousarray(grad, dtype=np.float32).reshape(-1)
+        grad_x = grad_t = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _unrows(_C.cross_entropy_backward(g, logits, t, lse, weight=weight, ignore_index=ignore_index,
+                                                       label_smoothing=label_smoothing, reduction=reduction),
+                             ctx.x_shape)
+        if ctx.needs_input_grad[1]:  # probability targets: d(row loss)/dq_c = -(1 - eps) w_c log p_c
+            if reduction == "none":
+                scale = g[:, None]
+            else:
+                scale = g[0] / len(t) if reduction == "mean" else g[0]
+            d = -(1 - label_smoothing) * (logits - lse[:, None]) * scale
+            if weight is not None:
+                d = d * weight
+            grad_t = _unrows(d.astype(np.float32), ctx.x_shape)
+        return grad_x, grad_t, None, None, None, None
+
+
+def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",  # noqa: A002
+                  label_smoothing: float = 0.0):
+    """log_softmax + nll_loss in one fused kernel, PyTorch's semantics.
+
+    input: logits (N, C), (N, C, d1, ...) or (C,). target: class indices of shape (N,), (N, d1, ...)
+    or () (ints, or whole-number floats), or class probabilities of the input's shape.
+    weight (C,) weighs each class; `mean` divides by the summed weights of the non-ignored
+    targets (by the number of rows for probabilities). label_smoothing mixes the target with the
+    uniform distribution. Rows whose target is ignore_index contribute nothing.
+    """
+    fn = "cross_entropy"
+    x = as_tensor(input)
+    probabilities, unbatched = _batched(fn, x, target)
+    _check_reduction(fn, reduction)
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+            or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{fn}: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{fn}: ignore_index must be an int, got {type(ignore_index).__name__}")
+    C = x.shape[-1] if unbatched else x.shape[1]
+    w = _class_weight(fn, weight, C)
+    t = as_tensor(target) if probabilities else _class_indices(fn, target)
+    if unbatched:
+        x = x.reshape(1, C)
+        t = t.reshape(1, C) if probabilities else t.reshape(1)
+    out = CrossEntropy.apply(x, t, w, int(ignore_index), float(label_smoothing), reduction)
+    return out.reshape(()) if unbatched and reduction == "none" else out
+
+
+class NLLLoss(Function):
+    @staticmethod
+    def forward(ctx, x, target, weight, ignore_index, reduction):
+        log_p = _rows(x)
+        t = target.reshape(-1)
+        keep = t != ignore_index
+        safe_t = np.where(keep, t, 0)
+        w = (np.ones(x.shape[1], np.float32) if weight is None else weight)[safe_t] * keep
+        picked = log_p[np.arange(len(t)), safe_t]
+        rows = -w * picked
+        ctx.save_for_backward(safe_t, w)
+        ctx.x_shape, ctx.reduction = x.shape, reduction
+        if reduction == "none":
+            return rows.astype(np.float32).reshape(x.shape[:1] + x.shape[2:])
+        total = np.sum(rows, dtype=np.float64)
+        if reduction == "mean":
+            ctx.denominator = np.sum(w, dtype=np.float64)
+            total = total / ctx.denominator if ctx.denominator else np.float64("nan")
+        return np.asarray(total, dtype=np.float32)
+
+    @staticmethod
+    def backward(ctx, grad):
+        safe_t, w = ctx.saved_tensors
+        shape = ctx.x_shape
+        if ctx.reduction == "none":
+            g = grad.reshape(-1)
+        elif ctx.reduction == "mean":
+            g = np.float32(grad / ctx.denominator) if ctx.denominator else np.float32(0)
+        else:
+            g = grad
+        rows = np.zeros((len(safe_t), shape[1]), dtype=np.float32)
+        rows[np.arange(len(safe_t)), safe_t] = -w * g
+        return _unrows(rows, shape), None, None, None, None
+
+
+def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean"):  # noqa: A002
+    """Negative log-likelihood of log-probabilities input (N, C), (N, C, d1, ...) or (C,) at the
+    class indices target; `mean` divides by the summed weights of the non-ignored targets."""
+    fn = "nll_loss"
+    x = as_tensor(input)
+    probabilities, unbatched = _batched(fn, x, target)
+    if probabilities:
+        raise ValueError(f"{fn}: target must hold class indices of shape "
+                         f"{_shape_text(x.shape[:1] + x.shape[2:]) if not unbatched else '()'}, got the input's shape "
+                         f"{_shape_text(x.shape)}; for class probabilities use cross_entropy on the logits")
+    _check_reduction(fn, reduction)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{fn}: ignore_index must be an int, got {type(ignore_index).__name__}")
+    C = x.shape[-1] if unbatched else x.shape[1]
+    w = _class_weight(fn, weight, C)
+    t = _class_indices(fn, target)
+    if unbatched:
+        x, t = x.reshape(1, C), t.reshape(1)
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    if bad.any():
+        where = tuple(int(i[0]) for i in np.nonzero(bad))
+        raise ValueError(f"{fn}: target[{', '.join(map(str, where))}] = {int(t[where])} is out of range for {C} "
+                         f"classes: expected 0 <= target < {C} or target == ignore_index ({ignore_index})")
+    out = NLLLoss.apply(x, t, w, int(ignore_index), reduction)
+    return out.reshape(()) if unbatched and reduction == "none" else out

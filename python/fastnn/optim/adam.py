@@ -1,0 +1,63 @@
+"""Adam and AdamW with bias correction and the AMSGrad option (torch.optim.Adam/AdamW's rule).
+
+Per element, g = grad (negated when maximize); Adam adds weight_decay * p to g (L2), AdamW
+first multiplies p by 1 - lr * weight_decay (decoupled); m = lerp(m, g, 1 - beta1);
+v = beta2 * v + (1 - beta2) * g * g; AMSGrad keeps vmax = max(vmax, v) and uses it for v;
+p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), t counted per parameter from
+1, the bias corrections computed in double. One fused `_C.adam_step` per group.
+"""
+from __future__ import annotations
+
+from fastnn import _C
+from fastnn.optim.optimizer import Optimizer, check_hyper, new_buffer
+
+
+class Adam(Optimizer):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                 amsgrad: bool = False, *, maximize: bool = False, decoupled_weight_decay: bool = False):
+        check_hyper("learning rate", lr)
+        check_hyper("epsilon value", eps)
+        try:
+            beta1, beta2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+        check_hyper("beta", beta1, 0.0, 1.0, True, f"Invalid beta parameter at index 0: {beta1}")
+        check_hyper("beta", beta2, 0.0, 1.0, True, f"Invalid beta parameter at index 1: {beta2}")
+        check_hyper("weight_decay value", weight_decay)
+        super().__init__(params, dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _update_group(self, group: dict) -> None:
+        items = self._with_grads(group)
+        if not items:
+            return
+        amsgrad = bool(group["amsgrad"])
+        states = []
+        for p, _, state in items:
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = new_buffer(p)
+                state["exp_avg_sq"] = new_buffer(p)
+            if amsgrad and "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = new_buffer(p)
+            states.append(state)
+        steps = [int(s["step"]) + 1 for s in states]
+        beta1, beta2 = group["betas"]
+        _C.adam_step([p.data for p, _, _ in items], [g for _, g, _ in items],
+                     [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                     [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
+                     lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2), eps=float(group["eps"]),
+                     weight_decay=float(group["weight_decay"]), amsgrad=amsgrad, step=steps,
+                     decoupled=bool(group["decoupled_weight_decay"]), maximize=bool(group["maximize"]))
+        for state, step in zip(states, steps):
+            state["step"] = step
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 1e-2): p *= 1 - lr * weight_decay before the step."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+                 amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         maximize=maximize, decoupled_weight_decay=True)
