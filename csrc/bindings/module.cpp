@@ -16,6 +16,7 @@ namespace fastnn {
 void bind_gemm(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_loss(py::module_& m);
+void bind_elementwise(py::module_& m);
 }
 
 namespace py = pybind11;
@@ -76,4 +77,5 @@ PYBIND11_MODULE(_C, m) {
   bind_gemm(m);
   bind_optim(m);
   bind_loss(m);
+  bind_elementwise(m);
 }

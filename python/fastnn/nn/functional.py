@@ -58,11 +58,14 @@ class Linear(Function):
     def backward(ctx, grad):
         x, weight, out = ctx.saved_tensors
         g = _fold(grad)
-        if out is not None:  # fused ReLU: the gradient passes where the output is positive
-            g = np.where(out > 0, g, np.float32(0))
+        grad_b = None
+        if out is not None or ctx.needs_input_grad[2]:
+            # One pass: the fused ReLU's mask (the gradient passes where the output is positive)
+            # and the bias gradient, the sum over the batch.
+            g, grad_b = _C.linear_epilogue_backward(np.ascontiguousarray(g), None if out is None else _fold(out),
+                                                    bias_grad=ctx.needs_input_grad[2])
         grad_x = gemm2d(g, weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
         grad_w = gemm2d(g.T, _fold(x)) if ctx.needs_input_grad[1] else None  # (N, M) @ (M, K)
-        grad_b = g.sum(axis=0, dtype=np.float32) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None
 
 
