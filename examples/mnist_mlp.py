@@ -1,10 +1,10 @@
 """MNIST with a 784-256-128-10 MLP and Adam, the Keras way (compile / fit / evaluate).
 
-    python examples/mnist_mlp.py                 # 5 epochs, batch 64
-    python examples/mnist_mlp.py --epochs 3 --batch-size 128 --style torch
+    python examples/mnist_mlp.py                 # 8 epochs, batch 128, Adam 2e-3 with cosine decay
+    python examples/mnist_mlp.py --epochs 3 --batch-size 64 --style torch
 
 Finds MNIST in --data, $FASTNN_DATA, ../shared/data or ~/.cache/fastnn (see fastnn.datasets).
-Prints the time of each epoch and the test accuracy (>= 98% after a few epochs).
+Prints the time of each epoch and the test accuracy (>= 98%).
 """
 import argparse
 import os
@@ -36,11 +36,14 @@ def load_data(path):
 
 
 def train_keras_style(model, train, test, args):
-    model.compile(optimizer=optim.Adam(model.parameters(), lr=args.lr), loss="cross_entropy",
-                  metrics=["accuracy"])
+    optimizer = optim.Adam(model.parameters(), lr=args.lr)
+    model.compile(optimizer=optimizer, loss="cross_entropy", metrics=["accuracy"])
     timer = EpochTimer()
+    # The rate follows a cosine from lr down to 0 over the run: the last epochs settle the weights.
+    schedule = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     model.fit(*train, batch_size=args.batch_size, epochs=args.epochs, validation_data=test,
-              seed=args.seed, callbacks=[timer], verbose=args.verbose)
+              seed=args.seed, callbacks=[timer, fastnn.callbacks.LearningRateScheduler(schedule)],
+              verbose=args.verbose)
     return model.evaluate(*test, batch_size=1000)["accuracy"], timer.seconds
 
 
@@ -48,6 +51,7 @@ def train_torch_style(model, train, test, args):
     """The same training as an explicit loop: DataLoader, forward, loss, backward, step."""
     loss_fn = nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
+    schedule = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     loader = fastnn.data.DataLoader(fastnn.data.TensorDataset(*train), batch_size=args.batch_size,
                                     shuffle=True, seed=args.seed)
     seconds = []
@@ -60,6 +64,7 @@ def train_torch_style(model, train, test, args):
             loss.backward()
             optimizer.step()
         seconds.append(time.perf_counter() - start)
+        schedule.step()
         accuracy = evaluate(model, test)
         print(f"epoch {epoch + 1}/{args.epochs}: {seconds[-1]:.2f} s, last batch loss {loss.item():.4f}, "
               f"test accuracy {accuracy:.4f}", flush=True)
@@ -95,9 +100,9 @@ class EpochTimer(fastnn.callbacks.Callback):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--style", choices=["keras", "torch"], default="keras")
