@@ -334,12 +334,18 @@ def save_model(model, path, metadata=None) -> None:
     """Save a model that can describe itself (`get_config()`, as Sequential of built-in layers
     does) in one safetensors file: its state dict as the tensors, and {"class_name", "config"}
     as JSON under the metadata key "fastnn.architecture". Same atomic write as save()."""
+    if not callable(getattr(model, "get_config", None)) or not callable(getattr(model, "state_dict", None)):
+        raise TypeError(f"save_model: expected a fastnn.nn.Module such as Sequential, got {type(model).__name__}")
     try:
         config = model.get_config()
     except NotImplementedError as error:
         raise TypeError(f"save_model: {error}; save the weights with fastnn.save(model.state_dict(), path) "
                         f"and rebuild the model in code") from None
-    architecture = json.dumps({"class_name": type(model).__name__, "config": config})
+    try:
+        architecture = json.dumps({"class_name": type(model).__name__, "config": config}, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"save_model: {type(model).__name__}.get_config() must return plain JSON values "
+                        f"(dict, list, str, finite numbers, bool, None): {error}") from None
     extra = dict(metadata or {})
     if _ARCHITECTURE_KEY in extra:
         raise ValueError(f"save_model: metadata key {_ARCHITECTURE_KEY!r} is reserved for the architecture")
@@ -362,14 +368,27 @@ def load_model(path, custom_objects=None):
         class_name, config = architecture["class_name"], architecture["config"]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"load_model: {path!r}: malformed architecture JSON ({error})") from None
+    if not isinstance(class_name, str) or not isinstance(config, dict):
+        raise ValueError(f"load_model: {path!r}: malformed architecture: expected a str class_name and an "
+                         f"object config, got {class_name!r:.100} and {type(config).__name__}")
     classes = dict(custom_objects or {})
-    model_class = classes.get(class_name) or getattr(nn, class_name, None)
+    model_class = classes.get(class_name)
+    if model_class is None and not class_name.startswith("_"):
+        model_class = getattr(nn, class_name, None)  # public names of fastnn.nn only
     if not (isinstance(model_class, type) and issubclass(model_class, nn.Module)):
         raise ValueError(f"load_model: {path!r}: unknown model class {class_name!r}; pass "
                          f"custom_objects={{{class_name!r}: TheClass}}")
-    if issubclass(model_class, nn.Sequential):
-        model = model_class.from_config(config, custom_objects=custom_objects)
-    else:
-        model = model_class.from_config(config)
-    model.load_state_dict(tensors, strict=True)
+    # A tampered or foreign config makes the constructors fail in many ways: all are a bad file.
+    try:
+        if issubclass(model_class, nn.Sequential):
+            model = model_class.from_config(config, custom_objects=custom_objects)
+        else:
+            model = model_class.from_config(config)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
+        raise ValueError(f"load_model: {path!r}: cannot rebuild the {class_name} its architecture describes "
+                         f"({type(error).__name__}: {error})") from None
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except ValueError as error:
+        raise ValueError(f"load_model: {path!r}: the weights do not fit the architecture: {error}") from None
     return model

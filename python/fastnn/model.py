@@ -36,6 +36,12 @@ _LOSS_NAMES = {
     "binary_cross_entropy_with_logits": "binary_cross_entropy_with_logits",
     "huber": "huber_loss", "huber_loss": "huber_loss",
 }
+# The loss modules of fastnn.nn, by class name, and the functional loss each one computes.
+_LOSS_MODULES = {
+    "CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss", "MSELoss": "mse_loss", "L1Loss": "l1_loss",
+    "BCELoss": "binary_cross_entropy", "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
+    "HuberLoss": "huber_loss",
+}
 # Losses whose targets are class indices (int64), not values shaped like the output.
 _INDEX_TARGET_LOSSES = {"cross_entropy", "nll_loss"}
 
@@ -58,9 +64,23 @@ class TrainingMixin:
         metrics: names ("accuracy", "top5_accuracy") or callables metric(output, target) -> float,
             where output and target are numpy arrays.
         """
-        self.optimizer = _make_optimizer(self, optimizer, optimizer_options)
-        self.loss_name, self.loss_fn = _make_loss(loss)
-        self.metric_fns = [_make_metric(m, self.loss_name) for m in (metrics or [])]
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, str) or callable(metrics):
+            metrics = [metrics]  # one metric given alone, not a list of its characters
+        optimizer = _make_optimizer(self, optimizer, optimizer_options)
+        loss_name, loss_fn = _make_loss(loss)
+        metric_fns = [_make_metric(m, loss_name) for m in metrics]
+        names = [name for name, _ in metric_fns]
+        repeated = sorted({name for name in names if names.count(name) > 1 or name == "loss"})
+        if repeated:
+            raise ValueError(f"compile: metrics must have distinct names other than 'loss', got {names}; "
+                             f"name a function metric with def or set its __name__")
+        # Plain attributes, not registered children: a loss given as a Module (CrossEntropyLoss())
+        # is not a layer of the model (Sequential would run it in forward, save it, list it).
+        for name, value in (("optimizer", optimizer), ("loss_name", loss_name), ("loss_fn", loss_fn),
+                            ("metric_fns", metric_fns)):
+            object.__setattr__(self, name, value)
         self.stop_training = False
         return self
 
@@ -99,8 +119,9 @@ class TrainingMixin:
             train_loader = x
         else:
             x, y = _as_arrays("fit", x, y)
-            if not 0.0 <= validation_split < 1.0:
-                raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
+            if (isinstance(validation_split, bool) or not isinstance(validation_split, (int, float, np.number))
+                    or not 0.0 <= validation_split < 1.0):
+                raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
             if validation_split:
                 if validation_data is not None:
                     raise ValueError("fit: give validation_data or validation_split, not both")
@@ -114,6 +135,8 @@ class TrainingMixin:
         if validation_data is not None and not _is_loader(validation_data):
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a pair (x_val, y_val) or a DataLoader")
+            # checked now, not after the first epoch of training
+            validation_data = _as_arrays("fit: validation_data", *validation_data)
 
         history = History()
         log_names = ["loss"] + [name for name, _ in self.metric_fns]
@@ -177,6 +200,8 @@ class TrainingMixin:
         (or, with return_dict=False, the list of values in that order)."""
         self._check_compiled("evaluate")
         _check_positive_int("batch_size", batch_size)
+        if _is_loader(x) and y is not None:
+            raise ValueError("evaluate: when x is a DataLoader, y must be None (the loader yields targets)")
         loader = x if _is_loader(x) else _ArrayBatches(*_as_arrays("evaluate", x, y), batch_size, False, None)
         was_training = self.training
         self.eval()
@@ -349,10 +374,19 @@ def _make_loss(loss):
         return name, getattr(F, name)
     if not callable(loss):
         raise TypeError(f"compile: loss must be a name or a callable, got {type(loss).__name__}")
-    # A loss module (CrossEntropyLoss()) takes index targets like its functional twin.
+    if getattr(loss, "reduction", None) == "none":
+        raise ValueError("compile: the loss has reduction='none', which gives one value per sample; fit needs "
+                         "a scalar: use reduction='mean' (or 'sum')")
+    # A loss module (CrossEntropyLoss()) or a function of fastnn.nn.functional behaves like the
+    # loss of that name: index targets for cross_entropy/nll_loss, the logit threshold of accuracy
+    # for the *_with_logits loss.
     class_name = type(loss).__name__
-    name = {"CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss"}.get(class_name, class_name)
-    return name, loss
+    if class_name in _LOSS_MODULES:
+        return _LOSS_MODULES[class_name], loss
+    function_name = getattr(loss, "__name__", None)
+    if function_name in _LOSS_NAMES.values() and getattr(F, function_name, None) is loss:
+        return function_name, loss
+    return class_name, loss
 
 
 def _make_metric(metric, loss_name):
