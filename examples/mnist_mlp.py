@@ -2,6 +2,7 @@
 
     python examples/mnist_mlp.py                 # 8 epochs, batch 128, Adam 2e-3 with cosine decay
     python examples/mnist_mlp.py --epochs 3 --batch-size 64 --style torch
+    python examples/mnist_mlp.py --ema 0.999       # also evaluate an exponential moving average
 
 Finds MNIST in --data, $FASTNN_DATA, ../shared/data or ~/.cache/fastnn (see fastnn.datasets).
 Prints the time of each epoch and the test accuracy (>= 98%).
@@ -35,19 +36,21 @@ def load_data(path):
     return ((x_train - mean) / std, y_train.astype(np.int64)), ((x_test - mean) / std, y_test.astype(np.int64))
 
 
-def train_keras_style(model, train, test, args):
+def train_keras_style(model, train, test, args, ema):
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     model.compile(optimizer=optimizer, loss="cross_entropy", metrics=["accuracy"])
     timer = EpochTimer()
     # The rate follows a cosine from lr down to 0 over the run: the last epochs settle the weights.
     schedule = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    callbacks = [timer, fastnn.callbacks.LearningRateScheduler(schedule)]
+    if ema is not None:
+        callbacks.append(EMAUpdate(ema))
     model.fit(*train, batch_size=args.batch_size, epochs=args.epochs, validation_data=test,
-              seed=args.seed, callbacks=[timer, fastnn.callbacks.LearningRateScheduler(schedule)],
-              verbose=args.verbose)
+              seed=args.seed, callbacks=callbacks, verbose=args.verbose)
     return model.evaluate(*test, batch_size=1000)["accuracy"], timer.seconds
 
 
-def train_torch_style(model, train, test, args):
+def train_torch_style(model, train, test, args, ema):
     """The same training as an explicit loop: DataLoader, forward, loss, backward, step."""
     loss_fn = nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
@@ -63,6 +66,8 @@ def train_torch_style(model, train, test, args):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update()
         seconds.append(time.perf_counter() - start)
         schedule.step()
         accuracy = evaluate(model, test)
@@ -78,6 +83,17 @@ def evaluate(model, test):
         predicted = np.concatenate([model(fastnn.tensor(x[i:i + 1000])).numpy().argmax(axis=1)
                                     for i in range(0, len(x), 1000)])
     return float(np.mean(predicted == y))
+
+
+class EMAUpdate(fastnn.callbacks.Callback):
+    """Updates an exponential moving average of the weights after every optimizer step."""
+
+    def __init__(self, ema):
+        super().__init__()
+        self.ema = ema
+
+    def on_batch_end(self, batch, logs=None):
+        self.ema.update()
 
 
 class EpochTimer(fastnn.callbacks.Callback):
@@ -107,6 +123,8 @@ def main():
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--style", choices=["keras", "torch"], default="keras")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999) and report its test accuracy")
     args = p.parse_args()
 
     if args.threads:
@@ -119,11 +137,17 @@ def main():
     print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), "
           f"{len(train[0])} training and {len(test[0])} test images")
 
+    if args.ema is not None and not 0.0 < args.ema < 1.0:
+        p.error(f"--ema expects a decay in (0, 1), got {args.ema}")
+    ema = optim.EMA(model, decay=args.ema) if args.ema is not None else None
     train_fn = train_keras_style if args.style == "keras" else train_torch_style
-    accuracy, seconds = train_fn(model, train, test, args)
+    accuracy, seconds = train_fn(model, train, test, args, ema)
     print(f"time per epoch: {', '.join(f'{s:.2f} s' for s in seconds)}; "
           f"training time {sum(seconds):.2f} s")
     print(f"test accuracy: {accuracy:.4f}")
+    if ema is not None:
+        with ema.average_parameters():  # the averaged weights in, the raw ones back afterwards
+            print(f"test accuracy with the EMA weights (decay {args.ema}): {evaluate(model, test):.4f}")
 
 
 def _repository_data_dir():
