@@ -79,11 +79,12 @@ def test_gemm_random_shapes_match_float64_reference(isa):
 
 
 @pytest.mark.parametrize("M,N,K", [(3, 4100, 5), (300, 9, 700), (1, 1, 1), (145, 33, 257), (6, 50176 // 8, 25),
-                                   (6, 3200, 130), (16, 3100, 170), (8, 500, 200), (4, 1001, 200)])
+                                   (6, 3200, 130), (16, 3100, 170), (8, 500, 200), (4, 1001, 200),
+                                   (64, 10, 128), (500, 16, 300), (100, 7, 600)])
 @pytest.mark.parametrize("trans", ["NN", "NT", "TN", "TT"])
 def test_gemm_block_edges(isa, M, N, K, trans):
     """Shapes that cross every blocking boundary (N > NC, K > KC, M > MC, edge tiles),
-    and small M that take the narrower register tiles (4 x 24, 8 x 48, 6 x 64)."""
+    and small M or N that take the other register tiles (4 x 24, 12 x 8, 8 x 48, 6 x 64, 24 x 16)."""
     rng = np.random.default_rng(M * 7 + N * 3 + K)
     ta, tb = trans[0] == "T", trans[1] == "T"
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)

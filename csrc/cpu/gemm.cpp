@@ -66,7 +66,7 @@ const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N) {
 
 namespace {
 
-constexpr int kMaxMR = 16, kMaxNR = 64;  // bounds for the edge-tile buffer
+constexpr int kMaxMR = 24, kMaxNR = 64;  // bounds for the edge-tile buffer
 
 // A 64-byte-aligned float buffer that only grows; one per calling thread.
 class Workspace {

@@ -1,6 +1,6 @@
 // AVX2 + FMA micro-kernels: 12 ymm accumulators each, shaped 6 x 16 (6 rows x 2
-// vectors of 8; the general tile) and 4 x 24 (for M = 4, 8, 16), plus the B
-// vectors and 1 ymm for the broadcast of A; 12 independent FMA chains cover the
+// vectors of 8; the general tile), 4 x 24 (for M = 4, 8, 16) and 12 x 8 (for
+// N <= 8), plus the B vectors and 1 ymm for the broadcast of A; 12 independent FMA chains cover the
 // 4-5 cycle FMA latency on two FMA ports (Haswell .. Zen 4).
 // Blocking for a 32 KiB L1 / 512 KiB-1 MiB L2 core: the 256 x 16 B sliver (16 KiB)
 // stays in L1, the 144 x 256 A block (144 KiB) in L2, the 256 x 4080 B panel in L3.
@@ -32,6 +32,11 @@ void ukernel_avx2_6x16(int64_t k, const float* a, const float* b, int64_t rs_b, 
   simd_ukernel<Avx2, 6, 2>(k, a, b, rs_b, c, ldc, tile);
 }
 
+void ukernel_avx2_12x8(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
+                       const GemmTile& tile) {
+  simd_ukernel<Avx2, 12, 1>(k, a, b, rs_b, c, ldc, tile);
+}
+
 void ukernel_avx2_4x24(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                        const GemmTile& tile) {
   simd_ukernel<Avx2, 4, 3>(k, a, b, rs_b, c, ldc, tile);
@@ -47,8 +52,9 @@ double fma_loop_avx2(int64_t iters) {
 GemmKernelTable gemm_kernels_avx2() {
   //                                      MR  NR   MC   KC    NC
   static const GemmKernelInfo rows[] = {{Isa::avx2, 6, 16, 144, 256, 4080, ukernel_avx2_6x16, fma_loop_avx2},
-                                        {Isa::avx2, 4, 24, 144, 192, 4080, ukernel_avx2_4x24, nullptr}};
-  return {rows, 2};
+                                        {Isa::avx2, 4, 24, 144, 192, 4080, ukernel_avx2_4x24, nullptr},
+                                        {Isa::avx2, 12, 8, 144, 256, 4080, ukernel_avx2_12x8, nullptr}};
+  return {rows, 3};
 }
 
 }  // namespace fastnn

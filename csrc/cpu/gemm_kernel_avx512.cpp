@@ -1,7 +1,7 @@
 // AVX-512F micro-kernels: 24 zmm accumulators each, shaped 12 x 32 (12 rows x 2
 // vectors of 16; the general tile), 8 x 48 and 6 x 64 (for M = 8, 16 or 6, 12:
-// the output channels of small convolutions), plus the B vectors and 1 zmm for
-// the broadcast of A.
+// the output channels of small convolutions), 24 x 16 (for N <= 16: a classifier's
+// 10 outputs), plus the B vectors and 1 zmm for the broadcast of A.
 // Blocking for a 32-48 KiB L1 / 1-2 MiB L2 core: the KC x NR B sliver (24-32 KiB)
 // stays in L1, the MC x KC A block (120-180 KiB) in L2, the KC x NC B panel in L3.
 // Compiled with -mavx512f only; selected at run time.
@@ -37,6 +37,11 @@ void ukernel_avx512_8x48(int64_t k, const float* a, const float* b, int64_t rs_b
   simd_ukernel<Avx512, 8, 3>(k, a, b, rs_b, c, ldc, tile);
 }
 
+void ukernel_avx512_24x16(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
+                          const GemmTile& tile) {
+  simd_ukernel<Avx512, 24, 1>(k, a, b, rs_b, c, ldc, tile);
+}
+
 void ukernel_avx512_6x64(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                          const GemmTile& tile) {
   simd_ukernel<Avx512, 6, 4>(k, a, b, rs_b, c, ldc, tile);
@@ -53,8 +58,9 @@ GemmKernelTable gemm_kernels_avx512() {
   //                                        MR  NR   MC   KC    NC
   static const GemmKernelInfo rows[] = {{Isa::avx512, 12, 32, 240, 192, 3072, ukernel_avx512_12x32, fma_loop_avx512},
                                         {Isa::avx512, 8, 48, 240, 160, 3072, ukernel_avx512_8x48, nullptr},
-                                        {Isa::avx512, 6, 64, 240, 128, 3072, ukernel_avx512_6x64, nullptr}};
-  return {rows, 3};
+                                        {Isa::avx512, 6, 64, 240, 128, 3072, ukernel_avx512_6x64, nullptr},
+                                        {Isa::avx512, 24, 16, 240, 256, 3072, ukernel_avx512_24x16, nullptr}};
+  return {rows, 4};
 }
 
 }  // namespace fastnn
