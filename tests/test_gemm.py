@@ -80,7 +80,7 @@ def test_gemm_random_shapes_match_float64_reference(isa):
 
 @pytest.mark.parametrize("M,N,K", [(3, 4100, 5), (300, 9, 700), (1, 1, 1), (145, 33, 257), (6, 50176 // 8, 25),
                                    (6, 3200, 130), (16, 3100, 170), (8, 500, 200), (4, 1001, 200),
-                                   (64, 10, 128), (500, 16, 300), (100, 7, 600)])
+                                   (64, 10, 128), (500, 16, 300), (100, 7, 600), (500, 3100, 50)])
 @pytest.mark.parametrize("trans", ["NN", "NT", "TN", "TT"])
 def test_gemm_block_edges(isa, M, N, K, trans):
     """Shapes that cross every blocking boundary (N > NC, K > KC, M > MC, edge tiles),

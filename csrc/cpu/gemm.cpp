@@ -12,7 +12,10 @@
 //         contiguous range per thread; each tile is one micro-kernel call
 //
 // Threading: one OpenMP team for the whole product (run_parallel), barriers
-// between packing and use. Every C element is computed by exactly one thread in
+// between packing and use. Tall C (M >= threads x MC): each thread takes a band
+// of rows and packs its own A blocks (they stay in its core's L2), sharing only
+// the packed B panel. Otherwise the threads share each A block, pack it together
+// and split its tiles. Every C element is computed by exactly one thread in
 // the same K order whatever the thread count, so results are bitwise identical
 // for any number of threads. Edge tiles go through a small zero-padded buffer so
 // the micro-kernel only ever sees full tiles. Packing buffers are cached per
@@ -236,10 +239,15 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   const int64_t KC = (K + (K + kr.kc - 1) / kr.kc - 1) / ((K + kr.kc - 1) / kr.kc);
 
   const int64_t kc_max = std::min(K, KC);
-  float* pack_a = tls_pack_a.get(static_cast<size_t>(round_up(std::min(M, MC), mr) * kc_max));
-  float* pack_b = tls_pack_b.get(static_cast<size_t>(round_up(std::min(N, NC), nr) * kc_max));
-
   const int threads = threads_for_work(static_cast<double>(M) * N * K);
+  // Tall C: each thread takes its own band of rows and packs its own A blocks into its own slice
+  // of the A buffer (which then stays in its core's L2); only the packed B panel is shared.
+  // Otherwise all threads share each A block and split its tiles.
+  const bool split_rows = threads > 1 && M >= threads * MC;
+  const int a_slices = split_rows ? threads : 1;
+  const int64_t a_slice = round_up(std::min(M, MC), mr) * kc_max;
+  float* pack_a = tls_pack_a.get(static_cast<size_t>(a_slice * a_slices));
+  float* pack_b = tls_pack_b.get(static_cast<size_t>(round_up(std::min(N, NC), nr) * kc_max));
   std::atomic<int> any_nonfinite{0};
 
   run_parallel(threads, [&](int tid, int nt) {
@@ -262,6 +270,42 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
           pack_b_sliver(B, ldb, false, pc, kc, jc + (n_jr - 1) * nr, tail_cols, nr, pack_b);
         }
 
+        // The B sliver of column tile jr: packed, or op(B) itself read in place.
+        auto b_sliver = [&](int64_t jr, int64_t* rs_b) -> const float* {
+          if (!b_in_place || (tail_cols != 0 && jr == n_jr - 1)) {
+            *rs_b = nr;
+            return b_in_place ? pack_b : pack_b + jr * nr * kc;
+          }
+          *rs_b = ldb;
+          return B + pc * ldb + jc + jr * nr;
+        };
+        auto tile_at = [&](const float* a_block, int64_t ic, int64_t ir, int64_t jr) {
+          const int64_t i = ic + ir * mr, j = jc + jr * nr;
+          int64_t rs_b;
+          const float* b = b_sliver(jr, &rs_b);
+          compute_tile(kr, kc, a_block + ir * mr * kc, b, rs_b, C + i * ldc + j, ldc, std::min<int64_t>(mr, M - i),
+                       std::min<int64_t>(nr, N - j), ep.bias_n ? ep.bias_n + j : nullptr,
+                       ep.bias_m ? ep.bias_m + i : nullptr, tile);
+        };
+
+        if (split_rows) {
+          team_barrier(nt);  // the packed B panel is complete
+          const int64_t band = round_up((M + nt - 1) / nt, mr);
+          const int64_t row_end = std::min(M, (tid + 1) * band);
+          float* my_pack_a = pack_a + tid * a_slice;
+          for (int64_t ic = tid * band; ic < row_end; ic += MC) {
+            const int64_t mc = std::min(MC, row_end - ic);
+            const int64_t n_ir = (mc + mr - 1) / mr;
+            for (int64_t s = 0; s < n_ir; ++s)
+              pack_a_sliver(A, lda, trans_a, ic + s * mr, std::min<int64_t>(mr, mc - s * mr), pc, kc, mr,
+                            my_pack_a + s * mr * kc);
+            for (int64_t jr = 0; jr < n_jr; ++jr)
+              for (int64_t ir = 0; ir < n_ir; ++ir) tile_at(my_pack_a, ic, ir, jr);
+          }
+          team_barrier(nt);  // nobody repacks B while a tile still reads it
+          continue;
+        }
+
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
           const int64_t n_ir = (mc + mr - 1) / mr;
@@ -274,24 +318,7 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 
           int64_t t0, t1;
           split_range(n_ir * n_jr, tid, nt, &t0, &t1);
-          for (int64_t t = t0; t < t1; ++t) {
-            const int64_t jr = t / n_ir, ir = t % n_ir;
-            const int64_t j = jc + jr * nr, i = ic + ir * mr;
-            const float* b;
-            int64_t rs_b;
-            if (!b_in_place) {
-              b = pack_b + jr * nr * kc;
-              rs_b = nr;
-            } else if (tail_cols != 0 && jr == n_jr - 1) {
-              b = pack_b;
-              rs_b = nr;
-            } else {
-              b = B + pc * ldb + j;
-              rs_b = ldb;
-            }
-            compute_tile(kr, kc, pack_a + ir * mr * kc, b, rs_b, C + i * ldc + j, ldc,
-                         std::min<int64_t>(mr, M - i), std::min<int64_t>(nr, N - j), ep.bias_n ? ep.bias_n + j : nullptr, ep.bias_m ? ep.bias_m + i : nullptr, tile);
-          }
+          for (int64_t t = t0; t < t1; ++t) tile_at(pack_a, ic, t % n_ir, t / n_ir);
           team_barrier(nt);  // nobody repacks A or B while a tile still reads them
         }
       }
