@@ -62,6 +62,8 @@ def no_user_locations(monkeypatch, tmp_path):
     monkeypatch.delenv("FASTNN_MNIST_MIRROR", raising=False)
     monkeypatch.delenv("FASTNN_FASHION_MNIST_MIRROR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    # Nor the system's copy (Debian's dataset-fashion-mnist), which may or may not be installed.
+    monkeypatch.setattr(D._FASHION, "also_here", ())
 
 
 def linked_copy(source_dir, target_dir, replace=None, suffix=""):

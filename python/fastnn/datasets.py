@@ -1,4 +1,5 @@
-"""Standard data sets: MNIST and Fashion-MNIST, read from their IDX files.
+"""Standard data sets: MNIST and Fashion-MNIST, read from their IDX files, and CIFAR-10 from
+its binary batches.
 
     (x_train, y_train), (x_test, y_test) = fastnn.datasets.load_mnist()
 
@@ -28,6 +29,17 @@ Fashion-MNIST works the same way with the subdirectory `fashion-mnist`, also loo
 `/usr/share/datasets/fashion-mnist` (Debian's `dataset-fashion-mnist` package), and downloads
 from `FASHION_MNIST_MIRRORS` (or `$FASTNN_FASHION_MNIST_MIRROR`), checked against
 `FASHION_MNIST_SHA256` (the digests published with the data set).
+
+CIFAR-10 (`load_cifar10`) reads the "binary version": the folder `cifar-10-batches-bin` holding
+`data_batch_1.bin` ... `data_batch_5.bin` and `test_batch.bin`, each a sequence of 3073-byte
+records (1 label byte, then the 32x32 red, green and blue planes, row-major), 10000 per file. It
+is looked for in `path` (that folder or its parent), `$FASTNN_DATA/cifar-10-batches-bin`, then
+the cache. The download is the one official tarball `cifar-10-binary.tar.gz` from
+`CIFAR10_MIRRORS` (or `$FASTNN_CIFAR10_MIRROR`); its publisher gives an MD5, not a SHA-256, so it
+is checked against `CIFAR10_MD5` (a dict, like the SHA-256 tables, that tests may patch). The
+tarball is then unpacked member by member into a temporary folder (absolute paths, '..'
+components, links and special files refuse the whole archive), the six batches moved into
+place, and the tarball deleted.
 """
 from __future__ import annotations
 
@@ -36,7 +48,9 @@ import hashlib
 import http.client
 import math
 import os
+import shutil
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.parse
@@ -46,8 +60,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_mnist", "load_fashion_mnist", "read_idx", "cache_dir", "DownloadError",
-           "MNIST_MIRRORS", "MNIST_SHA256", "FASHION_MNIST_MIRRORS", "FASHION_MNIST_SHA256"]
+__all__ = ["load_mnist", "load_fashion_mnist", "load_cifar10", "read_idx", "cache_dir", "DownloadError",
+           "MNIST_MIRRORS", "MNIST_SHA256", "FASHION_MNIST_MIRRORS", "FASHION_MNIST_SHA256",
+           "CIFAR10_MIRRORS", "CIFAR10_MD5", "CIFAR10_CLASSES"]
 
 MNIST_MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -76,6 +91,12 @@ FASHION_MNIST_SHA256 = {
     "t10k-images-idx3-ubyte.gz": ("346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",),
     "t10k-labels-idx1-ubyte.gz": ("67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",),
 }
+
+CIFAR10_MIRRORS = ["https://www.cs.toronto.edu/~kriz/"]
+
+CIFAR10_MD5 = {"cifar-10-binary.tar.gz": ("c32a1d4ab5d03f1284b67883e8d87530",)}  # as published
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 # The four files of an MNIST-like data set, in the order load_* returns them.
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -300,8 +321,18 @@ def _download(spec: _Spec, filename: str, target: Path, mirrors: list, digests: 
                         f"\n{_where_to_put(spec, target)}")
 
 
-def _fetch(url: str, destination: Path, digests: tuple) -> None:
-    """Download url to destination through a temporary file; check the SHA-256 before renaming."""
+_DIGEST_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
+
+
+def _new_hash(algorithm: str):
+    if algorithm == "md5":  # a checksum here, not security; allowed on FIPS systems this way
+        return hashlib.md5(usedforsecurity=False)
+    return hashlib.new(algorithm)
+
+
+def _fetch(url: str, destination: Path, digests: tuple, algorithm: str = "sha256") -> None:
+    """Download url to destination through a temporary file; check its digest (SHA-256 unless
+    told otherwise) against `digests` (any of them; none: unchecked) before renaming."""
     fd, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -310,7 +341,7 @@ def _fetch(url: str, destination: Path, digests: tuple) -> None:
             if total is not None and total > MAX_DOWNLOAD_BYTES:
                 raise ValueError(f"the server announces {total} bytes, more than the limit of {MAX_DOWNLOAD_BYTES}")
             progress = _Progress(destination.name, url, total)
-            sha = hashlib.sha256()
+            sha = _new_hash(algorithm)
             done = 0
             while True:
                 chunk = response.read(1 << 20)
@@ -327,7 +358,8 @@ def _fetch(url: str, destination: Path, digests: tuple) -> None:
                 raise ValueError(f"incomplete download: expected {total} bytes, received {done}")
         digest = sha.hexdigest()
         if digests and digest not in digests:
-            raise ValueError(f"SHA-256 mismatch: expected {' or '.join(digests)}, got {digest} "
+            raise ValueError(f"{_DIGEST_NAMES.get(algorithm, algorithm)} mismatch: expected "
+                             f"{' or '.join(digests)}, got {digest} "
                              f"(a damaged or different file)")
         os.replace(temporary, destination)
     finally:
@@ -414,3 +446,169 @@ def load_fashion_mnist(path=None, download: bool = True):
     Without path: $FASTNN_DATA/fashion-mnist, /usr/share/datasets/fashion-mnist, then the cache.
     """
     return _load(_FASHION, path, download)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10
+
+CIFAR10_DIR = "cifar-10-batches-bin"
+CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
+CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR10_TEST = ("test_batch.bin",)
+_CIFAR10_EXTRAS = ("batches.meta.txt", "readme.html")  # also unpacked when in the archive
+CIFAR10_RECORD = 1 + 3 * 32 * 32  # label byte + R, G, B planes of 32x32
+
+
+def _cifar10_where_to_put(target: Path) -> str:
+    return (f"Put the CIFAR-10 binary batches (data_batch_1.bin ... data_batch_5.bin, test_batch.bin: "
+            f"the {CIFAR10_DIR} folder of {CIFAR10_ARCHIVE}) in {target / CIFAR10_DIR}, or in "
+            f"$FASTNN_DATA/{CIFAR10_DIR}, or pass their folder as load_cifar10(path=...).")
+
+
+def _cifar10_complete(directory: Path) -> bool:
+    return all((directory / name).is_file() for name in CIFAR10_TRAIN + CIFAR10_TEST)
+
+
+def _resolve_cifar10(path, download: bool) -> Path:
+    """The folder holding the six batches: found, or downloaded into `target`."""
+    if path is not None:
+        root = Path(os.fspath(path)).expanduser()
+        candidates, target = [root, root / CIFAR10_DIR], root
+    else:
+        candidates = []
+        env = os.environ.get("FASTNN_DATA")
+        if env:
+            candidates.append(Path(env).expanduser() / CIFAR10_DIR)
+        target = cache_dir()
+        candidates.append(target / CIFAR10_DIR)
+    for directory in candidates:
+        if _cifar10_complete(directory):
+            return directory
+    if not download:
+        searched = ", ".join(str(c) for c in candidates)
+        raise FileNotFoundError(f"load_cifar10: the CIFAR-10 files were not found (looked in {searched}) and "
+                                f"download=False. {_cifar10_where_to_put(target)}")
+    _download_cifar10(target)
+    return target / CIFAR10_DIR
+
+
+def _download_cifar10(target: Path) -> None:
+    """Fetch the tarball into target, check its MD5, unpack the batches into target/CIFAR10_DIR."""
+    mirrors = _mirrors("FASTNN_CIFAR10_MIRROR", CIFAR10_MIRRORS)
+    if not mirrors:
+        raise DownloadError(f"load_cifar10: the CIFAR-10 files are missing and no download mirror is configured. "
+                            f"{_cifar10_where_to_put(target)}")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DownloadError(f"load_cifar10: cannot create the directory {target} to download CIFAR-10 into "
+                            f"({error}). {_cifar10_where_to_put(target)}") from None
+    archive = target / CIFAR10_ARCHIVE
+    digests = CIFAR10_MD5.get(CIFAR10_ARCHIVE, ())
+    failures = []
+    for base in mirrors:
+        url = urllib.parse.urljoin(base if base.endswith("/") else base + "/", CIFAR10_ARCHIVE)
+        try:
+            _fetch(url, archive, digests, algorithm="md5")
+            break
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            failures.append(f"  {url}: {error}")
+    else:
+        raise DownloadError(f"load_cifar10: could not download {CIFAR10_ARCHIVE}:\n" + "\n".join(failures) +
+                            f"\n{_cifar10_where_to_put(target)}")
+    try:
+        _unpack_cifar10(archive, target)
+    except (OSError, tarfile.TarError, EOFError, zlib.error, ValueError) as error:
+        raise DownloadError(f"load_cifar10: could not unpack {archive}: {error}. "
+                            f"{_cifar10_where_to_put(target)}") from None
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _unsafe_member(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member must not be extracted, or None when it is a plain file or directory
+    with a relative path inside the archive's root."""
+    name = member.name
+    if name.startswith(("/", "\\")) or (name[:1].isalpha() and name[1:2] == ":"):
+        return "an absolute path"
+    if ".." in name.replace("\\", "/").split("/"):
+        return "a '..' component"
+    if not (member.isreg() or member.isdir()):
+        return "a link or special file"
+    return None
+
+
+def _unpack_cifar10(archive: Path, target: Path) -> None:
+    """Unpack the CIFAR-10 files of archive into target/CIFAR10_DIR through a temporary folder.
+
+    The archive is read once as a stream; every member is checked (_unsafe_member) and any unsafe
+    one refuses the whole archive. Only the known file names under CIFAR10_DIR/ are written, by
+    this code, under names it chooses; the rest (directories) is skipped.
+    """
+    wanted = set(CIFAR10_TRAIN + CIFAR10_TEST + _CIFAR10_EXTRAS)
+    staging = Path(tempfile.mkdtemp(prefix=".cifar10-unpack.", dir=target))
+    try:
+        with tarfile.open(archive, mode="r|gz") as tar:
+            for member in tar:
+                reason = _unsafe_member(member)
+                if reason is not None:
+                    raise ValueError(f"refusing the archive: member {member.name!r} has {reason}")
+                parts = [p for p in member.name.replace("\\", "/").split("/") if p not in ("", ".")]
+                if member.isreg() and len(parts) == 2 and parts[0] == CIFAR10_DIR and parts[1] in wanted:
+                    source = tar.extractfile(member)
+                    with source, open(staging / parts[1], "wb") as out:
+                        shutil.copyfileobj(source, out, 1 << 20)
+        missing = [n for n in CIFAR10_TRAIN + CIFAR10_TEST if not (staging / n).is_file()]
+        if missing:
+            raise ValueError(f"the archive lacks {', '.join(CIFAR10_DIR + '/' + n for n in missing)}; "
+                             f"is it the binary version of CIFAR-10?")
+        destination = target / CIFAR10_DIR
+        destination.mkdir(exist_ok=True)
+        for name in sorted(p.name for p in staging.iterdir()):
+            os.replace(staging / name, destination / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read_cifar10_batches(directory: Path, names: tuple, num_classes: int = 10):
+    """(images uint8 (N, 3, 32, 32), labels uint8 (N,)) of the named batch files, in order."""
+    records = []
+    for name in names:
+        file = directory / name
+        size = file.stat().st_size
+        if size == 0 or size % CIFAR10_RECORD:
+            whole, rest = divmod(size, CIFAR10_RECORD)
+            detail = "an empty file" if size == 0 else f"{whole} whole records and {rest} bytes more"
+            raise ValueError(f"{file}: wrong length: a CIFAR-10 batch is a non-empty sequence of "
+                             f"{CIFAR10_RECORD}-byte records (1 label byte + 3x32x32 pixel bytes), 10000 "
+                             f"per file; found {size} bytes ({detail}); the file is truncated or not a "
+                             f"CIFAR-10 binary batch: delete it and fetch it again")
+        data = np.fromfile(file, dtype=np.uint8)
+        if data.size != size:  # changed under us
+            raise ValueError(f"{file}: expected {size} bytes, read {data.size}")
+        batch = data.reshape(-1, CIFAR10_RECORD)
+        bad = np.flatnonzero(batch[:, 0] >= num_classes)
+        if bad.size:
+            raise ValueError(f"{file}: record {int(bad[0])} has label {int(batch[bad[0], 0])}; expected labels "
+                             f"in 0..{num_classes - 1}; is this the CIFAR-10 (not CIFAR-100) binary version?")
+        records.append(batch)
+    labels = np.concatenate([r[:, 0] for r in records])
+    images = np.concatenate([r[:, 1:] for r in records]).reshape(-1, 3, 32, 32)
+    return images, labels
+
+
+def load_cifar10(path=None, download: bool = True):
+    """CIFAR-10 as `(x_train, y_train), (x_test, y_test)`: uint8 images (N, 3, 32, 32) (channels
+    R, G, B; 50000 train, 10000 test in the official files) and uint8 labels (N,) in 0..9, naming
+    CIFAR10_CLASSES (uint8 like load_mnist's; `.astype(np.int64)` where an index type is needed).
+
+    path: the `cifar-10-batches-bin` folder of the binary version, or its parent. Without it:
+    $FASTNN_DATA/cifar-10-batches-bin, then the cache (see the module docstring).
+    download: when the files are missing, fetch and unpack the official tarball (into path, or the
+    cache). Every file's length must be a whole number of 3073-byte records and every label < 10;
+    the number of records per file is not fixed (10000 in the official files).
+    """
+    directory = _resolve_cifar10(path, download)
+    train = _read_cifar10_batches(directory, CIFAR10_TRAIN)
+    test = _read_cifar10_batches(directory, CIFAR10_TEST)
+    return train, test
