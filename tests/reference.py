@@ -128,3 +128,303 @@ def total_norm_ref(arrays, norm_type=2.0):
     if np.isinf(norm_type):
         return float(np.max(np.abs(flat))) if flat.size else 0.0
     return float(np.sum(np.abs(flat) ** norm_type) ** (1.0 / norm_type))
+
+
+# ---- recurrent layers (PyTorch's published equations), float64 --------------------------------
+# Weights as PyTorch stores them: w_ih (G, I), w_hh (G, H), biases (G,) or None; gates stacked
+# i, f, g, o (LSTM), r, z, n (GRU).
+
+def _affine(x, w, b):
+    out = x @ w.T
+    return out if b is None else out + b
+
+
+def lstm_cell_ref(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step: returns (h', c')."""
+    i, f, g, o = np.split(_affine(x, w_ih, b_ih) + _affine(h, w_hh, b_hh), 4, axis=-1)
+    c_new = sigmoid_ref(f) * c + sigmoid_ref(i) * np.tanh(g)
+    return sigmoid_ref(o) * np.tanh(c_new), c_new
+
+
+def gru_cell_ref(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One GRU step: r and z from both products, n = tanh(x W_in + b_in + r * (h W_hn + b_hn))."""
+    xr, xz, xn = np.split(_affine(x, w_ih, b_ih), 3, axis=-1)
+    hr, hz, hn = np.split(_affine(h, w_hh, b_hh), 3, axis=-1)
+    r, z = sigmoid_ref(xr + hr), sigmoid_ref(xz + hz)
+    n = np.tanh(xn + r * hn)
+    return (1.0 - z) * n + z * h
+
+
+def rnn_cell_ref(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+    a = _affine(x, w_ih, b_ih) + _affine(h, w_hh, b_hh)
+    return np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0.0)
+
+
+def recurrent_cell_ref(cell, x, h, c, weights):
+    """(h', c') of one step of cell 'lstm' | 'gru' | 'rnn_tanh' | 'rnn_relu' (c' None but for the LSTM)."""
+    if cell == "lstm":
+        return lstm_cell_ref(x, h, c, *weights)
+    if cell == "gru":
+        return gru_cell_ref(x, h, *weights), None
+    return rnn_cell_ref(x, h, *weights, nonlinearity=cell[4:]), None
+
+
+def recurrent_direction_ref(cell, x, weights, h, c, lengths=None, reverse=False):
+    """One layer-direction over x (T, B, I) from the states h, c (B, H) (c None but for the LSTM).
+    Every sequence runs over its own length only (the reverse direction from its own last step),
+    its outputs past it are zero, and its final state is the one at its end.
+    Returns (output (T, B, H), h_n, c_n)."""
+    T, B = x.shape[:2]
+    lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
+    output = np.zeros((T, B, weights[1].shape[1]))
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        active = (t < lengths)[:, None]  # rows past their length keep their state
+        h_new, c_new = recurrent_cell_ref(cell, x[t], h, c, weights)
+        h = np.where(active, h_new, h)
+        if c_new is not None:
+            c = np.where(active, c_new, c)
+        output[t] = np.where(active, h, 0.0)
+    return output, h, c
+
+
+def recurrent_ref(cell, x, weights, h0=None, c0=None, lengths=None, num_layers=1, bidirectional=False):
+    """A stacked, optionally bidirectional recurrent network, time-major: x (T, B, I);
+    weights[layer * D + d] = (w_ih, w_hh, b_ih, b_hh); h0, c0 (L * D, B, H) or None (zeros);
+    lengths (B,) or None. Returns (output (T, B, D * H), h_n (L * D, B, H), c_n or None)."""
+    T, B, _ = x.shape
+    D = 2 if bidirectional else 1
+    H = weights[0][1].shape[1]
+    h0 = np.zeros((num_layers * D, B, H)) if h0 is None else h0
+    c0 = np.zeros((num_layers * D, B, H)) if c0 is None else c0
+    h_n, c_n = np.zeros_like(h0), np.zeros_like(c0)
+    layer_input = x
+    for layer in range(num_layers):
+        outputs = []
+        for d in range(D):
+            k = layer * D + d
+            out, h_n[k], c = recurrent_direction_ref(cell, layer_input, weights[k], h0[k],
+                                                     c0[k] if cell == "lstm" else None, lengths, reverse=d == 1)
+            if c is not None:
+                c_n[k] = c
+            outputs.append(out)
+        layer_input = np.concatenate(outputs, axis=2)
+    return layer_input, h_n, (c_n if cell == "lstm" else None)
+
+
+def embedding_ref(weight, indices):
+    return weight[indices]
+
+
+# ---- pooling (NCHW) ---------------------------------------------------------------------------
+# Windows are listed by plain loops over the output positions; the arithmetic over (N, C) is numpy.
+
+def pool_output_size_ref(n, kernel, stride, padding=0, dilation=1, ceil_mode=False):
+    """PyTorch's documented output length: floor (ceil) of (n + 2p - d(k - 1) - 1) / s, plus 1;
+    with ceil_mode a last window that would start beyond the input and its left padding is dropped."""
+    span = n + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= n + padding:
+        out -= 1
+    return out
+
+
+def _window_members(n, out, kernel, stride, padding, dilation):
+    """For each output position, its window's input positions inside [0, n), in window order."""
+    return [[o * stride - padding + k * dilation for k in range(kernel)
+             if 0 <= o * stride - padding + k * dilation < n] for o in range(out)]
+
+
+def max_pool2d_ref(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """(out, indices): each window's maximum and the flat index ih * W + iw of its first occurrence
+    in row-major window order; -inf and -1 for a window without input elements."""
+    x = np.asarray(x, np.float64)
+    N, C, H, W = x.shape
+    OH = pool_output_size_ref(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    OW = pool_output_size_ref(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    rows = _window_members(H, OH, kernel[0], stride[0], padding[0], dilation[0])
+    cols = _window_members(W, OW, kernel[1], stride[1], padding[1], dilation[1])
+    table = np.full((OH * OW, kernel[0] * kernel[1]), H * W)  # H * W: a -inf column (no element)
+    for oh in range(OH):
+        for ow in range(OW):
+            members = [ih * W + iw for ih in rows[oh] for iw in cols[ow]]
+            table[oh * OW + ow, :len(members)] = members
+    flat = np.concatenate([x.reshape(N, C, H * W), np.full((N, C, 1), -np.inf)], axis=2)
+    values = flat[:, :, table]                      # (N, C, OH * OW, window)
+    first = np.argmax(values, axis=3)               # the first maximum
+    out = np.take_along_axis(values, first[..., None], 3)[..., 0]
+    indices = table[np.arange(OH * OW), first]
+    indices[indices == H * W] = -1
+    return out.reshape(N, C, OH, OW), indices.reshape(N, C, OH, OW)
+
+
+def max_pool2d_backward_ref(grad_out, indices, input_shape):
+    """Each output gradient added to its maximum's input element."""
+    N, C, H, W = input_shape
+    grad = np.zeros((N * C, H * W))
+    g = np.asarray(grad_out, np.float64).reshape(N * C, -1)
+    idx = np.asarray(indices).reshape(N * C, -1)
+    for p in range(N * C):
+        keep = idx[p] >= 0
+        np.add.at(grad[p], idx[p][keep], g[p][keep])
+    return grad.reshape(input_shape)
+
+
+def _pool_matrix_apply(x, A, OH, OW):
+    """x (N, C, H, W) through the linear map A (OH * OW, H * W)."""
+    N, C, H, W = x.shape
+    return (np.asarray(x, np.float64).reshape(N, C, H * W) @ A.T).reshape(N, C, OH, OW)
+
+
+def avg_pool2d_matrix_ref(H, W, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
+                          divisor_override=None):
+    """The (OH * OW, H * W) matrix of average pooling: 1 / divisor on each window's elements,
+    the divisor being PyTorch's (see avg_pool2d_ref)."""
+    OH = pool_output_size_ref(H, kernel[0], stride[0], padding[0], 1, ceil_mode)
+    OW = pool_output_size_ref(W, kernel[1], stride[1], padding[1], 1, ceil_mode)
+    A = np.zeros((OH * OW, H * W))
+    for oh in range(OH):
+        h0 = oh * stride[0] - padding[0]
+        h1 = min(h0 + kernel[0], H + padding[0])   # the window, clipped to the padded input
+        for ow in range(OW):
+            w0 = ow * stride[1] - padding[1]
+            w1 = min(w0 + kernel[1], W + padding[1])
+            members = [ih * W + iw for ih in range(max(h0, 0), min(h1, H)) for iw in range(max(w0, 0), min(w1, W))]
+            if divisor_override:
+                divisor = divisor_override
+            elif count_include_pad:
+                divisor = (h1 - h0) * (w1 - w0)
+            else:
+                divisor = len(members)
+            A[oh * OW + ow, members] = 1.0 / divisor
+    return A, OH, OW
+
+
+def avg_pool2d_ref(x, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """Mean of each window: divisor_override, else the window's size clipped to the padded input
+    (count_include_pad) or the number of input elements in it."""
+    A, OH, OW = avg_pool2d_matrix_ref(x.shape[2], x.shape[3], kernel, stride, padding, ceil_mode,
+                                      count_include_pad, divisor_override)
+    return _pool_matrix_apply(x, A, OH, OW)
+
+
+def adaptive_avg_pool2d_matrix_ref(H, W, OH, OW):
+    A = np.zeros((OH * OW, H * W))
+    for oh in range(OH):
+        h0, h1 = (oh * H) // OH, -(-((oh + 1) * H) // OH)
+        for ow in range(OW):
+            w0, w1 = (ow * W) // OW, -(-((ow + 1) * W) // OW)
+            members = [ih * W + iw for ih in range(h0, h1) for iw in range(w0, w1)]
+            A[oh * OW + ow, members] = 1.0 / len(members)
+    return A
+
+
+def adaptive_avg_pool2d_ref(x, output_size):
+    """Output (i, j) averages rows floor(i H / OH) .. ceil((i + 1) H / OH) - 1, columns likewise."""
+    OH, OW = output_size
+    return _pool_matrix_apply(x, adaptive_avg_pool2d_matrix_ref(x.shape[2], x.shape[3], OH, OW), OH, OW)
+
+
+# ---- batch normalization ----------------------------------------------------------------------
+
+def _channel_shape(x):
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def batch_norm_ref(x, mean, var, weight=None, bias=None, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) * weight + bias, per channel (axis 1)."""
+    s = _channel_shape(x)
+    y = (np.asarray(x, np.float64) - np.reshape(mean, s)) / np.sqrt(np.reshape(var, s) + eps)
+    if weight is not None:
+        y = y * np.reshape(weight, s)
+    if bias is not None:
+        y = y + np.reshape(bias, s)
+    return y
+
+
+def batch_stats_ref(x):
+    """Per-channel mean and biased variance over every axis but 1."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    x = np.asarray(x, np.float64)
+    return x.mean(axis=axes), x.var(axis=axes)
+
+
+def batch_norm_train_ref(x, weight=None, bias=None, eps=1e-5):
+    mean, var = batch_stats_ref(x)
+    return batch_norm_ref(x, mean, var, weight, bias, eps)
+
+
+def running_stats_ref(running_mean, running_var, x, momentum):
+    """PyTorch's update: r = (1 - momentum) r + momentum * stat, the variance unbiased (M / (M - 1))."""
+    mean, var = batch_stats_ref(x)
+    m = x.size // x.shape[1]
+    return ((1 - momentum) * running_mean + momentum * mean,
+            (1 - momentum) * running_var + momentum * var * m / (m - 1))
+
+
+# ---- convolution: direct loops over the kernel taps, float64 ---------------------------------
+# x (N, C, H, W), w (K, C/groups, R, S); stride/dilation an int or (h, w); padding an int,
+# (h, w) or (top, bottom, left, right).
+
+def _conv_pair(v):
+    return (v, v) if np.isscalar(v) else tuple(v)
+
+
+def _conv_sides(padding):
+    if np.isscalar(padding):
+        return (padding,) * 4
+    if len(padding) == 2:
+        return (padding[0], padding[0], padding[1], padding[1])
+    return tuple(padding)
+
+
+def _conv_taps(x_shape, w_shape, stride, padding, dilation):
+    """(padded input shape, P, Q, slicer(r, s) picking the input pixels tap (r, s) sees)."""
+    (sh, sw), (dh, dw) = _conv_pair(stride), _conv_pair(dilation)
+    pt, pb, pl, pr = _conv_sides(padding)
+    N, C, H, W = x_shape
+    R, S = w_shape[2:]
+    Hp, Wp = H + pt + pb, W + pl + pr
+    P, Q = (Hp - dh * (R - 1) - 1) // sh + 1, (Wp - dw * (S - 1) - 1) // sw + 1
+
+    def taps(r, s):
+        return (slice(None), slice(None), slice(r * dh, r * dh + sh * (P - 1) + 1, sh),
+                slice(s * dw, s * dw + sw * (Q - 1) + 1, sw))
+    return (N, C, Hp, Wp), (pt, pl), P, Q, taps
+
+
+def conv2d_reference(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    padded, (pt, pl), P, Q, taps = _conv_taps(x.shape, w.shape, stride, padding, dilation)
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    Kg = K // groups
+    xp = np.zeros(padded)
+    xp[:, :, pt:pt + H, pl:pl + W] = x
+    out = np.zeros((N, K, P, Q))
+    for g in range(groups):
+        xg, wg = xp[:, g * Cg:(g + 1) * Cg], w[g * Kg:(g + 1) * Kg]
+        for r in range(R):
+            for s in range(S):
+                out[:, g * Kg:(g + 1) * Kg] += np.einsum("ncpq,kc->nkpq", xg[taps(r, s)], wg[:, :, r, s])
+    if b is not None:
+        out += np.asarray(b, np.float64)[None, :, None, None]
+    return out
+
+
+def conv2d_reference_grads(x, w, grad_out, stride=1, padding=0, dilation=1, groups=1):
+    """(grad_x, grad_w, grad_b) of sum(conv2d_reference(x, w, b) * grad_out), tap by tap."""
+    x, w, gy = np.asarray(x, np.float64), np.asarray(w, np.float64), np.asarray(grad_out, np.float64)
+    padded, (pt, pl), P, Q, taps = _conv_taps(x.shape, w.shape, stride, padding, dilation)
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    Kg = K // groups
+    xp = np.zeros(padded)
+    xp[:, :, pt:pt + H, pl:pl + W] = x
+    gxp, gw = np.zeros(padded), np.zeros(w.shape)
+    for g in range(groups):
+        cs, ks = slice(g * Cg, (g + 1) * Cg), slice(g * Kg, (g + 1) * Kg)
+        for r in range(R):
+            for s in range(S):
+                gxp[:, cs][taps(r, s)] += np.einsum("nkpq,kc->ncpq", gy[:, ks], w[ks, :, r, s])
+                gw[ks, :, r, s] = np.einsum("nkpq,ncpq->kc", gy[:, ks], xp[:, cs][taps(r, s)])
+    return gxp[:, :, pt:pt + H, pl:pl + W], gw, gy.sum(axis=(0, 2, 3))

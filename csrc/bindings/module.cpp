@@ -17,6 +17,10 @@ void bind_gemm(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_elementwise(py::module_& m);
+void bind_rnn(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_conv(py::module_& m);
 }
 
 namespace py = pybind11;
@@ -78,4 +82,8 @@ PYBIND11_MODULE(_C, m) {
   bind_optim(m);
   bind_loss(m);
   bind_elementwise(m);
+  bind_rnn(m);
+  bind_pool(m);
+  bind_norm(m);
+  bind_conv(m);
 }

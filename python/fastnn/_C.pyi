@@ -53,3 +53,73 @@ def linear_epilogue_backward(grad: np.ndarray, out: Optional[np.ndarray] = None,
     """Backward of a Linear layer's bias + ReLU epilogue in one pass: (grad masked where out <= 0,
     or grad itself when out is None; its column sums, or None with bias_grad=False)."""
     ...
+
+# Pooling (csrc/bindings/pool.cpp): float32 C-contiguous (N, C, H, W); window settings are (h, w) pairs.
+_Pair = Tuple[int, int]
+def max_pool2d_forward(input: npt.NDArray[np.float32], kernel_size: _Pair, stride: _Pair, padding: _Pair,
+                       dilation: _Pair, ceil_mode: bool = False
+                       ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...
+def max_pool2d_backward(grad_output: npt.NDArray[np.float32], indices: npt.NDArray[np.int32],
+                        input_size: _Pair) -> npt.NDArray[np.float32]: ...
+def avg_pool2d_forward(input: npt.NDArray[np.float32], kernel_size: _Pair, stride: _Pair, padding: _Pair,
+                       ceil_mode: bool = False, count_include_pad: bool = True,
+                       divisor_override: int = 0) -> npt.NDArray[np.float32]: ...
+def avg_pool2d_backward(grad_output: npt.NDArray[np.float32], input_size: _Pair, kernel_size: _Pair, stride: _Pair,
+                        padding: _Pair, ceil_mode: bool = False, count_include_pad: bool = True,
+                        divisor_override: int = 0) -> npt.NDArray[np.float32]: ...
+def adaptive_avg_pool2d_forward(input: npt.NDArray[np.float32], output_size: _Pair) -> npt.NDArray[np.float32]: ...
+def adaptive_avg_pool2d_backward(grad_output: npt.NDArray[np.float32],
+                                 input_size: _Pair) -> npt.NDArray[np.float32]: ...
+
+# Batch normalization (csrc/bindings/norm.cpp): input float32 C-contiguous (N, C, *); vectors float32 (C,).
+def batch_norm_forward(input: npt.NDArray[np.float32], weight: Optional[npt.NDArray[np.float32]],
+                       bias: Optional[npt.NDArray[np.float32]], running_mean: Optional[npt.NDArray[np.float32]],
+                       running_var: Optional[npt.NDArray[np.float32]], *, training: bool, momentum: float = 0.1,
+                       eps: float = 1e-5
+                       ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+def batch_norm_backward(grad_output: npt.NDArray[np.float32], input: npt.NDArray[np.float32],
+                        save_mean: npt.NDArray[np.float32], save_invstd: npt.NDArray[np.float32],
+                        weight: Optional[npt.NDArray[np.float32]], *, training: bool
+                        ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+
+# Recurrent layers (csrc/bindings/rnn.cpp): one layer-direction over a whole sequence; float32 C-contiguous.
+# cell: 'lstm' | 'gru' | 'rnn_tanh' | 'rnn_relu'. x (T, B, I), w_ih (G, I), w_hh (G, H), biases (G,), states (B, H).
+def rnn_forward(cell: str, x: npt.NDArray[np.float32], w_ih: npt.NDArray[np.float32], w_hh: npt.NDArray[np.float32],
+                b_ih: Optional[npt.NDArray[np.float32]] = None, b_hh: Optional[npt.NDArray[np.float32]] = None,
+                h0: Optional[npt.NDArray[np.float32]] = None, c0: Optional[npt.NDArray[np.float32]] = None, *,
+                lengths: Optional[npt.NDArray[np.int64]] = None, reverse: bool = False
+                ) -> Tuple[npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]],
+                           Optional[npt.NDArray[np.float32]], Optional[npt.NDArray[np.float32]]]:
+    """(out (T + states, B, H): outputs then h_n [then c_n], hs (held states, with lengths only), cs (LSTM cell
+    states), gates (saved activations, LSTM/GRU))."""
+    ...
+def rnn_backward(cell: str, grad_out: npt.NDArray[np.float32], x: npt.NDArray[np.float32],
+                 w_ih: npt.NDArray[np.float32], w_hh: npt.NDArray[np.float32], h0: Optional[npt.NDArray[np.float32]],
+                 c0: Optional[npt.NDArray[np.float32]], out: npt.NDArray[np.float32],
+                 hs: Optional[npt.NDArray[np.float32]], cs: Optional[npt.NDArray[np.float32]],
+                 gates: Optional[npt.NDArray[np.float32]], *, lengths: Optional[npt.NDArray[np.int64]] = None,
+                 reverse: bool = False, need_dx: bool = True, bias: bool = True
+                 ) -> Tuple[Optional[npt.NDArray[np.float32]], npt.NDArray[np.float32], npt.NDArray[np.float32],
+                            Optional[npt.NDArray[np.float32]], Optional[npt.NDArray[np.float32]],
+                            npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]:
+    """(dx or None, dw_ih, dw_hh, db_ih, db_hh (None without bias), dh0, dc0 (LSTM only))."""
+    ...
+
+# Convolution (csrc/bindings/conv.cpp): float32 C-contiguous input (N, C, H, W), weight (K, C/groups, R, S).
+# stride, dilation: int or (h, w); padding: int, (h, w) or (top, bottom, left, right).
+_IntOrTuple = Union[int, Sequence[int]]
+def conv2d_forward(input: npt.NDArray[np.float32], weight: npt.NDArray[np.float32],
+                   bias: Optional[npt.NDArray[np.float32]] = None, stride: _IntOrTuple = 1,
+                   padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1, groups: int = 1, *,
+                   relu: bool = False) -> npt.NDArray[np.float32]: ...
+def conv2d_backward(grad_out: npt.NDArray[np.float32], input: npt.NDArray[np.float32],
+                    weight: npt.NDArray[np.float32], stride: _IntOrTuple = 1, padding: _IntOrTuple = 0,
+                    dilation: _IntOrTuple = 1, groups: int = 1, needs: Tuple[bool, bool, bool] = (True, True, True)
+                    ) -> Tuple[Optional[npt.NDArray[np.float32]], Optional[npt.NDArray[np.float32]],
+                               Optional[npt.NDArray[np.float32]]]:
+    """(grad_input, grad_weight, grad_bias), each None unless asked for in needs."""
+    ...
+def conv2d_workspace_budget() -> int: ...
+def set_conv2d_workspace_budget(bytes: int) -> int:
+    """Set the convolution work-buffer budget (bytes); returns the previous one (tests, tuning)."""
+    ...

@@ -6,6 +6,7 @@ from fastnn._tensor import (Tensor, from_dlpack, from_numpy, is_grad_enabled, ma
                             rand, randn, tensor, zeros)
 from fastnn.ops.elementwise import add, div, exp, log, mul, neg, pow, relu, sigmoid, sqrt, sub, tanh
 from fastnn.ops.linalg import matmul
+from fastnn.ops.random import bernoulli
 from fastnn.ops.reduce import max, mean, sum
 from fastnn.ops.shape import cat, concatenate, flatten, permute, reshape, stack, transpose
 

@@ -665,3 +665,31 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
                          f"classes: expected 0 <= target < {C} or target == ignore_index ({ignore_index})")
     out = NLLLoss.apply(x, t, w, int(ignore_index), reduction)
     return out.reshape(()) if unbatched and reduction == "none" else out
+
+
+# ---------------------------------------------------------------------------------------------
+# pooling, batch normalization, channel dropout (fastnn.ops.pool / norm / dropout)
+
+from fastnn.ops.dropout import dropout2d  # noqa: E402
+from fastnn.ops.norm import batch_norm  # noqa: E402
+from fastnn.ops.pool import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, global_avg_pool2d,  # noqa: E402
+                             global_max_pool2d, max_pool1d, max_pool2d)
+
+__all__ += ["max_pool2d", "max_pool1d", "avg_pool2d", "avg_pool1d", "adaptive_avg_pool2d", "global_avg_pool2d",
+            "global_max_pool2d", "batch_norm", "dropout2d"]
+
+
+# ---------------------------------------------------------------------------------------------
+# embedding lookup (fastnn.ops.rnn; the recurrent layers call fastnn.ops.rnn.recurrent)
+
+from fastnn.ops.rnn import embedding  # noqa: E402
+
+__all__ += ["embedding"]
+
+
+# ---------------------------------------------------------------------------------------------
+# convolutions (fastnn.ops.conv: im2col + GEMM kernels in csrc/cpu/conv.cpp)
+
+from fastnn.ops.conv import conv1d, conv2d  # noqa: E402
+
+__all__ += ["conv1d", "conv2d"]

@@ -1,0 +1,251 @@
+// _C.conv2d_forward / _C.conv2d_backward: argument checks, then the GIL is released around the
+// kernels of cpu/conv.cpp. Dimension letters as there: input (N, C, H, W), weight
+// (K, C/groups, R, S), output (N, K, P, Q).
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "bindings/checks.h"
+#include "cpu/conv.h"
+
+namespace fastnn {
+namespace {
+
+// Every size and setting stays below this, so the shape arithmetic cannot overflow int64.
+constexpr int64_t kMaxDim = int64_t(1) << 40;
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+std::string type_name(const py::handle& v) { return std::string(py::str(py::type::handle_of(v).attr("__name__"))); }
+
+// A 4-D float32 C-contiguous array.
+const float* check_tensor(const py::array& a, const char* fn, const char* arg, const char* expected) {
+  if (!a.dtype().is(py::dtype::of<float>()))
+    raise_type(std::string(fn) + ": argument '" + arg + "' must be float32, got " + std::string(py::str(a.dtype())) +
+               " (convert with .astype(numpy.float32))");
+  if (a.ndim() != 4)
+    raise_value(std::string(fn) + ": argument '" + arg + "' must be 4-D of shape " + expected + ", got shape " +
+                shape_str(a));
+  if (!(a.flags() & py::array::c_style))
+    raise_value(std::string(fn) + ": argument '" + arg + "' of shape " + shape_str(a) +
+                " must be C-contiguous; pass numpy.ascontiguousarray(" + arg + ")");
+  for (py::ssize_t i = 0; i < 4; ++i)
+    if (a.shape(i) >= kMaxDim)
+      raise_value(std::string(fn) + ": argument '" + arg + "' of shape " + shape_str(a) + " is too large");
+  return static_cast<const float*>(a.data());
+}
+
+int64_t as_int(const py::handle& v, const char* fn, const char* arg, const char* what) {
+  if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v))
+    raise_type(std::string(fn) + ": argument '" + arg + "' must be " + what + ", got " + type_name(v) + " " +
+               std::string(py::repr(v)));
+  return v.cast<int64_t>();
+}
+
+// An int, or a sequence of `count` ints (count = 2: (h, w); 4: (top, bottom, left, right)).
+std::vector<int64_t> int_list(const py::object& v, const char* fn, const char* arg, const char* what,
+                              std::initializer_list<int> counts) {
+  if (py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v)) return {v.cast<int64_t>()};
+  if (py::isinstance<py::sequence>(v) && !py::isinstance<py::str>(v)) {
+    py::sequence seq = v.cast<py::sequence>();
+    const int n = static_cast<int>(seq.size());
+    for (int c : counts)
+      if (n == c) {
+        std::vector<int64_t> out;
+        for (const py::handle& item : seq) out.push_back(as_int(item, fn, arg, what));
+        return out;
+      }
+  }
+  raise_type(std::string(fn) + ": argument '" + arg + "' must be " + what + ", got " + std::string(py::repr(v)));
+}
+
+struct Settings {
+  int64_t stride[2], pad[4], dil[2], groups;
+};
+
+Settings parse_settings(const py::object& stride, const py::object& padding, const py::object& dilation,
+                        int64_t groups, const char* fn) {
+  Settings st{};
+  const char* pair = "an int or a pair of ints (h, w)";
+  std::vector<int64_t> sv = int_list(stride, fn, "stride", pair, {2});
+  std::vector<int64_t> dv = int_list(dilation, fn, "dilation", pair, {2});
+  std::vector<int64_t> pv = int_list(padding, fn, "padding",
+                                     "an int, a pair (h, w) or four ints (top, bottom, left, right)", {2, 4});
+  for (int i = 0; i < 2; ++i) {
+    st.stride[i] = sv.size() == 1 ? sv[0] : sv[i];
+    st.dil[i] = dv.size() == 1 ? dv[0] : dv[i];
+  }
+  if (pv.size() == 1) {
+    for (int i = 0; i < 4; ++i) st.pad[i] = pv[0];
+  } else if (pv.size() == 2) {
+    st.pad[0] = st.pad[1] = pv[0];
+    st.pad[2] = st.pad[3] = pv[1];
+  } else {
+    for (int i = 0; i < 4; ++i) st.pad[i] = pv[i];
+  }
+  auto bad = [&](const char* arg, const std::string& rule, const std::vector<int64_t>& v) {
+    std::string text = "(";
+    for (size_t i = 0; i < v.size(); ++i) text += (i ? ", " : "") + str(v[i]);
+    raise_value(std::string(fn) + ": " + arg + " must be " + rule + ", got " + (v.size() == 1 ? str(v[0]) : text + ")"));
+  };
+  for (int i = 0; i < 2; ++i) {
+    if (st.stride[i] < 1 || st.stride[i] >= kMaxDim) bad("stride", "positive", sv);
+    if (st.dil[i] < 1 || st.dil[i] >= kMaxDim) bad("dilation", "positive", dv);
+  }
+  for (int i = 0; i < 4; ++i)
+    if (st.pad[i] < 0 || st.pad[i] >= kMaxDim) bad("padding", "non-negative", pv);
+  if (groups < 1 || groups >= kMaxDim)
+    raise_value(std::string(fn) + ": groups must be a positive int, got " + str(groups));
+  st.groups = groups;
+  return st;
+}
+
+// The shape of the convolution, checked: channels, weight shape, kernel against padded input,
+// output size.
+Conv2dShape make_shape(const py::array& input, const py::array& weight, const Settings& st, const char* fn) {
+  Conv2dShape s{};
+  s.N = input.shape(0);
+  s.C = input.shape(1);
+  s.H = input.shape(2);
+  s.W = input.shape(3);
+  s.K = weight.shape(0);
+  s.R = weight.shape(2);
+  s.S = weight.shape(3);
+  s.G = st.groups;
+  s.stride_h = st.stride[0];
+  s.stride_w = st.stride[1];
+  s.pad_top = st.pad[0];
+  s.pad_bottom = st.pad[1];
+  s.pad_left = st.pad[2];
+  s.pad_right = st.pad[3];
+  s.dil_h = st.dil[0];
+  s.dil_w = st.dil[1];
+  const std::string f(fn);
+  if (s.C % s.G != 0)
+    raise_value(f + ": the input's channels, C=" + str(s.C) + " (input shape " + shape_str(input) +
+                "), must be divisible by groups=" + str(s.G));
+  if (s.K % s.G != 0)
+    raise_value(f + ": the weight's output channels, K=" + str(s.K) + " (weight shape " + shape_str(weight) +
+                "), must be divisible by groups=" + str(s.G));
+  if (weight.shape(1) != s.C / s.G)
+    raise_value(f + ": argument 'weight' must have shape (K, C/groups, R, S) = (" + str(s.K) + ", " +
+                str(s.C / s.G) + ", " + str(s.R) + ", " + str(s.S) + ") for an input with C=" + str(s.C) +
+                " channels and groups=" + str(s.G) + ", got " + shape_str(weight));
+  if (s.R < 1 || s.S < 1)
+    raise_value(f + ": the kernel must be at least 1x1, got weight of shape " + shape_str(weight));
+  if (!conv2d_output_size(&s)) {
+    const int64_t kh = s.dil_h * (s.R - 1) + 1, kw = s.dil_w * (s.S - 1) + 1;
+    std::string dil = s.dil_h == s.dil_w ? str(s.dil_h) : "(" + str(s.dil_h) + ", " + str(s.dil_w) + ")";
+    raise_value(f + ": kernel " + str(s.R) + "x" + str(s.S) + " with dilation " + dil +
+                " needs a padded input of at least " + str(kh) + "x" + str(kw) + ", got " +
+                str(s.H + s.pad_top + s.pad_bottom) + "x" + str(s.W + s.pad_left + s.pad_right) + " (input " +
+                str(s.H) + "x" + str(s.W) + " with padding top/bottom/left/right " + str(s.pad_top) + "/" +
+                str(s.pad_bottom) + "/" + str(s.pad_left) + "/" + str(s.pad_right) + ")");
+  }
+  // The output, and one image's im2col columns, must be addressable.
+  const long double limit = static_cast<long double>(std::numeric_limits<int64_t>::max()) / 8;
+  const long double out_elems = static_cast<long double>(s.N) * s.K * s.P * s.Q;
+  const long double col_elems = static_cast<long double>(s.C) * s.R * s.S * s.Q;
+  if (out_elems > limit || col_elems > limit || static_cast<long double>(s.P) * s.Q > limit)
+    raise_value(f + ": the output, shape (" + str(s.N) + ", " + str(s.K) + ", " + str(s.P) + ", " + str(s.Q) +
+                "), is too large (size overflow)");
+  return s;
+}
+
+py::array_t<float> conv2d_forward_py(const py::array& input, const py::array& weight, const py::object& bias,
+                                     const py::object& stride, const py::object& padding, const py::object& dilation,
+                                     int64_t groups, bool relu) {
+  constexpr const char* fn = "conv2d_forward";
+  const float* x = check_tensor(input, fn, "input", "(N, C, H, W)");
+  const float* w = check_tensor(weight, fn, "weight", "(K, C/groups, R, S)");
+  const Settings st = parse_settings(stride, padding, dilation, groups, fn);
+  const Conv2dShape s = make_shape(input, weight, st, fn);
+  const float* b = nullptr;
+  if (!bias.is_none()) {
+    if (!py::isinstance<py::array>(bias))
+      raise_type(std::string(fn) + ": argument 'bias' must be a float32 numpy array of shape (" + str(s.K) +
+                 ",) or None, got " + type_name(bias));
+    b = check_vector(bias.cast<py::array>(), fn, "bias", s.K);
+  }
+  py::array_t<float> out({s.N, s.K, s.P, s.Q});
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    conv2d_forward(o, x, w, b, s, relu);
+  }
+  return out;
+}
+
+py::tuple conv2d_backward_py(const py::array& grad_out, const py::array& input, const py::array& weight,
+                             const py::object& stride, const py::object& padding, const py::object& dilation,
+                             int64_t groups, const std::array<bool, 3>& needs) {
+  constexpr const char* fn = "conv2d_backward";
+  const float* x = check_tensor(input, fn, "input", "(N, C, H, W)");
+  const float* w = check_tensor(weight, fn, "weight", "(K, C/groups, R, S)");
+  const Settings st = parse_settings(stride, padding, dilation, groups, fn);
+  const Conv2dShape s = make_shape(input, weight, st, fn);
+  const std::string expected = "(" + str(s.N) + ", " + str(s.K) + ", " + str(s.P) + ", " + str(s.Q) + ")";
+  const float* gy = check_tensor(grad_out, fn, "grad_out", "(N, K, P, Q)");
+  if (grad_out.shape(0) != s.N || grad_out.shape(1) != s.K || grad_out.shape(2) != s.P || grad_out.shape(3) != s.Q)
+    raise_value(std::string(fn) + ": argument 'grad_out' must have the output's shape (N, K, P, Q) = " + expected +
+                ", got " + shape_str(grad_out));
+  py::object gi = py::none(), gw = py::none(), gb = py::none();
+  float *pi = nullptr, *pw = nullptr, *pb = nullptr;
+  if (needs[0]) {
+    py::array_t<float> a({s.N, s.C, s.H, s.W});
+    pi = a.mutable_data();
+    gi = a;
+  }
+  if (needs[1]) {
+    py::array_t<float> a({s.K, s.C / s.G, s.R, s.S});
+    pw = a.mutable_data();
+    gw = a;
+  }
+  if (needs[2]) {
+    py::array_t<float> a({s.K});
+    pb = a.mutable_data();
+    gb = a;
+  }
+  {
+    py::gil_scoped_release release;
+    conv2d_backward(pi, pw, pb, gy, x, w, s);
+  }
+  return py::make_tuple(gi, gw, gb);
+}
+
+int64_t set_budget_py(int64_t bytes) {
+  if (bytes < 4) raise_value("set_conv2d_workspace_budget: bytes must be >= 4, got " + str(bytes));
+  const int64_t previous = conv2d_workspace_budget();
+  set_conv2d_workspace_budget(bytes);
+  return previous;
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def("conv2d_forward", &conv2d_forward_py, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
+        py::arg("stride") = 1, py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
+        py::kw_only(), py::arg("relu") = false,
+        R"doc(2-D convolution (cross-correlation), NCHW float32: returns out (N, K, P, Q).
+
+input (N, C, H, W) and weight (K, C/groups, R, S) are float32 and C-contiguous; bias (K,) or
+None. stride and dilation: an int or (h, w); padding (zeros): an int, (h, w) or
+(top, bottom, left, right). relu=True applies a ReLU in the GEMM epilogue. Releases the GIL.)doc");
+  m.def("conv2d_backward", &conv2d_backward_py, py::arg("grad_out"), py::arg("input"), py::arg("weight"),
+        py::arg("stride") = 1, py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
+        py::arg("needs") = std::array<bool, 3>{true, true, true},
+        R"doc(Gradients of conv2d_forward (without ReLU): returns (grad_input, grad_weight, grad_bias), each
+None unless asked for by needs = (input, weight, bias). grad_out has the output's shape
+(N, K, P, Q). The results do not depend on the thread count. Releases the GIL.)doc");
+  m.def("conv2d_workspace_budget", &conv2d_workspace_budget,
+        "Bytes of work buffer one convolution call may use (default 2 MiB): the batch is cut into chunks "
+        "that fit.");
+  m.def("set_conv2d_workspace_budget", &set_budget_py, py::arg("bytes"),
+        "Set the convolution work-buffer budget in bytes; returns the previous one. Changes the chunking "
+        "(and so the rounding of the weight gradient); meant for tests and tuning.");
+}
+
+}  // namespace fastnn

@@ -1,0 +1,47 @@
+// 2-D convolution (cross-correlation, as in PyTorch), NCHW float32: forward and backward.
+//
+// Dimension letters: input (N, C, H, W); weight (K, C / G, R, S) with K output channels,
+// an R x S kernel and G groups; output (N, K, P, Q). Group g maps input channels
+// [g C/G, (g+1) C/G) to output channels [g K/G, (g+1) K/G).
+//   P = (H + pad_top + pad_bottom - dil_h (R - 1) - 1) / stride_h + 1, Q likewise along W.
+// The algorithms, the chunking and the threading are described at the top of conv.cpp.
+#pragma once
+#include <cstdint>
+
+namespace fastnn {
+
+struct Conv2dShape {
+  int64_t N, C, H, W;                              // input
+  int64_t K, R, S;                                 // weight (K, C / G, R, S)
+  int64_t G;                                       // groups
+  int64_t stride_h, stride_w;
+  int64_t pad_top, pad_bottom, pad_left, pad_right;  // zero padding, per side
+  int64_t dil_h, dil_w;
+  int64_t P, Q;                                    // output (N, K, P, Q); set by conv2d_output_size
+};
+
+// Fills s->P and s->Q from the other fields; false when the padded input is smaller than
+// the dilated kernel (no output).
+bool conv2d_output_size(Conv2dShape* s);
+
+// out (N, K, P, Q) = conv(input (N, C, H, W), weight (K, C/G, R, S)) + bias (K,) [then ReLU].
+// bias may be null. out must not overlap the inputs.
+void conv2d_forward(float* out, const float* input, const float* weight, const float* bias,
+                    const Conv2dShape& s, bool relu = false);
+
+// Gradients of conv2d_forward (without ReLU) given grad_out (N, K, P, Q). Each output may be
+// null (not wanted): grad_input (N, C, H, W), grad_weight (K, C/G, R, S), grad_bias (K,).
+// The results are the same, bit for bit, whatever the thread count.
+void conv2d_backward(float* grad_input, float* grad_weight, float* grad_bias, const float* grad_out,
+                     const float* input, const float* weight, const Conv2dShape& s);
+
+// The budget, in bytes, of the work buffers of one call (the column buffer, the staged
+// output/gradient rows and the padded input rows); default 2 MiB, one core's L2 here. The
+// batch (and, for huge images, the output rows) are
+// cut into chunks that fit, so memory does not grow with the batch. A chunk is at least one
+// output row of one image. Changing the budget changes the chunking, hence the rounding of the
+// weight gradient (tests use it to cross chunk boundaries with small batches).
+int64_t conv2d_workspace_budget();
+void set_conv2d_workspace_budget(int64_t bytes);
+
+}  // namespace fastnn

@@ -1,0 +1,260 @@
+// The convolution row loops (conv_kernels.h), written once over a small vector interface V
+// (width, load/store, load_n/store_n for the first n < width lanes, fma, max, sum) and
+// instantiated by conv_kernel_<isa>.cpp, each compiled with its own ISA flags. Everything here
+// has internal linkage; including it anywhere else would leak wide instructions into baseline
+// code.
+//
+// Rows are walked in vectors of V::width output columns, the last one partial through the
+// masked load_n/store_n (masked lanes are neither read nor written), so a 10- or 16-wide row
+// costs one or two vector operations instead of a call to memcpy or a scalar tail. Strided
+// columns (sw > 1) take the plain scalar loops.
+#pragma once
+#include <cstdint>
+
+#include "cpu/conv_kernels.h"
+
+namespace fastnn {
+namespace {
+
+template <class V>
+void gather_rows_simd(float* dst, int64_t dst_step, const float* src, int64_t src_step, int64_t sw, int64_t rows,
+                      int64_t Q) {
+  constexpr int W = V::width;
+  for (int64_t p = 0; p < rows; ++p, dst += dst_step, src += src_step) {
+    if (sw == 1) {
+      int64_t q = 0;
+      for (; q + W <= Q; q += W) V::store(dst + q, V::load(src + q));
+      if (q < Q) V::store_n(dst + q, V::load_n(src + q, Q - q), Q - q);
+    } else {
+      for (int64_t q = 0; q < Q; ++q) dst[q] = src[q * sw];
+    }
+  }
+}
+
+template <class V>
+void scatter_add_rows_simd(float* dst, const float* src, int64_t row_step, int64_t sw, int64_t rows, int64_t Q) {
+  constexpr int W = V::width;
+  for (int64_t p = 0; p < rows; ++p, dst += row_step, src += Q) {
+    if (sw == 1) {
+      int64_t q = 0;
+      for (; q + W <= Q; q += W) V::store(dst + q, V::add(V::load(dst + q), V::load(src + q)));
+      if (q < Q) {
+        const int64_t n = Q - q;
+        V::store_n(dst + q, V::add(V::load_n(dst + q, n), V::load_n(src + q, n)), n);
+      }
+    } else {
+      for (int64_t q = 0; q < Q; ++q) dst[q * sw] += src[q];
+    }
+  }
+}
+
+template <class V>
+void col2im_plane_simd(float* dx, int64_t H, int64_t W, const float* col, int64_t tap_step, int64_t P, int64_t Q,
+                       int64_t R, int64_t S, int64_t dh, int64_t dw, int64_t oy, int64_t ox, bool accumulate) {
+  constexpr int VW = V::width;
+  for (int64_t ih = 0; ih < H; ++ih, dx += W) {
+    for (int64_t j = 0; j < W; j += VW) {
+      const int64_t n = W - j < VW ? W - j : VW;
+      typename V::reg acc = !accumulate ? V::zero() : n == VW ? V::load(dx + j) : V::load_n(dx + j, n);
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t p = ih + oy - r * dh;
+        if (p < 0 || p >= P) continue;
+        const float* row = col + r * S * tap_step + p * Q;
+        for (int64_t s = 0; s < S; ++s) {
+          const int64_t off = j + ox - s * dw;  // q of the first lane
+          const int64_t lo = off < 0 ? -off : 0, hi = Q - off < n ? Q - off : n;
+          if (lo >= hi) continue;
+          acc = V::add(acc, lo == 0 && hi == VW ? V::load(row + s * tap_step + off)
+                                                : V::load_range(row + s * tap_step + off, lo, hi));
+        }
+      }
+      if (n == VW)
+        V::store(dx + j, acc);
+      else
+        V::store_n(dx + j, acc, n);
+    }
+  }
+}
+
+template <class V, int MR, int NR>
+void dot_tile_simd(float* c, int64_t ldc, int m, int n, const float* a, int64_t lda, int64_t a_seg, const float* b,
+                   int64_t ldb, int64_t b_seg, int64_t segments, int64_t len, bool accumulate) {
+  constexpr int W = V::width;
+  typename V::reg acc[MR][NR];
+  const float* ar[MR];
+  const float* br[NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    ar[i] = a + (i < m ? i : m - 1) * lda;  // rows past the edge repeat the last one, unstored
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) acc[i][j] = V::zero();
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NR; ++j) br[j] = b + (j < n ? j : n - 1) * ldb;
+  for (int64_t g = 0; g < segments; ++g) {
+    int64_t l = 0;
+    for (; l + W <= len; l += W) {
+      typename V::reg bv[NR];
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) bv[j] = V::load(br[j] + l);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const typename V::reg av = V::load(ar[i] + l);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+      }
+    }
+    if (l < len) {
+      const int64_t k = len - l;
+      typename V::reg bv[NR];
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) bv[j] = V::load_n(br[j] + l, k);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const typename V::reg av = V::load_n(ar[i] + l, k);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) ar[i] += a_seg;
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) br[j] += b_seg;
+  }
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      const float sum = V::sum(acc[i][j]);
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + sum : sum;
+    }
+}
+
+// Stride 1 with an R x S kernel known at compile time: the taps' weights stay in registers.
+template <class V, int R, int S>
+void depthwise_forward_fixed(float* o, const float* padded, const float* w, float bias, bool relu, bool accumulate,
+                             const ConvTaps& t) {
+  constexpr int W = V::width;
+  typename V::reg wv[R * S];
+#pragma GCC unroll 49
+  for (int j = 0; j < R * S; ++j) wv[j] = V::set1(w[j]);
+  for (int64_t p = 0; p < t.P; ++p, o += t.Q) {
+    const float* row0 = padded + p * t.sh * t.Wp;
+    for (int64_t q = 0; q < t.Q; q += W) {
+      const int64_t n = t.Q - q < W ? t.Q - q : W;
+      typename V::reg acc = !accumulate ? V::set1(bias) : n == W ? V::load(o + q) : V::load_n(o + q, n);
+#pragma GCC unroll 7
+      for (int r = 0; r < R; ++r) {
+        const float* x = row0 + r * t.dh * t.Wp + q;
+#pragma GCC unroll 7
+        for (int s = 0; s < S; ++s)
+          acc = V::fma(wv[r * S + s], n == W ? V::load(x + s * t.dw) : V::load_n(x + s * t.dw, n), acc);
+      }
+      if (relu) acc = V::max(acc, V::zero());
+      if (n == W)
+        V::store(o + q, acc);
+      else
+        V::store_n(o + q, acc, n);
+    }
+  }
+}
+
+template <class V>
+void depthwise_forward_simd(float* o, const float* padded, const float* w, float bias, bool relu, bool accumulate,
+                            const ConvTaps& t) {
+  constexpr int W = V::width;
+  if (t.sw == 1 && t.R == 3 && t.S == 3) return depthwise_forward_fixed<V, 3, 3>(o, padded, w, bias, relu, accumulate, t);
+  if (t.sw == 1 && t.R == 5 && t.S == 5) return depthwise_forward_fixed<V, 5, 5>(o, padded, w, bias, relu, accumulate, t);
+  for (int64_t p = 0; p < t.P; ++p, o += t.Q) {
+    const float* row0 = padded + p * t.sh * t.Wp;
+    if (t.sw == 1) {
+      for (int64_t q = 0; q < t.Q; q += W) {  // one vector of outputs, kept in a register over the taps
+        const int64_t n = t.Q - q < W ? t.Q - q : W;
+        typename V::reg acc = !accumulate ? V::set1(bias) : n == W ? V::load(o + q) : V::load_n(o + q, n);
+        for (int64_t r = 0; r < t.R; ++r) {
+          const float* x = row0 + r * t.dh * t.Wp + q;
+          for (int64_t s = 0; s < t.S; ++s) {
+            const typename V::reg in = n == W ? V::load(x + s * t.dw) : V::load_n(x + s * t.dw, n);
+            acc = V::fma(V::set1(w[r * t.S + s]), in, acc);
+          }
+        }
+        if (relu) acc = V::max(acc, V::zero());
+        if (n == W)
+          V::store(o + q, acc);
+        else
+          V::store_n(o + q, acc, n);
+      }
+    } else {
+      for (int64_t q = 0; q < t.Q; ++q) {
+        float acc = accumulate ? o[q] : bias;
+        for (int64_t r = 0; r < t.R; ++r)
+          for (int64_t s = 0; s < t.S; ++s) acc += w[r * t.S + s] * row0[r * t.dh * t.Wp + q * t.sw + s * t.dw];
+        o[q] = relu && !(acc > 0.0f) ? 0.0f : acc;
+      }
+    }
+  }
+}
+
+template <class V>
+void depthwise_backward_input_simd(float* padded, const float* dy, const float* w, const ConvTaps& t) {
+  constexpr int W = V::width;
+  for (int64_t p = 0; p < t.P; ++p, dy += t.Q) {
+    float* row0 = padded + p * t.sh * t.Wp;
+    if (t.sw == 1) {
+      for (int64_t q = 0; q < t.Q; q += W) {
+        const int64_t n = t.Q - q < W ? t.Q - q : W;
+        const typename V::reg g = n == W ? V::load(dy + q) : V::load_n(dy + q, n);
+        for (int64_t r = 0; r < t.R; ++r) {
+          float* x = row0 + r * t.dh * t.Wp + q;
+          for (int64_t s = 0; s < t.S; ++s) {
+            float* d = x + s * t.dw;
+            if (n == W)
+              V::store(d, V::fma(V::set1(w[r * t.S + s]), g, V::load(d)));
+            else
+              V::store_n(d, V::fma(V::set1(w[r * t.S + s]), g, V::load_n(d, n)), n);
+          }
+        }
+      }
+    } else {
+      for (int64_t q = 0; q < t.Q; ++q)
+        for (int64_t r = 0; r < t.R; ++r)
+          for (int64_t s = 0; s < t.S; ++s) row0[r * t.dh * t.Wp + q * t.sw + s * t.dw] += w[r * t.S + s] * dy[q];
+    }
+  }
+}
+
+template <class V>
+void depthwise_backward_weight_simd(double* acc, const float* dy, const float* padded, const ConvTaps& t) {
+  constexpr int W = V::width;
+  for (int64_t r = 0; r < t.R; ++r) {
+    for (int64_t s = 0; s < t.S; ++s) {
+      if (t.sw == 1) {
+        typename V::reg sum = V::zero();
+        for (int64_t p = 0; p < t.P; ++p) {
+          const float* g = dy + p * t.Q;
+          const float* x = padded + (p * t.sh + r * t.dh) * t.Wp + s * t.dw;
+          int64_t q = 0;
+          for (; q + W <= t.Q; q += W) sum = V::fma(V::load(g + q), V::load(x + q), sum);
+          if (q < t.Q) sum = V::fma(V::load_n(g + q, t.Q - q), V::load_n(x + q, t.Q - q), sum);
+        }
+        acc[r * t.S + s] += static_cast<double>(V::sum(sum));
+      } else {
+        float sum = 0.0f;
+        for (int64_t p = 0; p < t.P; ++p) {
+          const float* x = padded + (p * t.sh + r * t.dh) * t.Wp + s * t.dw;
+          for (int64_t q = 0; q < t.Q; ++q) sum += dy[p * t.Q + q] * x[q * t.sw];
+        }
+        acc[r * t.S + s] += static_cast<double>(sum);
+      }
+    }
+  }
+}
+
+template <class V, int DOT_MR, int DOT_NR>
+const ConvKernels& conv_kernels_table() {
+  static const ConvKernels k = {gather_rows_simd<V>, scatter_add_rows_simd<V>, col2im_plane_simd<V>,
+                                dot_tile_simd<V, DOT_MR, DOT_NR>, DOT_MR, DOT_NR, depthwise_forward_simd<V>,
+                                depthwise_backward_input_simd<V>, depthwise_backward_weight_simd<V>};
+  return k;
+}
+
+}  // namespace
+}  // namespace fastnn

@@ -1,0 +1,447 @@
+// Recurrent layers: the sequence loops, the per-step product's driver, the step team and the
+// denormal mode. The algorithm is stated in rnn.h; the pointwise loops live in rnn_kernels.h.
+// Dimension letters: T, B, I, H, G = gates * H, S = the saved width per (t, b) row.
+#include "cpu/rnn.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "common/threads.h"
+#include "cpu/elementwise.h"
+#include "cpu/gemm.h"
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define FASTNN_HAVE_MXCSR 1
+#endif
+
+namespace fastnn {
+
+const RnnPointwise& rnn_pointwise_for(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return rnn_pointwise_avx512();
+    case Isa::avx2: return rnn_pointwise_avx2();
+    default: return rnn_pointwise_ref();
+  }
+}
+
+namespace {
+
+using RowProduct = void (*)(float*, const float*, int64_t, const float*, int64_t, int64_t, const float*);
+
+// Flush-to-zero (bit 15) and denormals-are-zero (bit 6) on this thread while in scope; the
+// previous control bits come back afterwards (the exception flags raised meanwhile stay).
+class DenormalsOff {
+ public:
+#ifdef FASTNN_HAVE_MXCSR
+  DenormalsOff() : saved_(_mm_getcsr() & kBits) { _mm_setcsr(_mm_getcsr() | kBits); }
+  ~DenormalsOff() { _mm_setcsr((_mm_getcsr() & ~kBits) | saved_); }
+
+ private:
+  static constexpr unsigned kBits = 0x8040u;
+  unsigned saved_;
+#endif
+};
+
+// A 64-byte-aligned float buffer that only grows; one per calling thread.
+class Workspace {
+ public:
+  ~Workspace() { std::free(data_); }
+  float* get(size_t count) {
+    if (count > capacity_) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+      const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data_) throw std::bad_alloc();
+      capacity_ = count;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+thread_local Workspace tls_workspace;
+
+size_t round16(int64_t n) { return static_cast<size_t>((n + 15) / 16 * 16); }
+
+// ---- the per-step product ---------------------------------------------------------------------
+// C (Mp, ldc) = A (M, K) x B, with B packed once per call into NR-wide slivers over the whole K
+// (sliver s: bp[s * K * nr + p * nr + jj]) and A packed per step into MR-tall slivers
+// (ap[ir * K * mr + p * mr + i], rows past M zero). C is a scratch whose tiles are all full, so
+// the micro-kernel never meets an edge. Columns come in blocks of NR units, `ng` slivers (one
+// per gate) to a block, so the thread that owns a block of units computes all of their gates.
+struct StepGemm {
+  const GemmKernelInfo* kr;
+  int64_t mr, nr, kc, K, n_ir, Mp, ldc;
+  const float* bp;
+  const float* bias;  // (ldc,) added at the last K block, or null
+  // For M * 4 <= MR (batches of a few rows), row by row instead: the tile would be mostly padding.
+  RowProduct row_product;
+  int64_t M;
+
+  // The tiles of slivers [s0, s1), all rows.
+  void run(const float* ap, int64_t s0, int64_t s1, float* c) const {
+    if (row_product) {
+      for (int64_t s = s0; s < s1; ++s)
+        for (int64_t b = 0; b < M; ++b)
+          row_product(c + b * ldc + s * nr, ap + (b / mr) * K * mr + b % mr, mr, bp + s * K * nr, K, nr,
+                      bias ? bias + s * nr : nullptr);
+      return;
+    }
+    int nonfinite = 0;  // not checked: NaN propagates as in PyTorch
+    for (int64_t pc = 0; pc < K; pc += kc) {
+      const int64_t k = std::min(kc, K - pc);
+      GemmTile tile{1.0f, pc == 0 ? 0.0f : 1.0f, nullptr, nullptr, false, pc + k == K, &nonfinite};
+      for (int64_t s = s0; s < s1; ++s) {
+        tile.bias_n = bias ? bias + s * nr : nullptr;
+        const float* b = bp + s * K * nr + pc * nr;
+        for (int64_t ir = 0; ir < n_ir; ++ir)
+          kr->ukernel(k, ap + ir * K * mr + pc * mr, b, nr, c + ir * mr * ldc + s * nr, ldc, tile);
+      }
+    }
+  }
+};
+
+// The register tile for M rows and N = ng * H columns laid out in blocks of NR units: the one
+// with the least padded area (the general tile unless another saves a tenth), as sgemm picks.
+const GemmKernelInfo& step_kernel(int64_t M, int64_t H, int64_t ng) {
+  const GemmKernelTable table = gemm_kernels_for(active_isa());
+  auto area = [&](const GemmKernelInfo& k) {
+    return static_cast<double>((M + k.mr - 1) / k.mr * k.mr) * static_cast<double>(ng * ((H + k.nr - 1) / k.nr) * k.nr);
+  };
+  const GemmKernelInfo* best = &table.rows[0];
+  double best_area = 0.9 * area(*best);
+  for (int r = 1; r < table.count; ++r) {
+    const double a = area(table.rows[r]);
+    if (a < best_area) {
+      best = &table.rows[r];
+      best_area = a;
+    }
+  }
+  return *best;
+}
+
+StepGemm make_step_gemm(const GemmKernelInfo& kr, const RnnPointwise& k, int64_t M, int64_t K, int64_t n_slivers) {
+  const int64_t n_ir = (M + kr.mr - 1) / kr.mr;
+  // Even K blocks, as sgemm cuts them: 256 is 2 x 128, not 192 + 64 (a thin block is all overhead).
+  const int64_t blocks = (K + kr.kc - 1) / kr.kc, kc = (K + blocks - 1) / blocks;
+  return {&kr, kr.mr, kr.nr, kc, K, n_ir, n_ir * kr.mr, n_slivers * kr.nr, nullptr, nullptr,
+          M * 4 <= kr.mr ? k.row_product : nullptr, M};
+}
+
+// Rows [0, B) x columns [j0, j1) of src (row stride ld) into the packed A of a StepGemm whose K
+// index of column j is j (ap[(b / mr) * K * mr + j * mr + b % mr]).
+void pack_rows(float* ap, int64_t K, int64_t mr, const float* src, int64_t ld, int64_t b, int64_t j0, int64_t j1) {
+  float* dst = ap + (b / mr) * K * mr + b % mr;
+  const float* row = src + b * ld;
+  for (int64_t j = j0; j < j1; ++j) dst[j * mr] = row[j];
+}
+
+// dst[p * ld_dst + r] = src[r * ld_src + p] for r < rows, p < cols; columns rows..ld_dst of dst
+// are zero-filled. In 8 x 8 blocks, so that both sides stay in a few cache lines.
+void transpose_block(float* dst, int64_t ld_dst, const float* src, int64_t rows, int64_t ld_src, int64_t cols) {
+  constexpr int64_t kb = 8;
+  for (int64_t p0 = 0; p0 < cols; p0 += kb) {
+    const int64_t p1 = std::min(cols, p0 + kb);
+    for (int64_t r0 = 0; r0 < rows; r0 += kb) {
+      const int64_t r1 = std::min(rows, r0 + kb);
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t r = r0; r < r1; ++r) dst[p * ld_dst + r] = src[r * ld_src + p];
+    }
+    for (int64_t p = p0; p < p1; ++p) std::fill(dst + p * ld_dst + rows, dst + (p + 1) * ld_dst, 0.0f);
+  }
+}
+
+// The barrier between steps. OpenMP's spins for a long time (libgomp: some 10^5 rounds) before
+// it sleeps; when another process shares our cores, the thread we wait for may be descheduled
+// behind the spinning one, and each of the T barriers of a call then costs a scheduler time slice
+// (measured: a 2-thread forward 50x slower with one busy process beside it, 20x slower than on
+// one thread). This one spins briefly (a step's threads normally arrive within microseconds of
+// each other), then yields the core to whoever needs it.
+class StepBarrier {
+ public:
+  // team_size: the size of the running team (OpenMP may start fewer threads than asked for).
+  void wait(int team_size) {
+    if (team_size <= 1) return;
+    const unsigned generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team_size - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);  // publishes every thread's writes
+      return;
+    }
+    for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+      if (spins < kSpins)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
+  }
+
+ private:
+  static constexpr int kSpins = 1000;  // some 20-50 microseconds of pause instructions
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  std::atomic<int> arrived_{0};
+  std::atomic<unsigned> generation_{0};
+};
+
+// Per step, enough multiply-adds to make a thread worth a barrier.
+constexpr double kStepWorkPerThread = 1 << 19;
+
+int step_threads(int64_t B, int64_t G, int64_t H, int64_t unit_blocks) {
+  const int t = threads_for_work(static_cast<double>(B) * static_cast<double>(G) * static_cast<double>(H),
+                                 kStepWorkPerThread);
+  return static_cast<int>(std::min<int64_t>(t, unit_blocks));
+}
+
+inline bool active(const int64_t* lengths, int64_t t, int64_t b) { return !lengths || t < lengths[b]; }
+
+void copy_cols(float* dst, const float* src, int64_t j0, int64_t j1) {
+  std::memcpy(dst + j0, src + j0, sizeof(float) * static_cast<size_t>(j1 - j0));
+}
+void zero_cols(float* dst, int64_t j0, int64_t j1) { std::fill(dst + j0, dst + j1, 0.0f); }
+
+}  // namespace
+
+void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, float* cs, float* gates,
+                 const float* x, const float* w_ih, const float* w_hh, const float* b_ih, const float* b_hh,
+                 const float* h0, const float* c0, const int64_t* lengths, bool reverse, const RnnShape& s) {
+  DenormalsOff ftz;
+  const int64_t T = s.T, B = s.B, I = s.I, H = s.H;
+  const int64_t ng = rnn_gates(cell), G = ng * H, S = rnn_saved_width(cell, H), BH = B * H;
+  const bool lstm = cell == RnnCell::lstm, gru = cell == RnnCell::gru;
+  const bool relu = cell == RnnCell::rnn_relu;
+  if (T == 0 || B == 0 || H == 0) {
+    if (BH > 0) {
+      std::memcpy(h_n, h0, sizeof(float) * static_cast<size_t>(BH));
+      if (lstm) std::memcpy(c_n, c0, sizeof(float) * static_cast<size_t>(BH));
+    }
+    return;
+  }
+  const RnnPointwise& k = rnn_pointwise_for(active_isa());
+  const GemmKernelInfo& kr = step_kernel(B, H, ng);
+  const int64_t nr = kr.nr, mr = kr.mr, nu = (H + nr - 1) / nr;
+  StepGemm gemm = make_step_gemm(kr, k, B, H, nu * ng);
+
+  // Workspace: W_hh packed (nu * ng slivers of H x NR), packed h (two buffers, Mp x H each), the
+  // step's product (Mp x ldc), GRU's b_hh in the product's layout (ldc), the projection bias (G).
+  const size_t n_bp = round16(nu * ng * H * nr), n_ap = round16(gemm.Mp * H), n_c = round16(gemm.Mp * gemm.ldc);
+  float* ws = tls_workspace.get(n_bp + 2 * n_ap + n_c + round16(gemm.ldc) + round16(G));
+  float* bp = ws;
+  float* ap[2] = {bp + n_bp, bp + n_bp + n_ap};
+  float* prod = ap[1] + n_ap;
+  float* hidden_bias = prod + n_c;
+  float* bias = hidden_bias + round16(gemm.ldc);
+  for (int64_t u = 0; u < nu; ++u)
+    for (int64_t q = 0; q < ng; ++q) {
+      // Sliver (u, q) is W_hh^T's columns q*H + u*NR + [0, NR), i.e. those rows of W_hh, transposed.
+      const int64_t j0 = u * nr, cols = std::min(nr, H - j0);
+      transpose_block(bp + (u * ng + q) * H * nr, nr, w_hh + (q * H + j0) * H, cols, H, H);
+      for (int64_t jj = 0; jj < nr; ++jj)
+        if (gru) hidden_bias[(u * ng + q) * nr + jj] = (jj < cols && b_hh) ? b_hh[q * H + j0 + jj] : 0.0f;
+    }
+  gemm.bp = bp;
+  gemm.bias = gru && b_hh ? hidden_bias : nullptr;
+  std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
+  for (int64_t b = 0; b < B; ++b) pack_rows(ap[0], H, mr, h0, H, b, 0, H);
+
+  const float* proj_bias = nullptr;
+  if (gru) {
+    proj_bias = b_ih;  // b_hh goes to the hidden product, inside r * (W_hn h + b_hn)
+  } else if (b_ih || b_hh) {
+    for (int64_t j = 0; j < G; ++j) bias[j] = (b_ih ? b_ih[j] : 0.0f) + (b_hh ? b_hh[j] : 0.0f);
+    proj_bias = bias;
+  }
+
+  // The input projection of every step: one GEMM, into the saved gates (LSTM, GRU) or into the
+  // states themselves (RNN: the activation is applied in place).
+  float* proj = lstm || gru ? gates : hs;
+  GemmEpilogue proj_ep;
+  proj_ep.bias_n = proj_bias;
+  sgemm(false, true, T * B, G, I, 1.0f, x, I, w_ih, I, 0.0f, proj, lstm || gru ? S : H, proj_ep);
+
+  // The steps: one team for the whole sequence, each thread owning blocks of units (all their
+  // gates): its slivers of the product, then the fused pass over its units of every row, which
+  // also packs h_t for the next product; one barrier per step.
+  StepBarrier barrier;
+  run_parallel(step_threads(B, G, H, nu), [&](int tid, int nt) {
+    DenormalsOff thread_ftz;
+    int64_t u0, u1;
+    split_range(nu, tid, nt, &u0, &u1);
+    for (int64_t step = 0; step < T; ++step) {
+      const int64_t t = reverse ? T - 1 - step : step;
+      const int64_t prev = reverse ? t + 1 : t - 1;
+      const float* h_prev = step == 0 ? h0 : hs + prev * BH;
+      const float* c_prev = lstm ? (step == 0 ? c0 : cs + prev * BH) : nullptr;
+      float* h_t = hs + t * BH;
+      float* y_t = y + t * BH;
+      float* g_t = gates ? gates + t * B * S : nullptr;
+      float* c_t = lstm ? cs + t * BH : nullptr;
+      const float* a_cur = ap[step % 2];
+      float* a_next = ap[(step + 1) % 2];
+
+      gemm.run(a_cur, u0 * ng, u1 * ng, prod);
+      for (int64_t b = 0; b < B; ++b) {
+        const bool on = active(lengths, t, b);
+        float* h = h_t + b * H;
+        float* yb = y_t + b * H;
+        const float* hp = h_prev + b * H;
+        for (int64_t u = u0; u < u1; ++u) {
+          const int64_t j0 = u * nr, j1 = std::min(H, j0 + nr);
+          const float* hg = prod + b * gemm.ldc + u * ng * nr - j0;  // hg[q * nr + j]: gate q of unit j
+          if (!on) {  // the state is held, the output is zero
+            copy_cols(h, hp, j0, j1);
+            if (lstm) copy_cols(c_t + b * H, c_prev + b * H, j0, j1);
+            if (yb != h) zero_cols(yb, j0, j1);
+          } else if (lstm) {
+            k.lstm_forward(g_t + b * S, hg, nr, c_t + b * H, h, yb, c_prev + b * H, H, j0, j1);
+          } else if (gru) {
+            k.gru_forward(g_t + b * S, hg, nr, h, yb, hp, H, j0, j1);
+          } else {
+            k.rnn_forward(h, hg, yb, relu, j0, j1);
+          }
+          pack_rows(a_next, H, mr, h_t, H, b, j0, j1);
+        }
+      }
+      barrier.wait(nt);  // h_t complete (and packed) before any thread's next product
+    }
+  });
+
+  // Final states: those after the last step processed, held past each row's length.
+  const int64_t last = reverse ? 0 : T - 1;
+  std::memcpy(h_n, hs + last * BH, sizeof(float) * static_cast<size_t>(BH));
+  if (lstm) std::memcpy(c_n, cs + last * BH, sizeof(float) * static_cast<size_t>(BH));
+}
+
+void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh, float* dh0,
+                  float* dc0, const float* dy, const float* dh_n, const float* dc_n, const float* x,
+                  const float* w_ih, const float* w_hh, const float* h0, const float* c0, const float* hs,
+                  const float* cs, const float* gates, const int64_t* lengths, bool reverse, const RnnShape& s) {
+  DenormalsOff ftz;
+  const int64_t T = s.T, B = s.B, I = s.I, H = s.H;
+  const int64_t ng = rnn_gates(cell), G = ng * H, S = rnn_saved_width(cell, H), BH = B * H, TB = T * B;
+  const bool lstm = cell == RnnCell::lstm, gru = cell == RnnCell::gru;
+  const bool relu = cell == RnnCell::rnn_relu;
+  if (BH > 0) {
+    std::memcpy(dh0, dh_n, sizeof(float) * static_cast<size_t>(BH));
+    if (lstm) std::memcpy(dc0, dc_n, sizeof(float) * static_cast<size_t>(BH));
+  }
+  if (T == 0 || B == 0 || H == 0) {  // no step: the weights get no gradient
+    if (dx) std::fill(dx, dx + TB * I, 0.0f);
+    std::fill(dw_ih, dw_ih + G * I, 0.0f);
+    std::fill(dw_hh, dw_hh + G * H, 0.0f);
+    if (db_ih) std::fill(db_ih, db_ih + G, 0.0f);
+    if (db_hh) std::fill(db_hh, db_hh + G, 0.0f);
+    return;
+  }
+  const RnnPointwise& k = rnn_pointwise_for(active_isa());
+  // The step's product dh_rec (B, H) = dA_h (B, G) W_hh (G, H): N = the units, K = the gates.
+  const GemmKernelInfo& kr = step_kernel(B, H, 1);
+  const int64_t nr = kr.nr, mr = kr.mr, nu = (H + nr - 1) / nr;
+  StepGemm gemm = make_step_gemm(kr, k, B, G, nu);
+
+  // Workspace: dA (T*B, G), the pre-activation gradients, and for the GRU dA_h (T*B, G), those of
+  // the hidden product; W_hh packed (nu slivers of G x NR); packed dA_h rows (two buffers); the
+  // step's product (Mp x ldc). dh0 and dc0 carry the direct part of dh, and dc, from step to step.
+  const size_t n_da = round16(TB * G), n_bp = round16(nu * G * nr), n_ap = round16(gemm.Mp * G);
+  const size_t n_c = round16(gemm.Mp * gemm.ldc);
+  float* ws = tls_workspace.get(n_da * (gru ? 2 : 1) + n_bp + 2 * n_ap + n_c);
+  float* da = ws;
+  float* dah = gru ? ws + n_da : ws;
+  float* bp = ws + n_da * (gru ? 2 : 1);
+  float* ap[2] = {bp + n_bp, bp + n_bp + n_ap};
+  float* prod = ap[1] + n_ap;
+  for (int64_t u = 0; u < nu; ++u) {
+    const int64_t j0 = u * nr, cols = std::min(nr, H - j0);
+    float* dst = bp + u * G * nr;
+    for (int64_t p = 0; p < G; ++p) {
+      std::memcpy(dst + p * nr, w_hh + p * H + j0, sizeof(float) * static_cast<size_t>(cols));
+      std::fill(dst + p * nr + cols, dst + (p + 1) * nr, 0.0f);
+    }
+  }
+  gemm.bp = bp;
+  std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
+  std::fill(prod, prod + n_c, 0.0f);         // no recurrent gradient before the last step
+  float* dh = dh0;
+  float* dc = dc0;
+
+  // The steps, last first: one team, each thread owning blocks of units. The fused pass over its
+  // units of every row writes dA_t and packs dA_h for the product; after one barrier, each
+  // thread computes the product for its own units, which its next fused pass reads.
+  StepBarrier barrier;
+  run_parallel(step_threads(B, G, H, nu), [&](int tid, int nt) {
+    DenormalsOff thread_ftz;
+    int64_t u0, u1;
+    split_range(nu, tid, nt, &u0, &u1);
+    for (int64_t step = 0; step < T; ++step) {
+      const int64_t t = reverse ? step : T - 1 - step;  // the forward's steps, last first
+      const int64_t prev = reverse ? t + 1 : t - 1;
+      const bool first = reverse ? t == T - 1 : t == 0;  // the forward's first step
+      const float* h_prev = first ? h0 : hs + prev * BH;
+      const float* c_prev = lstm ? (first ? c0 : cs + prev * BH) : nullptr;
+      const float* g_t = gates ? gates + t * B * S : nullptr;
+      const float* dy_t = dy + t * BH;
+      float* da_t = da + t * B * G;
+      float* dah_t = dah + t * B * G;
+      float* a_next = ap[step % 2];
+
+      for (int64_t b = 0; b < B; ++b) {
+        const bool on = active(lengths, t, b);
+        const float* dhg = prod + b * gemm.ldc;  // unit j at j
+        for (int64_t u = u0; u < u1; ++u) {
+          const int64_t j0 = u * nr, j1 = std::min(H, j0 + nr);
+          if (!on) {  // dh and dc pass through; no gate gradient
+            float* d = dh + b * H;
+            for (int64_t j = j0; j < j1; ++j) d[j] += dhg[j];
+            for (int64_t q = 0; q < ng; ++q) {
+              zero_cols(da_t + b * G + q * H, j0, j1);
+              if (gru) zero_cols(dah_t + b * G + q * H, j0, j1);
+            }
+          } else if (lstm) {
+            k.lstm_backward(da_t + b * G, dh + b * H, dhg, dc + b * H, dy_t + b * H, g_t + b * S, cs + t * BH + b * H,
+                            c_prev + b * H, H, j0, j1);
+          } else if (gru) {
+            k.gru_backward(da_t + b * G, dah_t + b * G, dh + b * H, dhg, dy_t + b * H, g_t + b * S, h_prev + b * H, H,
+                           j0, j1);
+          } else {
+            k.rnn_backward(da_t + b * G, dh + b * H, dhg, dy_t + b * H, hs + t * BH + b * H, relu, j0, j1);
+          }
+          for (int64_t q = 0; q < ng; ++q) pack_rows(a_next + q * H * mr, G, mr, dah_t + q * H, G, b, j0, j1);
+        }
+      }
+      barrier.wait(nt);  // dA_h complete (and packed) before any thread's product
+      gemm.run(a_next, u0, u1, prod);  // the recurrent part of dh_{t-1}, for this thread's units
+    }
+    for (int64_t b = 0; b < B; ++b)  // dh0 = direct part + recurrent part
+      for (int64_t j = u0 * nr; j < std::min(H, u1 * nr); ++j) dh[b * H + j] += prod[b * gemm.ldc + j];
+  });
+
+  // Weight gradients over the whole sequence, each one GEMM (the first step's h_prev is h0).
+  if (dx) sgemm(false, false, TB, I, G, 1.0f, da, G, w_ih, I, 0.0f, dx, I);
+  sgemm(true, false, G, I, TB, 1.0f, da, G, x, I, 0.0f, dw_ih, I);
+  const int64_t first_t = reverse ? T - 1 : 0;
+  const float* dah_rest = reverse ? dah : dah + B * G;  // steps whose h_prev is a stored state
+  const float* h_rest = reverse ? hs + BH : hs;
+  sgemm(true, false, G, H, (T - 1) * B, 1.0f, dah_rest, G, h_rest, H, 0.0f, dw_hh, H);
+  sgemm(true, false, G, H, B, 1.0f, dah + first_t * B * G, G, h0, H, 1.0f, dw_hh, H);
+  if (db_ih) linear_epilogue_backward(nullptr, 0, db_ih, da, G, nullptr, 0, TB, G);
+  if (db_hh) {
+    if (gru || !db_ih)
+      linear_epilogue_backward(nullptr, 0, db_hh, dah, G, nullptr, 0, TB, G);
+    else
+      std::memcpy(db_hh, db_ih, sizeof(float) * static_cast<size_t>(G));
+  }
+}
+
+}  // namespace fastnn

@@ -1,0 +1,154 @@
+"""An autoencoder on MNIST: 784-256-64-256-784, ReLU inside, sigmoid output, binary cross-entropy, Adam.
+
+    python examples/autoencoder.py                     # 10 epochs, batch 128, Adam 1e-3
+    python examples/autoencoder.py --epochs 3 --out runs/ae
+
+Finds MNIST in --data, $FASTNN_DATA, ../shared/data or ~/.cache/fastnn (see fastnn.datasets).
+Prints the reconstruction loss (binary cross-entropy per pixel) on the training and test sets
+after each epoch, and writes a grid of test digits beside their reconstructions: a PNG when
+matplotlib is installed, otherwise a .npy image and a note on how to see it.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+import fastnn
+import fastnn.nn.functional as F
+from fastnn import nn, optim
+from fastnn.datasets import load_mnist
+
+MODEL_KINDS = ("dense", "conv")
+
+
+def build_model(kind="dense"):
+    """The autoencoder of the given kind: 'dense' (784-256-64-256-784, inputs (N, 784));
+    'conv' is reserved for a convolutional one, which needs fastnn.nn.Conv2d."""
+    if kind == "dense":
+        encoder = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU())
+        decoder = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())
+        return nn.Sequential(encoder, decoder)
+    if kind == "conv":
+        raise NotImplementedError("build_model('conv'): the convolutional autoencoder is not written yet; it "
+                                  "needs fastnn.nn.Conv2d (and upsampling or a transposed convolution for the "
+                                  "decoder); use kind='dense'")
+    raise ValueError(f"build_model: kind must be one of {MODEL_KINDS}, got {kind!r}")
+
+
+def load_data(path):
+    """MNIST pixels scaled to [0, 1], flattened: x_train (60000, 784), x_test (10000, 784), float32."""
+    (x_train, _), (x_test, _) = load_mnist(path)
+    return (x_train.reshape(len(x_train), -1).astype(np.float32) / 255.0,
+            x_test.reshape(len(x_test), -1).astype(np.float32) / 255.0)
+
+
+def train_epoch(model, optimizer, x, batch_size, seed):
+    """One pass over x in shuffled batches; returns the mean of the batch losses."""
+    model.train()
+    loader = fastnn.data.DataLoader(fastnn.data.TensorDataset(x), batch_size=batch_size, shuffle=True, seed=seed)
+    total, count = 0.0, 0
+    for (xb,) in loader:
+        xb = fastnn.tensor(xb)
+        loss = F.binary_cross_entropy(model(xb), xb)  # the input is its own target
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(xb)
+        count += len(xb)
+    return total / count
+
+
+def reconstruct(model, x, batch_size=1000):
+    model.eval()
+    with fastnn.no_grad():
+        return np.concatenate([model(fastnn.tensor(x[i:i + batch_size])).numpy()
+                               for i in range(0, len(x), batch_size)])
+
+
+def evaluate(model, x):
+    """The mean binary cross-entropy per pixel between x and its reconstruction."""
+    r = np.clip(reconstruct(model, x).astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(x * np.log(r) + (1 - x) * np.log1p(-r)))
+
+
+def image_grid(images, columns, pad=2):
+    """Images (n, h, w) with values in [0, 1] tiled into one (rows*(h+pad)+pad, ...) grey image."""
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    grid = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad), dtype=np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = image
+    return grid
+
+
+def save_image(grid, stem):
+    """Write grid as stem.png with matplotlib, else as stem.npy; returns the path written."""
+    try:
+        from matplotlib import image
+    except ImportError:
+        path = stem + ".npy"
+        np.save(path, grid)
+        print(f"matplotlib is not installed: wrote {path}, a grey image in [0, 1]. For a PNG, "
+              f"pip install matplotlib (or fastnn[plot]) and run again, or show it with "
+              f"matplotlib.pyplot.imshow(numpy.load('{path}'), cmap='gray')")
+        return path
+    path = stem + ".png"
+    image.imsave(path, grid.repeat(2, axis=0).repeat(2, axis=1), cmap="gray", vmin=0.0, vmax=1.0)  # 2x: easier to see
+    return path
+
+
+def comparison_grid(originals, reconstructions, columns=10):
+    """Rows of originals, each followed by the row of their reconstructions."""
+    pairs = []
+    for i in range(0, len(originals), columns):
+        pairs += [originals[i:i + columns], reconstructions[i:i + columns]]
+    return image_grid(np.concatenate(pairs).reshape(-1, 28, 28), columns)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default="autoencoder", help="file name stem of the picture (.png or .npy)")
+    args = p.parse_args()
+
+    if args.threads:
+        fastnn.set_num_threads(args.threads)
+    fastnn.manual_seed(args.seed)
+    data = args.data or os.environ.get("FASTNN_DATA") or _repository_data_dir()
+    x_train, x_test = load_data(data)
+    model = build_model("dense")
+    print(model)
+    print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), "
+          f"{len(x_train)} training and {len(x_test)} test images")
+
+    optimizer = optim.Adam(model.parameters(), lr=args.lr)
+    seconds = []
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        train_loss = train_epoch(model, optimizer, x_train, args.batch_size, seed=args.seed + epoch)
+        seconds.append(time.perf_counter() - start)
+        print(f"epoch {epoch + 1}/{args.epochs}: {seconds[-1]:.2f} s, training loss {train_loss:.4f}, "
+              f"test loss {evaluate(model, x_test):.4f} (binary cross-entropy per pixel)", flush=True)
+    print(f"training time {sum(seconds):.2f} s")
+
+    originals = x_test[:50]
+    path = save_image(comparison_grid(originals, reconstruct(model, originals)), args.out)
+    print(f"wrote {path}: rows of test digits, each followed by its reconstruction")
+
+
+def _repository_data_dir():
+    """../shared/data beside the repository, where this project keeps MNIST; None when absent."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidate = os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
+    return candidate if os.path.isdir(candidate) else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Convolution layers: Conv1d and Conv2d, with PyTorch's arguments, defaults and weight layout.
+
+weight is (out_channels, in_channels // groups, *kernel_size) and bias (out_channels,), so a
+PyTorch state dict of the same layer loads as it is. The default initialisation is PyTorch's:
+weight ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
+fan_in = in_channels // groups * prod(kernel_size), and bias from the same range. Settings are
+stored as tuples (PyTorch's `Conv2d(1, 6, 5).kernel_size == (5, 5)`); get_config() returns them
+(lists in JSON: the constructors take lists too). Only padding_mode='zeros' is supported.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+from fastnn.nn import functional as F
+from fastnn.nn import init
+from fastnn.nn.module import Module, Parameter
+
+
+def _tuple(fn: str, name: str, value, n: int, minimum: int) -> tuple:
+    """An int or n ints, each >= minimum, as a tuple of n ints."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+    what = f"an int or a tuple of {n} ints" if n > 1 else "an int or a tuple of one int"
+    if len(items) != n:
+        raise ValueError(f"{fn}: {name} must be {what}, got {value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (numbers.Integral, np.integer)):
+            raise TypeError(f"{fn}: {name} must be {what}, got {value!r}")
+        out.append(operator.index(item))
+    if min(out) < minimum:
+        raise ValueError(f"{fn}: {name} must be {'positive' if minimum == 1 else 'non-negative'}, got {value!r}")
+    return tuple(out)
+
+
+def _count(fn: str, name: str, value, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
+    value = operator.index(value)
+    if value < minimum:
+        raise ValueError(f"{fn}: {name} must be {'positive' if minimum == 1 else 'non-negative'}, got {value}")
+    return value
+
+
+class _ConvNd(Module):
+    _n = 2  # spatial dimensions
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros"):
+        super().__init__()
+        fn, n = type(self).__name__, self._n
+        self.in_channels = _count(fn, "in_channels", in_channels, 1)
+        self.out_channels = _count(fn, "out_channels", out_channels, 1)
+        self.kernel_size = _tuple(fn, "kernel_size", kernel_size, n, 1)
+        self.stride = _tuple(fn, "stride", stride, n, 1)
+        self.dilation = _tuple(fn, "dilation", dilation, n, 1)
+        self.groups = _count(fn, "groups", groups, 1)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"{fn}: padding must be an int, a tuple of ints, 'valid' or 'same', got {padding!r}")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(f"{fn}: padding='same' is not supported for strided convolutions "
+                                 f"(stride={self.stride})")
+            self.padding = padding
+        else:
+            self.padding = _tuple(fn, "padding", padding, n, 0)
+        if padding_mode != "zeros":
+            raise ValueError(f"{fn}: only padding_mode='zeros' is supported, got {padding_mode!r}; pad the input "
+                             f"yourself for other modes")
+        self.padding_mode = padding_mode
+        if self.in_channels % self.groups:
+            raise ValueError(f"{fn}: in_channels={self.in_channels} must be divisible by groups={self.groups}")
+        if self.out_channels % self.groups:
+            raise ValueError(f"{fn}: out_channels={self.out_channels} must be divisible by groups={self.groups}")
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(np.empty(shape, dtype=np.float32))
+        if bias:
+            self.bias = Parameter(np.empty((self.out_channels,), dtype=np.float32))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if isinstance(self.padding, str) or self.padding != (0,) * self._n:
+            s += f", padding={self.padding}"
+        if self.dilation != (1,) * self._n:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+    def get_config(self) -> dict:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "groups": self.groups, "bias": self.bias is not None,
+                "padding_mode": self.padding_mode}
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution of (N, C, H, W) or (C, H, W) inputs: weight (out_channels,
+    in_channels // groups, kH, kW), bias (out_channels,). Output size per dim:
+    (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1."""
+    _n = 2
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution of (N, C, L) or (C, L) inputs: weight (out_channels, in_channels // groups, kL),
+    bias (out_channels,); runs through the 2-D kernel with H = 1."""
+    _n = 1
+
+    def forward(self, x):
+        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
