@@ -37,9 +37,11 @@
 // Threading: the projection and the weight-gradient GEMMs parallelize inside sgemm. The steps
 // run in ONE team for the whole sequence (when a step has enough work: B * G * H >= 2^20 per two
 // threads): each thread owns blocks of units, computes their slivers of the product and then
-// the fused pass over their units in every row; one barrier per step. Every value is computed
-// by the same instructions whatever the thread count, so results do not depend on it. The
-// pointwise loops (rnn_kernels.h) are compiled per ISA and chosen by active_isa().
+// the fused pass over their units in every row; one barrier per step (our own: it spins briefly,
+// then yields, where OpenMP's would spin through a time slice when another process shares the
+// cores -- a 2-thread call then ran 50x slower). Every value is computed by the same
+// instructions whatever the thread count, so results do not depend on it. The pointwise loops
+// (rnn_kernels.h) are compiled per ISA and chosen by active_isa().
 //
 // Denormals: every call sets MXCSR flush-to-zero and denormals-are-zero on its thread and on
 // every thread of its step team, and restores their previous state before returning. (sgemm's
