@@ -448,7 +448,7 @@ def test_every_isa_and_small_batches_match_reference(isa):
     # Batches of 1 and 2 rows take the row-by-row product, 5 rows the micro-kernel's tiles.
     best = _C.get_isa()
     if isa != "best" and isa not in fastnn.config()["isa_supported"]:
-        pytest.skip(f"this CPU cannot run {isa}")
+        pytest.skip(reason=f"this CPU cannot run {isa}")
     rng = np.random.default_rng(23)
     T, I, H = 5, 3, 20
     try:
