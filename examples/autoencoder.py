@@ -9,7 +9,6 @@ after each epoch, and writes a grid of test digits beside their reconstructions:
 matplotlib is installed, otherwise a .npy image and a note on how to see it.
 """
 import argparse
-import os
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ import fastnn
 import fastnn.nn.functional as F
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
+from _common import data_dir
 
 MODEL_KINDS = ("dense", "conv")
 
@@ -121,7 +121,7 @@ def main():
     if args.threads:
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
-    data = args.data or os.environ.get("FASTNN_DATA") or _repository_data_dir()
+    data = data_dir(args.data)
     x_train, x_test = load_data(data)
     model = build_model("dense")
     print(model)
@@ -141,13 +141,6 @@ def main():
     originals = x_test[:50]
     path = save_image(comparison_grid(originals, reconstruct(model, originals)), args.out)
     print(f"wrote {path}: rows of test digits, each followed by its reconstruction")
-
-
-def _repository_data_dir():
-    """../shared/data beside the repository, where this project keeps MNIST; None when absent."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidate = os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
-    return candidate if os.path.isdir(candidate) else None
 
 
 if __name__ == "__main__":

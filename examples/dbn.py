@@ -13,7 +13,6 @@ reconstruction error per epoch. Then a softmax layer is trained on the frozen to
 weights plus that softmax layer, is fine-tuned with Adam (the "after" accuracy).
 """
 import argparse
-import os
 import time
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 import fastnn
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
+from _common import data_dir
 
 
 def load_data(path):
@@ -130,7 +130,7 @@ def main():
     if args.threads:
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
-    data = args.data or os.environ.get("FASTNN_DATA") or _repository_data_dir()
+    data = data_dir(args.data)
     (x_train, y_train), (x_test, y_test) = load_data(data)
     sizes = [784] + args.hidden
     print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), "
@@ -159,13 +159,6 @@ def main():
     print(f"fine-tuning: {time.perf_counter() - start:.2f} s, training loss per epoch "
           f"{', '.join(f'{v:.4f}' for v in losses)}")
     print(f"after fine-tuning: test accuracy {after:.4f}")
-
-
-def _repository_data_dir():
-    """../shared/data beside the repository, where this project keeps MNIST; None when absent."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidate = os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
-    return candidate if os.path.isdir(candidate) else None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ score puts a number on "recognisable": the share of 1000 samples that an MLP cla
 on real digits assigns to one class with probability >= 0.9, and how many kinds of digit those are.
 """
 import argparse
-import os
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ import fastnn
 import fastnn.nn.functional as F
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
+from _common import data_dir
 
 NOISE = 100
 
@@ -175,7 +175,7 @@ def main():
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    data = args.data or os.environ.get("FASTNN_DATA") or _repository_data_dir()
+    data = data_dir(args.data)
     (x_train, y_train), (x_test, y_test) = load_data(data)
     generator, discriminator = build_generator(), build_discriminator()
     print("generator:", generator)
@@ -206,13 +206,6 @@ def main():
         print(f"epoch {epoch + 1}/{args.epochs}: {seconds[-1]:.2f} s, loss D {loss_d:.3f}, loss G {loss_g:.3f}, "
               f"D(real) {d_real:.2f}, D(fake) {d_fake:.2f}{score}; wrote {path}", flush=True)
     print(f"training time {sum(seconds):.2f} s")
-
-
-def _repository_data_dir():
-    """../shared/data beside the repository, where this project keeps MNIST; None when absent."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidate = os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
-    return candidate if os.path.isdir(candidate) else None
 
 
 if __name__ == "__main__":

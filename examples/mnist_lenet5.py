@@ -7,14 +7,13 @@ Finds MNIST in --data, $FASTNN_DATA, ../shared/data or ~/.cache/fastnn (see fast
 Prints a progress bar per epoch, the time of each epoch and the test accuracy (>= 99%).
 """
 import argparse
-import os
-import time
 
 import numpy as np
 
 import fastnn
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
+from _common import EpochTimer, data_dir
 
 
 def lenet5():
@@ -37,23 +36,6 @@ def load_data(path):
     return ((x_train - mean) / std, y_train.astype(np.int64)), ((x_test - mean) / std, y_test.astype(np.int64))
 
 
-class EpochTimer(fastnn.callbacks.Callback):
-    """Training time of each epoch, without the validation pass."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_batch_end(self, batch, logs=None):
-        self.last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(self.last - self.start)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
@@ -68,7 +50,7 @@ def main():
     if args.threads:
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
-    data = args.data or os.environ.get("FASTNN_DATA") or _repository_data_dir()
+    data = data_dir(args.data)
     train, test = load_data(data)
     model = lenet5()
     print(model)
@@ -86,13 +68,6 @@ def main():
     print(f"time per epoch: {', '.join(f'{s:.2f} s' for s in timer.seconds)}; "
           f"training time {sum(timer.seconds):.2f} s")
     print(f"test accuracy: {accuracy:.4f}")
-
-
-def _repository_data_dir():
-    """../shared/data beside the repository, where this project keeps MNIST; None when absent."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidate = os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
-    return candidate if os.path.isdir(candidate) else None
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Finds MNIST in --data, $FASTNN_DATA, ../shared/data or ~/.cache/fastnn (see fast
 Prints the time of each epoch and the test accuracy (>= 98%).
 """
 import argparse
-import os
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 import fastnn
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
+from _common import EpochTimer, data_dir
 
 
 def build_model():
@@ -96,23 +96,6 @@ class EMAUpdate(fastnn.callbacks.Callback):
         self.ema.update()
 
 
-class EpochTimer(fastnn.callbacks.Callback):
-    """Training time of each epoch, without the validation pass."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_batch_end(self, batch, logs=None):
-        self.last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(self.last - self.start)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
@@ -130,7 +113,7 @@ def main():
     if args.threads:
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
-    data = args.data or os.environ.get("FASTNN_DATA") or _repository_data_dir()
+    data = data_dir(args.data)
     train, test = load_data(data)
     model = build_model()
     print(model)
@@ -148,13 +131,6 @@ def main():
     if ema is not None:
         with ema.average_parameters():  # the averaged weights in, the raw ones back afterwards
             print(f"test accuracy with the EMA weights (decay {args.ema}): {evaluate(model, test):.4f}")
-
-
-def _repository_data_dir():
-    """../shared/data beside the repository, where this project keeps MNIST; None when absent."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidate = os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
-    return candidate if os.path.isdir(candidate) else None
 
 
 if __name__ == "__main__":

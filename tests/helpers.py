@@ -1,4 +1,6 @@
 """check_op: compare a fastnn op with its float64 reference, in value and in gradient."""
+import http.server
+
 import numpy as np
 
 import fastnn
@@ -63,3 +65,14 @@ def check_op(shapes, fastnn_fn, reference_fn, atol=1e-5, rtol=1e-5, grad=True,
         np.testing.assert_allclose(t.grad.numpy(), expected_grad, atol=grad_atol, rtol=grad_rtol,
                                    err_msg=f"gradient of input {i}")
     return out
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging to stderr; records (path, status) of each request."""
+    requests = []
+
+    def log_request(self, code="-", size="-"):
+        QuietHandler.requests.append((self.path, int(code)))
+
+    def log_message(self, *args):
+        pass

@@ -2,20 +2,18 @@
 next to the repository), gzipped and raw, the IDX checks on truncated, corrupted and wrong
 files, where the files are looked for, and the download path against a local HTTP server on
 127.0.0.1 (mirror fallback, SHA-256 mismatch, unreachable mirrors)."""
-import functools
 import gzip
 import hashlib
-import http.server
 import os
 import shutil
 import socket
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastnn.datasets as D
+from helpers import QuietHandler
 
 FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +37,7 @@ needs_mnist = pytest.mark.skipif(MNIST_DIR is None, reason=NO_MNIST)
 @pytest.fixture(scope="module")
 def mnist():
     if MNIST_DIR is None:
-        pytest.skip(NO_MNIST)
+        pytest.skip(reason=NO_MNIST)
     return D.load_mnist(MNIST_DIR)
 
 
@@ -47,7 +45,7 @@ def mnist():
 def raw_dir(tmp_path_factory):
     """The four files decompressed, written once for the module (raw files read fast)."""
     if MNIST_DIR is None:
-        pytest.skip(NO_MNIST)
+        pytest.skip(reason=NO_MNIST)
     directory = tmp_path_factory.mktemp("raw")
     for name in FILES:
         with gzip.open(MNIST_DIR / (name + ".gz"), "rb") as src:
@@ -183,7 +181,7 @@ def test_read_idx_rejects_wrong_dimensions_and_unknown_types(tmp_path):
 
 def test_corrupted_real_gzip_file(tmp_path):
     if MNIST_DIR is None:
-        pytest.skip(NO_MNIST)
+        pytest.skip(reason=NO_MNIST)
     data = bytearray((MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())
     data[len(data) // 2] ^= 0xFF
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
@@ -286,31 +284,8 @@ def test_lookup_order(tmp_path, monkeypatch, recorded_reads):
 # ---------------------------------------------------------------------------------------------
 # downloads from a local HTTP server
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests = []  # (path, status) of each request
-
-    def log_request(self, code="-", size="-"):
-        QuietHandler.requests.append((self.path, int(code)))
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """An HTTP server on 127.0.0.1 (ephemeral port) serving tmp_path/www; yields its base URL."""
-    root = tmp_path / "www"
-    root.mkdir()
-    QuietHandler.requests = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+# The `server` fixture (tests/conftest.py) serves tmp_path/www on 127.0.0.1; QuietHandler records
+# the requests.
 
 
 def closed_port_url():

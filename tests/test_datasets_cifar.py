@@ -3,18 +3,16 @@ and labels round-trip, truncated files and bad labels are refused, where the fil
 for), its download path against a local HTTP server on 127.0.0.1 serving a small tarball built
 here (mirror fallback, MD5 mismatch, unsafe archive members), and load_fashion_mnist on Debian's
 real Fashion-MNIST files when the dataset-fashion-mnist package is installed."""
-import functools
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastnn.datasets as D
+from helpers import QuietHandler
 
 TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 TEST = ["test_batch.bin"]
@@ -128,31 +126,8 @@ def test_lookup_order_and_missing_files(cifar_files, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # download from a local HTTP server
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests = []  # (path, status) of each request
-
-    def log_request(self, code="-", size="-"):
-        QuietHandler.requests.append((self.path, int(code)))
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """An HTTP server on 127.0.0.1 (ephemeral port) serving tmp_path/www; yields (base URL, root)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    QuietHandler.requests = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+# The `server` fixture (tests/conftest.py) serves tmp_path/www on 127.0.0.1; QuietHandler records
+# the requests.
 
 
 def tarball(members):

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.skipif(MNIST_DIR is None, reason="MNIST files not found
 
 
 def load_example(name):
+    if str(EXAMPLES) not in sys.path:  # the examples import their shared examples/_common.py
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"fastnn_example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
