@@ -8,6 +8,7 @@ count from the environment once, when numpy is imported, and cannot be changed a
 without threadpoolctl.
 """
 
+import argparse
 import gc
 import importlib.util
 import json
@@ -241,3 +242,46 @@ def write_json(path, data):
     with open(path, "w") as f:
         json.dump(data, f, indent=2)
         f.write("\n")
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+def benchmark_parser(description, quick_help="fewer repeats (smoke run)"):
+    """The options every benchmark script takes: --threads, --json, --quick, --repeats, and the
+    internal --child (the role of a child process measuring at one thread count). A script adds
+    its own options to the parser, then calls parse_benchmark_args."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2); each runs in "
+                   "its own process with OPENBLAS/OMP/MKL/FASTNN_NUM_THREADS set")
+    p.add_argument("--json", metavar="FILE", help="write machine info and every figure to FILE")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--repeats", type=int, help="timed samples per measurement (default 7, 3 with --quick; "
+                   "calls long enough to take >1.5 s get fewer, never below 3)")
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    return p
+
+
+def parse_benchmark_args(p):
+    """Parse, adding args.thread_counts (a list) and the default for args.repeats."""
+    args = p.parse_args()
+    try:
+        args.thread_counts = parse_threads(args.threads)
+    except ValueError as e:
+        p.error(str(e))
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 7
+    return args
+
+
+def print_target_summary(values, targets, target_threads):
+    """The summary table of a benchmark: one row per (key, label, target, format) in targets, a
+    column per thread count of values ({threads: {key: figure}}), and whether the figure at
+    target_threads meets the target (figures are "higher is better")."""
+    headers = ["figure", f"target @{target_threads} thr"] + [f"{t} thr" for t in values] + [f"@{target_threads} thr"]
+    rows = []
+    for key, label, target, spec in targets:
+        row = [label, ">= " + format(target, spec)] + [fmt(v.get(key), spec) for v in values.values()]
+        at_target = values.get(target_threads, {}).get(key)
+        row.append("not run" if at_target is None else ("met" if at_target >= target else "NOT met"))
+        rows.append(row)
+    print_table(f"summary (targets from the issue apply at {target_threads} threads)", headers, rows)

@@ -16,11 +16,10 @@ CASES is a list other benchmarks of the same family (pooling, batch norm) extend
 `group`. Speed targets (the issue's, at 2 threads) apply to the "conv" group's fwd+bwd.
 """
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import common
 
@@ -210,23 +209,11 @@ def summary(results):
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description="Convolution benchmark: fastnn vs PyTorch CPU.")
-    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2); each runs in "
-                   "its own process with OPENBLAS/OMP/MKL/FASTNN_NUM_THREADS set")
-    p.add_argument("--json", metavar="FILE", help="write machine info and every figure to FILE")
-    p.add_argument("--quick", action="store_true", help="fewer repeats, shorter samples (smoke run)")
-    p.add_argument("--repeats", type=int, help="timed samples per measurement (default 7, 3 with --quick)")
+    p = common.benchmark_parser("Convolution benchmark: fastnn vs PyTorch CPU.",
+                                "fewer repeats, shorter samples (smoke run)")
     p.add_argument("--only", action="append", metavar="TEXT", help="only the cases whose name contains TEXT "
                    "(repeatable)")
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    try:
-        args.thread_counts = common.parse_threads(args.threads)
-    except ValueError as e:
-        p.error(str(e))
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
-    return args
+    return common.parse_benchmark_args(p)
 
 
 def main():

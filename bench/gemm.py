@@ -202,41 +202,18 @@ TARGETS = [
 
 def print_summary(results):
     values = {r["threads"]: summary_values(r) for r in results}
-    headers = ["figure", f"target @{TARGET_THREADS} thr"]
-    headers += [f"{t} thr" for t in values] + [f"@{TARGET_THREADS} thr"]
-    rows = []
-    for key, label, target, spec in TARGETS:
-        row = [label, ">= " + format(target, spec)]
-        row += [common.fmt(v[key], spec) for v in values.values()]
-        at_target = values.get(TARGET_THREADS, {}).get(key)
-        row.append("not run" if at_target is None else ("met" if at_target >= target else "NOT met"))
-        rows.append(row)
-    common.print_table("summary (targets from the issue apply at 2 threads)", headers, rows)
+    common.print_target_summary(values, TARGETS, TARGET_THREADS)
     return values
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description="GEMM benchmark: fastnn vs numpy (OpenBLAS) vs PyTorch CPU.")
-    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2); "
-                   "each runs in its own process with OPENBLAS/OMP/MKL/FASTNN_NUM_THREADS set")
-    p.add_argument("--json", metavar="FILE", help="write machine info and every figure to FILE")
+    p = common.benchmark_parser("GEMM benchmark: fastnn vs numpy (OpenBLAS) vs PyTorch CPU.",
+                                "fewer sizes and repeats (smoke run)")
     p.add_argument("--peak-gflops", type=float, metavar="X",
                    help="skip measuring the FMA peak: X is the whole machine's peak at the largest "
                         "thread count given; smaller counts get X * threads / max(threads)")
-    p.add_argument("--quick", action="store_true", help="fewer sizes and repeats (smoke run)")
-    p.add_argument("--repeats", type=int, help="timed samples per measurement (default 7, 3 with --quick; "
-                   "calls long enough to take >1.5 s get fewer, never below 3)")
-    # Internal: the role of a child process measuring at one thread count.
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--skip-peak", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    try:
-        args.thread_counts = common.parse_threads(args.threads)
-    except ValueError as e:
-        p.error(str(e))
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
-    return args
+    return common.parse_benchmark_args(p)
 
 
 def main():

@@ -24,7 +24,6 @@ traffic that the optimizers, which read every buffer they write, do not pay. Tha
 optimizer can read above 100% of the copy figure when both are limited by memory.
 """
 
-import argparse
 import json
 import math
 import statistics
@@ -217,34 +216,14 @@ TARGETS = [
 
 def print_summary(results):
     values = {r["threads"]: summary_values(r) for r in results}
-    headers = ["figure", f"target @{TARGET_THREADS} thr"] + [f"{t} thr" for t in values] + [f"@{TARGET_THREADS} thr"]
-    rows = []
-    for key, label, target, spec in TARGETS:
-        row = [label, ">= " + format(target, spec)]
-        row += [common.fmt(v[key], spec) for v in values.values()]
-        at_target = values.get(TARGET_THREADS, {}).get(key)
-        row.append("not run" if at_target is None else ("met" if at_target >= target else "NOT met"))
-        rows.append(row)
-    common.print_table(f"summary (targets from the issue; they apply at {TARGET_THREADS} threads)", headers, rows)
+    common.print_target_summary(values, TARGETS, TARGET_THREADS)
     return values
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description="Optimizer-step benchmark: fastnn vs PyTorch CPU (loop, foreach, fused).")
-    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2); each runs in "
-                   "its own process with OPENBLAS/OMP/MKL/FASTNN_NUM_THREADS set")
-    p.add_argument("--json", metavar="FILE", help="write machine info and every figure to FILE")
-    p.add_argument("--quick", action="store_true", help="1M parameters only, fewer repeats (smoke run)")
-    p.add_argument("--repeats", type=int, help="timed samples per measurement (default 7, 3 with --quick)")
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    try:
-        args.thread_counts = common.parse_threads(args.threads)
-    except ValueError as e:
-        p.error(str(e))
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
-    return args
+    p = common.benchmark_parser("Optimizer-step benchmark: fastnn vs PyTorch CPU (loop, foreach, fused).",
+                                "1M parameters only, fewer repeats (smoke run)")
+    return common.parse_benchmark_args(p)
 
 
 def main():

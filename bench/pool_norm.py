@@ -20,7 +20,6 @@ the figure is the median time per call, warm; the ratio is torch time / fastnn t
 fastnn is faster).
 """
 
-import argparse
 import json
 import sys
 
@@ -144,21 +143,8 @@ def print_result_table(result):
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description="Pooling and batch-norm benchmark: fastnn vs PyTorch CPU.")
-    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2); "
-                   "each runs in its own process with OPENBLAS/OMP/MKL/FASTNN_NUM_THREADS set")
-    p.add_argument("--json", metavar="FILE", help="write machine info and every figure to FILE")
-    p.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
-    p.add_argument("--repeats", type=int, help="timed samples per measurement (default 7, 3 with --quick)")
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)  # internal: measure at one thread count
-    args = p.parse_args()
-    try:
-        args.thread_counts = common.parse_threads(args.threads)
-    except ValueError as e:
-        p.error(str(e))
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
-    return args
+    p = common.benchmark_parser("Pooling and batch-norm benchmark: fastnn vs PyTorch CPU.")
+    return common.parse_benchmark_args(p)
 
 
 def main():

@@ -20,7 +20,6 @@ fused RNN primitive (aten::mkldnn_rnn_layer) and nn.GRU as separate ATen ops per
 summary gives the training target per cell.
 """
 
-import argparse
 import json
 import sys
 
@@ -165,41 +164,21 @@ def summary_values(result):
 # cell because torch runs them differently: nn.LSTM through oneDNN's fused RNN primitive
 # (aten::mkldnn_rnn_layer), nn.GRU as separate ATen ops per step.
 TARGETS = [
-    ("min_ratio_train_fwd_bwd_lstm", "min torch/fastnn, LSTM fwd+bwd, training shapes", 2.0),
-    ("min_ratio_train_fwd_bwd_gru", "min torch/fastnn, GRU fwd+bwd, training shapes", 2.0),
-    ("min_ratio_latency_fwd", "min torch/fastnn, forward at the latency shape", 1.0),
+    ("min_ratio_train_fwd_bwd_lstm", "min torch/fastnn, LSTM fwd+bwd, training shapes", 2.0, ".2f"),
+    ("min_ratio_train_fwd_bwd_gru", "min torch/fastnn, GRU fwd+bwd, training shapes", 2.0, ".2f"),
+    ("min_ratio_latency_fwd", "min torch/fastnn, forward at the latency shape", 1.0, ".2f"),
 ]
 
 
 def print_summary(results):
     values = {r["threads"]: summary_values(r) for r in results}
-    headers = ["figure", f"target @{TARGET_THREADS} thr"] + [f"{t} thr" for t in values] + [f"@{TARGET_THREADS} thr"]
-    rows = []
-    for key, text, target in TARGETS:
-        row = [text, f">= {target:.2f}"] + [common.fmt(v[key], ".2f") for v in values.values()]
-        at_target = values.get(TARGET_THREADS, {}).get(key)
-        row.append("not run" if at_target is None else ("met" if at_target >= target else "NOT met"))
-        rows.append(row)
-    common.print_table(f"summary (targets from the issue apply at {TARGET_THREADS} threads)", headers, rows)
+    common.print_target_summary(values, TARGETS, TARGET_THREADS)
     return values
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description="Recurrent-layer benchmark: fastnn vs PyTorch CPU (LSTM, GRU).")
-    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2); each runs in "
-                   "its own process with OPENBLAS/OMP/MKL/FASTNN_NUM_THREADS set")
-    p.add_argument("--json", metavar="FILE", help="write machine info and every figure to FILE")
-    p.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
-    p.add_argument("--repeats", type=int, help="timed samples per measurement (default 7, 3 with --quick)")
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    try:
-        args.thread_counts = common.parse_threads(args.threads)
-    except ValueError as e:
-        p.error(str(e))
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
-    return args
+    p = common.benchmark_parser("Recurrent-layer benchmark: fastnn vs PyTorch CPU (LSTM, GRU).")
+    return common.parse_benchmark_args(p)
 
 
 def main():
@@ -223,7 +202,7 @@ def main():
             "benchmark": "rnn",
             "options": {"threads": args.thread_counts, "quick": args.quick, "repeats": args.repeats},
             "machine": info,
-            "targets": {key: {"at_threads": TARGET_THREADS, "min": target} for key, _, target in TARGETS},
+            "targets": {key: {"at_threads": TARGET_THREADS, "min": target} for key, _, target, _ in TARGETS},
             "summary": {str(t): v for t, v in summary.items()},
             "results": results,
         })
