@@ -1,7 +1,12 @@
-"""An autoencoder on MNIST: 784-256-64-256-784, ReLU inside, sigmoid output, binary cross-entropy, Adam.
+"""Autoencoders on MNIST: dense (784-256-64-256-784) or convolutional, sigmoid output, binary cross-entropy, Adam.
 
-    python examples/autoencoder.py                     # 10 epochs, batch 128, Adam 1e-3
+    python examples/autoencoder.py                     # dense, 10 epochs, batch 128, Adam 1e-3
+    python examples/autoencoder.py --model conv        # strided convolutions down, transposed up
     python examples/autoencoder.py --epochs 3 --out runs/ae
+
+dense: 784-256-64-256-784 with ReLU inside. conv: two stride-2 3x3 convolutions (28x28 -> 14x14
+-> 7x7, 16 and 32 channels), a 64-number code through Linear layers, and two stride-2 transposed
+convolutions back up to 28x28. Both take and return flat (N, 784) images.
 
 Finds MNIST in --data, $FASTNN_DATA, ../shared/data or ~/.cache/fastnn (see fastnn.datasets).
 Prints the reconstruction loss (binary cross-entropy per pixel) on the training and test sets
@@ -22,17 +27,25 @@ from _common import data_dir
 MODEL_KINDS = ("dense", "conv")
 
 
-def build_model(kind="dense"):
-    """The autoencoder of the given kind: 'dense' (784-256-64-256-784, inputs (N, 784));
-    'conv' is reserved for a convolutional one, which needs fastnn.nn.Conv2d."""
+def build_model(kind="dense", code=64):
+    """The autoencoder of the given kind, 'dense' or 'conv', with a code of `code` numbers;
+    inputs and outputs are flat images (N, 784) in [0, 1]."""
     if kind == "dense":
-        encoder = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU())
-        decoder = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())
+        encoder = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, code), nn.ReLU())
+        decoder = nn.Sequential(nn.Linear(code, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())
         return nn.Sequential(encoder, decoder)
     if kind == "conv":
-        raise NotImplementedError("build_model('conv'): the convolutional autoencoder is not written yet; it "
-                                  "needs fastnn.nn.Conv2d (and upsampling or a transposed convolution for the "
-                                  "decoder); use kind='dense'")
+        encoder = nn.Sequential(
+            nn.Unflatten(1, (1, 28, 28)),
+            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),           # 16 x 14 x 14
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),          # 32 x 7 x 7
+            nn.Flatten(), nn.Linear(32 * 7 * 7, code), nn.ReLU())
+        decoder = nn.Sequential(
+            nn.Linear(code, 32 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (32, 7, 7)),
+            nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),  # 16 x 14 x 14
+            nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1), nn.Sigmoid(),  # 1 x 28 x 28
+            nn.Flatten())
+        return nn.Sequential(encoder, decoder)
     raise ValueError(f"build_model: kind must be one of {MODEL_KINDS}, got {kind!r}")
 
 
@@ -109,6 +122,7 @@ def comparison_grid(originals, reconstructions, columns=10):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=MODEL_KINDS, default="dense", help="dense or convolutional (default dense)")
     p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
@@ -123,7 +137,7 @@ def main():
     fastnn.manual_seed(args.seed)
     data = data_dir(args.data)
     x_train, x_test = load_data(data)
-    model = build_model("dense")
+    model = build_model(args.model)
     print(model)
     print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), "
           f"{len(x_train)} training and {len(x_test)} test images")

@@ -428,3 +428,61 @@ def conv2d_reference_grads(x, w, grad_out, stride=1, padding=0, dilation=1, grou
                 gxp[:, cs][taps(r, s)] += np.einsum("nkpq,kc->ncpq", gy[:, ks], w[ks, :, r, s])
                 gw[ks, :, r, s] = np.einsum("nkpq,ncpq->kc", gy[:, ks], xp[:, cs][taps(r, s)])
     return gxp[:, :, pt:pt + H, pl:pl + W], gw, gy.sum(axis=(0, 2, 3))
+
+
+# ---- transposed convolution: scatter each input pixel through the taps, float64 --------------
+# x (N, C_in, H, W), w (C_in, C_out/groups, R, S). Every input pixel (h, w) adds
+# x * w[:, :, r, s] at row h * stride + r * dilation, column likewise, of the full output; the
+# result is the full output with `padding` rows/columns cut from each side (output_padding rows
+# and columns kept at the bottom/right).
+
+def _transposed_geometry(x_shape, w_shape, stride, padding, output_padding, dilation):
+    (sh, sw), (dh, dw), (oh, ow) = _conv_pair(stride), _conv_pair(dilation), _conv_pair(output_padding)
+    pt, pb, pl, pr = _conv_sides(padding)
+    N, C, H, W = x_shape
+    R, S = w_shape[2:]
+    Hf, Wf = (H - 1) * sh + dh * (R - 1) + 1 + oh, (W - 1) * sw + dw * (S - 1) + 1 + ow
+
+    def taps(r, s):
+        return (slice(None), slice(None), slice(r * dh, r * dh + sh * (H - 1) + 1, sh),
+                slice(s * dw, s * dw + sw * (W - 1) + 1, sw))
+    crop = (slice(None), slice(None), slice(pt, Hf - pb), slice(pl, Wf - pr))
+    return (Hf, Wf), taps, crop
+
+
+def conv_transpose2d_reference(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    (Hf, Wf), taps, crop = _transposed_geometry(x.shape, w.shape, stride, padding, output_padding, dilation)
+    N, C, H, W = x.shape
+    _, Kg, R, S = w.shape
+    Cg = C // groups
+    full = np.zeros((N, Kg * groups, Hf, Wf))
+    for g in range(groups):
+        cs, ks = slice(g * Cg, (g + 1) * Cg), slice(g * Kg, (g + 1) * Kg)
+        for r in range(R):
+            for s in range(S):
+                full[:, ks][taps(r, s)] += np.einsum("nchw,ck->nkhw", x[:, cs], w[cs, :, r, s])
+    out = full[crop]
+    if b is not None:
+        out = out + np.asarray(b, np.float64)[None, :, None, None]
+    return out
+
+
+def conv_transpose2d_reference_grads(x, w, grad_out, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """(grad_x, grad_w, grad_b) of sum(conv_transpose2d_reference(x, w, b) * grad_out)."""
+    x, w, gy = np.asarray(x, np.float64), np.asarray(w, np.float64), np.asarray(grad_out, np.float64)
+    (Hf, Wf), taps, crop = _transposed_geometry(x.shape, w.shape, stride, padding, output_padding, dilation)
+    N, C, H, W = x.shape
+    _, Kg, R, S = w.shape
+    Cg = C // groups
+    gfull = np.zeros((N, Kg * groups, Hf, Wf))
+    gfull[crop] = gy
+    gx, gw = np.zeros(x.shape), np.zeros(w.shape)
+    for g in range(groups):
+        cs, ks = slice(g * Cg, (g + 1) * Cg), slice(g * Kg, (g + 1) * Kg)
+        for r in range(R):
+            for s in range(S):
+                seen = gfull[:, ks][taps(r, s)]
+                gx[:, cs] += np.einsum("nkhw,ck->nchw", seen, w[cs, :, r, s])
+                gw[cs, :, r, s] = np.einsum("nkhw,nchw->ck", seen, x[:, cs])
+    return gx, gw, gy.sum(axis=(0, 2, 3))

@@ -64,10 +64,23 @@ def test_autoencoder_one_epoch_lowers_the_reconstruction_loss(mnist):
     assert before > 0.6 and after < 0.35, (before, after)
 
 
+def test_convolutional_autoencoder_one_epoch_lowers_the_reconstruction_loss(mnist):
+    ae = load_example("autoencoder")
+    (x, _), _ = mnist
+    fastnn.manual_seed(0)
+    model = ae.build_model("conv")
+    assert model(fastnn.tensor(x[:3])).shape == (3, 784)
+    assert any(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
+    before = ae.evaluate(model, x)
+    ae.train_epoch(model, optim.Adam(model.parameters(), lr=2e-3), x, batch_size=16, seed=0)
+    after = ae.evaluate(model, x)
+    # BCE per pixel starts above 0.5 (outputs near 0.5); one epoch of 32 steps gets it below 0.32
+    # (measured: 0.588 -> 0.268)
+    assert before > 0.5 and after < 0.32, (before, after)
+
+
 def test_autoencoder_model_kinds_and_picture(mnist, tmp_path, monkeypatch):
     ae = load_example("autoencoder")
-    with pytest.raises(NotImplementedError, match="needs fastnn.nn.Conv2d"):
-        ae.build_model("conv")
     with pytest.raises(ValueError, match="kind must be one of"):
         ae.build_model("sparse")
     (x, _), _ = mnist

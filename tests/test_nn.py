@@ -90,11 +90,24 @@ def test_linear_value_and_gradients(in_features, out_features, x_shape, bias):
     (nn.LogSoftmax(dim=-1), lambda x: log_softmax_ref(x, -1), (2, 3, 5)),
     (nn.Flatten(), lambda x: x.reshape(x.shape[0], -1), (3, 2, 5)),
     (nn.Flatten(0, 1), lambda x: x.reshape(-1, x.shape[-1]), (3, 2, 5)),
+    (nn.Unflatten(1, (2, 3, 1)), lambda x: x.reshape(x.shape[0], 2, 3, 1, x.shape[-1]), (3, 6, 5)),
+    (nn.Unflatten(-1, (5, 1)), lambda x: x.reshape(x.shape + (1,)), (1, 5)),
     (nn.Identity(), lambda x: x, (3, 17)),
     (nn.Dropout(0.3).eval(), lambda x: x, (3, 17)),
 ], ids=lambda v: repr(v) if isinstance(v, nn.Module) else "")
 def test_layer_value_and_gradient(module, reference, shape):
     check_module(module, shape, reference)
+
+
+def test_unflatten_bad_arguments_name_the_shapes():
+    with pytest.raises(ValueError, match=r"dim 1 of the input \(shape \(2, 10\)\) has size 10, expected 12"):
+        nn.Unflatten(1, (3, 4))(fastnn.randn(2, 10))
+    with pytest.raises(ValueError, match="dim=2 is out of range for an input of shape"):
+        nn.Unflatten(2, (3, 4))(fastnn.randn(2, 12))
+    with pytest.raises(ValueError, match="unflattened_size must be a non-empty tuple of positive ints"):
+        nn.Unflatten(1, (3, 0))
+    with pytest.raises(TypeError, match="dim must be an int"):
+        nn.Unflatten(1.0, (3, 4))
 
 
 def test_gelu_is_accurate_in_the_tails():
@@ -405,6 +418,7 @@ def test_nested_repr_like_pytorch():
     (nn.LeakyReLU(0.2), "LeakyReLU(negative_slope=0.2)"), (nn.GELU("tanh"), "GELU(approximate='tanh')"),
     (nn.Softmax(1), "Softmax(dim=1)"), (nn.LogSoftmax(-1), "LogSoftmax(dim=-1)"),
     (nn.Dropout(0.1), "Dropout(p=0.1)"), (nn.Flatten(), "Flatten(start_dim=1, end_dim=-1)"),
+    (nn.Unflatten(1, (32, 7, 7)), "Unflatten(dim=1, unflattened_size=(32, 7, 7))"),
 ])
 def test_layer_repr_and_config_round_trip(layer, text):
     assert repr(layer) == text

@@ -1,12 +1,14 @@
-// _C.conv2d_forward / _C.conv2d_backward: argument checks, then the GIL is released around the
+// _C.conv2d_forward / _C.conv2d_backward / _C.conv_transpose2d_*: argument checks, then the GIL is released around the
 // kernels of cpu/conv.cpp. Dimension letters as there: input (N, C, H, W), weight
 // (K, C/groups, R, S), output (N, K, P, Q).
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "bindings/checks.h"
 #include "cpu/conv.h"
@@ -216,6 +218,132 @@ py::tuple conv2d_backward_py(const py::array& grad_out, const py::array& input, 
   return py::make_tuple(gi, gw, gb);
 }
 
+// ---- transposed convolution ----------------------------------------------------------------------
+// input (N, C_in, H_in, W_in), weight (C_in, C_out/groups, R, S), output (N, C_out, H_out, W_out)
+// with H_out = (H_in - 1) stride - pad_top - pad_bottom + dil (R - 1) + output_padding + 1.
+// The Conv2dShape made here is that of the adjoint conv2d: its input is (N, C_out, H_out, W_out).
+
+Conv2dShape make_transposed_shape(const py::array& input, const py::array& weight, const Settings& st,
+                                  const py::object& output_padding, const char* fn) {
+  const std::string f(fn);
+  std::vector<int64_t> ov = int_list(output_padding, fn, "output_padding", "an int or a pair of ints (h, w)", {2});
+  const int64_t op[2] = {ov[0], ov.size() == 1 ? ov[0] : ov[1]};
+  for (int i = 0; i < 2; ++i)
+    if (op[i] < 0 || op[i] >= st.stride[i])  // F.conv_transpose2d takes up to the dilation by padding the input
+      raise_value(f + ": output_padding must be non-negative and smaller than the stride (" + str(st.stride[i]) +
+                  " along " + (i ? "W" : "H") + "), got " + str(op[i]));
+  Conv2dShape s{};
+  s.N = input.shape(0);
+  s.K = input.shape(1);
+  s.P = input.shape(2);
+  s.Q = input.shape(3);
+  s.G = st.groups;
+  s.R = weight.shape(2);
+  s.S = weight.shape(3);
+  if (weight.shape(0) != s.K)
+    raise_value(f + ": argument 'weight' must have shape (in_channels, out_channels/groups, kH, kW) with in_channels = " +
+                str(s.K) + " (the input's channels, input shape " + shape_str(input) + "), got " + shape_str(weight));
+  if (s.K % s.G != 0)
+    raise_value(f + ": the input's channels, " + str(s.K) + " (input shape " + shape_str(input) +
+                "), must be divisible by groups=" + str(s.G));
+  if (s.R < 1 || s.S < 1)
+    raise_value(f + ": the kernel must be at least 1x1, got weight of shape " + shape_str(weight));
+  s.C = weight.shape(1) * s.G;
+  s.stride_h = st.stride[0];
+  s.stride_w = st.stride[1];
+  s.pad_top = st.pad[0];
+  s.pad_bottom = st.pad[1];
+  s.pad_left = st.pad[2];
+  s.pad_right = st.pad[3];
+  s.dil_h = st.dil[0];
+  s.dil_w = st.dil[1];
+  // The output size, in long double first: (H_in - 1) * stride can overflow int64.
+  const long double out_h = (static_cast<long double>(s.P) - 1) * s.stride_h - s.pad_top - s.pad_bottom +
+                            static_cast<long double>(s.dil_h) * (s.R - 1) + op[0] + 1;
+  const long double out_w = (static_cast<long double>(s.Q) - 1) * s.stride_w - s.pad_left - s.pad_right +
+                            static_cast<long double>(s.dil_w) * (s.S - 1) + op[1] + 1;
+  const long double limit = static_cast<long double>(std::numeric_limits<int64_t>::max()) / 8;
+  if (out_h * out_w * s.N * s.C > limit || out_h >= kMaxDim || out_w >= kMaxDim)
+    raise_value(f + ": the output of input " + shape_str(input) + " and weight " + shape_str(weight) +
+                " is too large (size overflow)");
+  if (s.P > 0 && s.Q > 0 && (out_h < 1 || out_w < 1))
+    raise_value(f + ": the output would be " + str(static_cast<int64_t>(out_h)) + "x" +
+                str(static_cast<int64_t>(out_w)) + " for input " + str(s.P) + "x" + str(s.Q) + ", kernel " +
+                str(s.R) + "x" + str(s.S) + " and padding top/bottom/left/right " + str(s.pad_top) + "/" +
+                str(s.pad_bottom) + "/" + str(s.pad_left) + "/" + str(s.pad_right) + "; reduce the padding");
+  s.H = std::max<int64_t>(static_cast<int64_t>(out_h), 0);
+  s.W = std::max<int64_t>(static_cast<int64_t>(out_w), 0);
+  if (s.P > 0 && s.Q > 0) {  // the adjoint conv2d of this shape maps (H, W) back onto (P, Q)
+    Conv2dShape check = s;
+    if (!conv2d_output_size(&check) || check.P != s.P || check.Q != s.Q)
+      raise_value(f + ": internal error: inconsistent transposed-convolution shape");
+  }
+  return s;
+}
+
+py::array_t<float> conv_transpose2d_forward_py(const py::array& input, const py::array& weight,
+                                               const py::object& bias, const py::object& stride,
+                                               const py::object& padding, const py::object& output_padding,
+                                               const py::object& dilation, int64_t groups) {
+  constexpr const char* fn = "conv_transpose2d_forward";
+  const float* x = check_tensor(input, fn, "input", "(N, C_in, H, W)");
+  const float* w = check_tensor(weight, fn, "weight", "(C_in, C_out/groups, R, S)");
+  const Settings st = parse_settings(stride, padding, dilation, groups, fn);
+  const Conv2dShape s = make_transposed_shape(input, weight, st, output_padding, fn);
+  const float* b = nullptr;
+  if (!bias.is_none()) {
+    if (!py::isinstance<py::array>(bias))
+      raise_type(std::string(fn) + ": argument 'bias' must be a float32 numpy array of shape (" + str(s.C) +
+                 ",) or None, got " + type_name(bias));
+    b = check_vector(bias.cast<py::array>(), fn, "bias", s.C);
+  }
+  py::array_t<float> out({s.N, s.C, s.H, s.W});
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    conv_transpose2d_forward(o, x, w, b, s);
+  }
+  return out;
+}
+
+py::tuple conv_transpose2d_backward_py(const py::array& grad_out, const py::array& input, const py::array& weight,
+                                       const py::object& stride, const py::object& padding,
+                                       const py::object& output_padding, const py::object& dilation, int64_t groups,
+                                       const std::array<bool, 3>& needs) {
+  constexpr const char* fn = "conv_transpose2d_backward";
+  const float* x = check_tensor(input, fn, "input", "(N, C_in, H, W)");
+  const float* w = check_tensor(weight, fn, "weight", "(C_in, C_out/groups, R, S)");
+  const Settings st = parse_settings(stride, padding, dilation, groups, fn);
+  const Conv2dShape s = make_transposed_shape(input, weight, st, output_padding, fn);
+  const std::string expected = "(" + str(s.N) + ", " + str(s.C) + ", " + str(s.H) + ", " + str(s.W) + ")";
+  const float* gy = check_tensor(grad_out, fn, "grad_out", "(N, C_out, H_out, W_out)");
+  if (grad_out.shape(0) != s.N || grad_out.shape(1) != s.C || grad_out.shape(2) != s.H || grad_out.shape(3) != s.W)
+    raise_value(std::string(fn) + ": argument 'grad_out' must have the output's shape (N, C_out, H_out, W_out) = " +
+                expected + ", got " + shape_str(grad_out));
+  py::object gi = py::none(), gw = py::none(), gb = py::none();
+  float *pi = nullptr, *pw = nullptr, *pb = nullptr;
+  if (needs[0]) {
+    py::array_t<float> a({s.N, s.K, s.P, s.Q});
+    pi = a.mutable_data();
+    gi = a;
+  }
+  if (needs[1]) {
+    py::array_t<float> a({s.K, s.C / s.G, s.R, s.S});
+    pw = a.mutable_data();
+    gw = a;
+  }
+  if (needs[2]) {
+    py::array_t<float> a({s.C});
+    pb = a.mutable_data();
+    gb = a;
+  }
+  {
+    py::gil_scoped_release release;
+    conv_transpose2d_backward(pi, pw, pb, gy, x, w, s);
+  }
+  return py::make_tuple(gi, gw, gb);
+}
+
 int64_t set_budget_py(int64_t bytes) {
   if (bytes < 4) raise_value("set_conv2d_workspace_budget: bytes must be >= 4, got " + str(bytes));
   const int64_t previous = conv2d_workspace_budget();
@@ -240,6 +368,21 @@ None. stride and dilation: an int or (h, w); padding (zeros): an int, (h, w) or
         R"doc(Gradients of conv2d_forward (without ReLU): returns (grad_input, grad_weight, grad_bias), each
 None unless asked for by needs = (input, weight, bias). grad_out has the output's shape
 (N, K, P, Q). The results do not depend on the thread count. Releases the GIL.)doc");
+  m.def("conv_transpose2d_forward", &conv_transpose2d_forward_py, py::arg("input"), py::arg("weight"),
+        py::arg("bias") = py::none(), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("output_padding") = 0,
+        py::arg("dilation") = 1, py::arg("groups") = 1,
+        R"doc(Transposed 2-D convolution (PyTorch's conv_transpose2d), NCHW float32: returns out
+(N, C_out, H_out, W_out), H_out = (H - 1) stride - padding_top - padding_bottom + dilation (kH - 1)
++ output_padding + 1 (W likewise).
+
+input (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW), bias (C_out,) or None. stride,
+dilation, output_padding: an int or (h, w); padding: an int, (h, w) or (top, bottom, left,
+right). Releases the GIL.)doc");
+  m.def("conv_transpose2d_backward", &conv_transpose2d_backward_py, py::arg("grad_out"), py::arg("input"),
+        py::arg("weight"), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("output_padding") = 0,
+        py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("needs") = std::array<bool, 3>{true, true, true},
+        R"doc(Gradients of conv_transpose2d_forward: returns (grad_input, grad_weight, grad_bias), each None
+unless asked for by needs = (input, weight, bias). grad_out has the output's shape. Releases the GIL.)doc");
   m.def("conv2d_workspace_budget", &conv2d_workspace_budget,
         "Bytes of work buffer one convolution call may use (default 2 MiB): the batch is cut into chunks "
         "that fit.");

@@ -28,6 +28,11 @@
 // stride P*Q) and nothing is staged. The buffers (for every thread's range) are cached per
 // calling thread and only grow: no allocation on the hot path.
 //
+// Transposed convolution (conv_transpose2d_*): the adjoint of a conv2d, so no kernels of its
+// own: its forward is that conv2d's input gradient (GEMM + col2im) plus a bias pass, its input
+// gradient that conv2d's forward, its weight gradient that conv2d's weight gradient with input
+// and output exchanged.
+//
 // Special paths:
 //   1x1, stride 1, no padding: the image is already the (C, H*W) column matrix. The forward and
 //     the input gradient are one GEMM per image, straight between the NCHW tensors; the weight
@@ -411,17 +416,30 @@ float row_sum(const float* __restrict x, int64_t n) {
   return total;
 }
 
-// grad_bias[k] = sum over images (in order) of the row sums of grad_out[n, k], in double.
-void bias_backward(float* grad_bias, const float* grad_out, const Conv2dShape& s) {
-  const int64_t PQ = s.P * s.Q;
-  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ), s.K));
+// sums[k] = sum over images (in order) of the row sums of plane x[n, k] (N, K, plane), in double.
+void channel_sums(float* sums, const float* x, int64_t N, int64_t K, int64_t plane) {
+  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(N) * K * plane), K));
   run_parallel(std::max(threads, 1), [&](int tid, int nt) {
     int64_t k0, k1;
-    split_range(s.K, tid, nt, &k0, &k1);
+    split_range(K, tid, nt, &k0, &k1);
     for (int64_t kk = k0; kk < k1; ++kk) {
       double total = 0.0;
-      for (int64_t n = 0; n < s.N; ++n) total += row_sum(grad_out + (n * s.K + kk) * PQ, PQ);
-      grad_bias[kk] = static_cast<float>(total);
+      for (int64_t n = 0; n < N; ++n) total += row_sum(x + (n * K + kk) * plane, plane);
+      sums[kk] = static_cast<float>(total);
+    }
+  });
+}
+
+// out[n, k] += bias[k] over planes of `plane` floats, (N, K, plane).
+void add_channel_bias(float* out, const float* bias, int64_t N, int64_t K, int64_t plane) {
+  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(N) * K * plane), N * K));
+  run_parallel(std::max(threads, 1), [&](int tid, int nt) {
+    int64_t i0, i1;
+    split_range(N * K, tid, nt, &i0, &i1);
+    for (int64_t i = i0; i < i1; ++i) {
+      float* __restrict row = out + i * plane;
+      const float b = bias[i % K];
+      for (int64_t j = 0; j < plane; ++j) row[j] += b;
     }
   });
 }
@@ -712,7 +730,7 @@ void conv2d_backward(float* grad_input, float* grad_weight, float* grad_bias, co
     if (s.N == 0 || s.P * s.Q == 0)
       std::fill(grad_bias, grad_bias + s.K, 0.0f);
     else
-      bias_backward(grad_bias, grad_out, s);
+      channel_sums(grad_bias, grad_out, s.N, s.K, s.P * s.Q);
   }
   if (s.N == 0 || s.P * s.Q == 0 || s.K == 0) {
     if (grad_weight) std::fill(grad_weight, grad_weight + weight_size, 0.0f);
@@ -737,6 +755,28 @@ void conv2d_backward(float* grad_input, float* grad_weight, float* grad_bias, co
     return;
   }
   input_backward(grad_input, grad_out, weight, s, k);
+}
+
+// ---- transposed convolution: the adjoint of conv2d ------------------------------------------------
+
+void conv_transpose2d_forward(float* out, const float* input, const float* weight, const float* bias,
+                              const Conv2dShape& s) {
+  conv2d_backward(out, nullptr, nullptr, input, nullptr, weight, s);
+  if (bias && s.N * s.H * s.W > 0) add_channel_bias(out, bias, s.N, s.C, s.H * s.W);
+}
+
+void conv_transpose2d_backward(float* grad_input, float* grad_weight, float* grad_bias, const float* grad_out,
+                               const float* input, const float* weight, const Conv2dShape& s) {
+  if (grad_input) {
+    if (s.N * s.K * s.P * s.Q > 0) conv2d_forward(grad_input, grad_out, weight, nullptr, s);
+  }
+  if (grad_weight) conv2d_backward(nullptr, grad_weight, nullptr, input, grad_out, weight, s);
+  if (grad_bias) {
+    if (s.N == 0 || s.H * s.W == 0)
+      std::fill(grad_bias, grad_bias + s.C, 0.0f);
+    else
+      channel_sums(grad_bias, grad_out, s.N, s.C, s.H * s.W);
+  }
 }
 
 }  // namespace fastnn

@@ -35,6 +35,18 @@ void conv2d_forward(float* out, const float* input, const float* weight, const f
 void conv2d_backward(float* grad_input, float* grad_weight, float* grad_bias, const float* grad_out,
                      const float* input, const float* weight, const Conv2dShape& s);
 
+// Transposed convolution (PyTorch's conv_transpose2d): the adjoint of conv2d_forward, described
+// by the shape `s` of that conv2d. Its input is conv2d's output side and its output conv2d's
+// input side: input (N, K, P, Q), weight (K, C/G, R, S) (PyTorch's ConvTranspose2d layout:
+// in_channels first), bias (C,) or null, out (N, C, H, W). The forward is conv2d's input
+// gradient plus the bias; the backward is conv2d's forward (grad_input, without bias) and
+// conv2d's weight gradient with the roles of its input and output exchanged. Each gradient
+// pointer may be null (not wanted); input is read only for grad_weight.
+void conv_transpose2d_forward(float* out, const float* input, const float* weight, const float* bias,
+                              const Conv2dShape& s);
+void conv_transpose2d_backward(float* grad_input, float* grad_weight, float* grad_bias, const float* grad_out,
+                               const float* input, const float* weight, const Conv2dShape& s);
+
 // The budget, in bytes, of the work buffers of one call (the column buffer, the staged
 // output/gradient rows and the padded input rows); default 2 MiB, one core's L2 here. The
 // batch (and, for huge images, the output rows) are

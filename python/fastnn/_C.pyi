@@ -119,6 +119,19 @@ def conv2d_backward(grad_out: npt.NDArray[np.float32], input: npt.NDArray[np.flo
                                Optional[npt.NDArray[np.float32]]]:
     """(grad_input, grad_weight, grad_bias), each None unless asked for in needs."""
     ...
+# Transposed convolution: input (N, C_in, H, W), weight (C_in, C_out/groups, R, S); output_padding < stride.
+def conv_transpose2d_forward(input: npt.NDArray[np.float32], weight: npt.NDArray[np.float32],
+                             bias: Optional[npt.NDArray[np.float32]] = None, stride: _IntOrTuple = 1,
+                             padding: _IntOrTuple = 0, output_padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1,
+                             groups: int = 1) -> npt.NDArray[np.float32]: ...
+def conv_transpose2d_backward(grad_out: npt.NDArray[np.float32], input: npt.NDArray[np.float32],
+                              weight: npt.NDArray[np.float32], stride: _IntOrTuple = 1, padding: _IntOrTuple = 0,
+                              output_padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1, groups: int = 1,
+                              needs: Tuple[bool, bool, bool] = (True, True, True)
+                              ) -> Tuple[Optional[npt.NDArray[np.float32]], Optional[npt.NDArray[np.float32]],
+                                         Optional[npt.NDArray[np.float32]]]:
+    """(grad_input, grad_weight, grad_bias), each None unless asked for in needs."""
+    ...
 def conv2d_workspace_budget() -> int: ...
 def set_conv2d_workspace_budget(bytes: int) -> int:
     """Set the convolution work-buffer budget (bytes); returns the previous one (tests, tuning)."""

@@ -1,6 +1,8 @@
-"""Convolution layers: Conv1d and Conv2d, with PyTorch's arguments, defaults and weight layout.
+"""Convolution layers: Conv1d, Conv2d, ConvTranspose1d and ConvTranspose2d, with PyTorch's
+arguments, defaults and weight layout.
 
-weight is (out_channels, in_channels // groups, *kernel_size) and bias (out_channels,), so a
+weight is (out_channels, in_channels // groups, *kernel_size) (transposed: (in_channels,
+out_channels // groups, *kernel_size)) and bias (out_channels,), so a
 PyTorch state dict of the same layer loads as it is. The default initialisation is PyTorch's:
 weight ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
 fan_in = in_channels // groups * prod(kernel_size), and bias from the same range. Settings are
@@ -18,6 +20,7 @@ import numpy as np
 from fastnn.nn import functional as F
 from fastnn.nn import init
 from fastnn.nn.module import Module, Parameter
+from fastnn.ops.conv import transposed_output_size
 
 
 def _tuple(fn: str, name: str, value, n: int, minimum: int) -> tuple:
@@ -126,3 +129,109 @@ class Conv1d(_ConvNd):
 
     def forward(self, x):
         return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class _ConvTransposeNd(Module):
+    """Transposed convolution ("deconvolution"): the gradient of a convolution with respect to its
+    input, used to upsample (decoders, generators). weight (in_channels, out_channels // groups,
+    *kernel_size) as in PyTorch; default initialisation as PyTorch's (fan_in from weight.shape[1:])."""
+    _n = 2
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros"):
+        super().__init__()
+        fn, n = type(self).__name__, self._n
+        self.in_channels = _count(fn, "in_channels", in_channels, 1)
+        self.out_channels = _count(fn, "out_channels", out_channels, 1)
+        self.kernel_size = _tuple(fn, "kernel_size", kernel_size, n, 1)
+        self.stride = _tuple(fn, "stride", stride, n, 1)
+        self.padding = _tuple(fn, "padding", padding, n, 0)
+        self.output_padding = _tuple(fn, "output_padding", output_padding, n, 0)
+        self.dilation = _tuple(fn, "dilation", dilation, n, 1)
+        self.groups = _count(fn, "groups", groups, 1)
+        if padding_mode != "zeros":
+            raise ValueError(f"{fn}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        for o, s, d in zip(self.output_padding, self.stride, self.dilation):
+            if o >= max(s, d):
+                raise ValueError(f"{fn}: output_padding must be smaller than stride or dilation, got "
+                                 f"output_padding={self.output_padding}, stride={self.stride}, "
+                                 f"dilation={self.dilation}")
+        if self.in_channels % self.groups:
+            raise ValueError(f"{fn}: in_channels={self.in_channels} must be divisible by groups={self.groups}")
+        if self.out_channels % self.groups:
+            raise ValueError(f"{fn}: out_channels={self.out_channels} must be divisible by groups={self.groups}")
+        shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(np.empty(shape, dtype=np.float32))
+        if bias:
+            self.bias = Parameter(np.empty((self.out_channels,), dtype=np.float32))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.out_channels // self.groups * math.prod(self.kernel_size)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            init.uniform_(self.bias, -bound, bound)
+
+    def _output_padding(self, x, output_size) -> tuple:
+        """output_padding, or the one that gives output_size (the last n dims of it)."""
+        if output_size is None:
+            return self.output_padding
+        fn, n = type(self).__name__, self._n
+        wanted = tuple(output_size)[-n:]
+        if len(wanted) != n:
+            raise ValueError(f"{fn}: output_size must give the {n} spatial sizes, got {output_size!r}")
+        size = tuple(x.shape[-n:])
+        smallest = transposed_output_size(size, self.kernel_size, self.stride, self.padding, (0,) * n,
+                                            self.dilation)
+        extra = tuple(int(w) - s for w, s in zip(wanted, smallest))
+        for e, s, d, w, lo in zip(extra, self.stride, self.dilation, wanted, smallest):
+            if not 0 <= e < max(s, d):
+                raise ValueError(f"{fn}: output_size {tuple(wanted)} is not reachable from input size {size}: each "
+                                 f"size must lie in [{lo}, {lo + max(s, d) - 1}] here, got {w}")
+        return extra
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,) * self._n:
+            s += f", padding={self.padding}"
+        if self.output_padding != (0,) * self._n:
+            s += f", output_padding={self.output_padding}"
+        if self.dilation != (1,) * self._n:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+    def get_config(self) -> dict:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "output_padding": self.output_padding, "groups": self.groups, "bias": self.bias is not None,
+                "dilation": self.dilation, "padding_mode": self.padding_mode}
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """Transposed 2-D convolution of (N, C, H, W) or (C, H, W) inputs: weight (in_channels,
+    out_channels // groups, kH, kW), bias (out_channels,). Output size per dim:
+    (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1;
+    forward(x, output_size=...) picks the output_padding that gives that size."""
+    _n = 2
+
+    def forward(self, x, output_size=None):
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
+                                  self._output_padding(x, output_size), self.groups, self.dilation)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """Transposed 1-D convolution of (N, C, L) or (C, L) inputs: weight (in_channels,
+    out_channels // groups, kL); runs through the 2-D kernel with H = 1."""
+    _n = 1
+
+    def forward(self, x, output_size=None):
+        return F.conv_transpose1d(x, self.weight, self.bias, self.stride, self.padding,
+                                  self._output_padding(x, output_size), self.groups, self.dilation)

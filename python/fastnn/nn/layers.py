@@ -201,3 +201,34 @@ class Flatten(Module):
 
     def get_config(self) -> dict:
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
+
+
+class Unflatten(Module):
+    """Split dim into unflattened_size, the inverse of Flatten: Unflatten(1, (32, 7, 7)) maps
+    (N, 1568) to (N, 32, 7, 7)."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise TypeError(f"Unflatten: dim must be an int, got {dim!r}")
+        sizes = tuple(unflattened_size) if isinstance(unflattened_size, (tuple, list)) else None
+        if not sizes or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in sizes):
+            raise ValueError(f"Unflatten: unflattened_size must be a non-empty tuple of positive ints, got "
+                             f"{unflattened_size!r}")
+        self.dim, self.unflattened_size = int(dim), tuple(int(n) for n in sizes)
+
+    def forward(self, x):
+        shape = tuple(x.shape)
+        dim = self.dim + len(shape) if self.dim < 0 else self.dim
+        if not 0 <= dim < len(shape):
+            raise ValueError(f"Unflatten: dim={self.dim} is out of range for an input of shape {shape}")
+        if shape[dim] != math.prod(self.unflattened_size):
+            raise ValueError(f"Unflatten: dim {self.dim} of the input (shape {shape}) has size {shape[dim]}, "
+                             f"expected {math.prod(self.unflattened_size)} = prod{self.unflattened_size}")
+        return _shape.reshape(x, shape[:dim] + self.unflattened_size + shape[dim + 1:])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+    def get_config(self) -> dict:
+        return {"dim": self.dim, "unflattened_size": self.unflattened_size}

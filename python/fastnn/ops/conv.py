@@ -1,4 +1,5 @@
-"""Convolutions: conv2d and conv1d (cross-correlation, PyTorch's semantics), NCHW float32.
+"""Convolutions: conv2d and conv1d (cross-correlation, PyTorch's semantics), NCHW float32, and
+the transposed convolutions conv_transpose2d and conv_transpose1d.
 
 Both are one `Function`, `Conv`: its forward is one `_C.conv2d_forward` call (im2col + our GEMM
 with the bias in the GEMM epilogue, see csrc/cpu/conv.cpp) and its backward one
@@ -9,6 +10,11 @@ kernel with H = 1: input (N, C, L) is viewed as (N, C, 1, L) and weight (K, C/gr
 padding is an int, a tuple (one int per spatial dim) or 'valid' (none) / 'same' (the output as
 large as the input; stride 1 only; an odd total goes one more at the bottom/right, as in
 PyTorch). Only zero padding is supported.
+
+The transposed convolutions (`ConvTranspose`) are the adjoint of a conv2d (one
+`_C.conv_transpose2d_forward` call, which is that conv2d's input gradient plus the bias), with
+PyTorch's weight layout (in_channels, out_channels/groups, kH, kW) and output size
+(size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from fastnn import _C
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 
-__all__ = ["conv2d", "conv1d"]
+__all__ = ["conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d"]
 
 
 class Conv(Function):
@@ -48,6 +54,37 @@ class Conv(Function):
         x_shape, w_shape = ctx.shapes
         return (None if gi is None else gi.reshape(x_shape), None if gw is None else gw.reshape(w_shape), gb,
                 None, None)
+
+
+class ConvTranspose(Function):
+    """x (N, C_in, H, W) transposed-conv weight (C_in, C_out/groups, R, S) + bias (C_out,); 1-D and
+    unbatched inputs through 4-D views, as in Conv."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, settings, views, extra_rows=(0, 0)):
+        x4_shape, w4_shape, out4_shape, out_shape = views
+        x4 = np.ascontiguousarray(x).reshape(x4_shape)
+        if any(extra_rows):  # output_padding >= stride: zero rows/columns after the input (see _transposed)
+            x4 = np.pad(x4, ((0, 0), (0, 0), (0, extra_rows[0]), (0, extra_rows[1])))
+        w4 = np.ascontiguousarray(weight).reshape(w4_shape)
+        b = None if bias is None else np.ascontiguousarray(bias)
+        out = _C.conv_transpose2d_forward(x4, w4, b, *settings)
+        ctx.save_for_backward(x4, w4)
+        ctx.settings, ctx.views, ctx.shapes = settings, views, (x.shape, weight.shape)
+        return out.reshape(out_shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x4, w4 = ctx.saved_tensors
+        grad4 = np.ascontiguousarray(grad, dtype=np.float32).reshape(ctx.views[2])
+        needs = tuple(bool(flag) for flag in ctx.needs_input_grad[:3])
+        gi, gw, gb = _C.conv_transpose2d_backward(grad4, x4, w4, *ctx.settings, needs)
+        x_shape, w_shape = ctx.shapes
+        if gi is not None and gi.shape != ctx.views[0]:  # drop the padded rows/columns
+            H, W = ctx.views[0][2:]
+            gi = gi[:, :, :H, :W]
+        return (None if gi is None else gi.reshape(x_shape), None if gw is None else gw.reshape(w_shape), gb,
+                None, None, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,3 +209,89 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D convolution of input (N, C, L) or (C, L) with weight (out_channels, C/groups, kL) and
     bias (out_channels,), through the 2-D kernel with H = 1; padding: int, 'valid' or 'same'."""
     return _convolution("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def transposed_output_size(size, kernel, stride, padding, output_padding, dilation) -> tuple:
+    """The output size of a transposed convolution, per spatial dim (all arguments tuples)."""
+    return tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1
+                 for n, k, s, p, o, d in zip(size, kernel, stride, padding, output_padding, dilation))
+
+
+def _transposed(fn: str, n: int, input, weight, bias, stride, padding, output_padding, groups,  # noqa: A002
+                dilation):
+    """Checks the arguments of an n-d transposed convolution (n = 1 or 2) and applies ConvTranspose."""
+    x, w = as_tensor(input), as_tensor(weight)
+    b = None if bias is None else as_tensor(bias)
+    in_text = "(N, C_in, H, W) or (C_in, H, W)" if n == 2 else "(N, C_in, L) or (C_in, L)"
+    if x.ndim not in (n + 1, n + 2):
+        raise ValueError(f"{fn}: expected input of shape {in_text}, got {_shape_text(x.shape)}")
+    if w.ndim != n + 2:
+        kernel_text = "kH, kW" if n == 2 else "kL"
+        raise ValueError(f"{fn}: weight must be {n + 2}-D (in_channels, out_channels/groups, {kernel_text}), "
+                         f"got shape {_shape_text(w.shape)}")
+    if isinstance(padding, str):
+        raise ValueError(f"{fn}: padding must be an int or a tuple of {n} ints (string padding is not defined "
+                         f"for transposed convolutions), got {padding!r}")
+    stride = _ints(fn, "stride", stride, n, 1)
+    dilation = _ints(fn, "dilation", dilation, n, 1)
+    pad = _ints(fn, "padding", padding, n, 0)
+    out_pad = _ints(fn, "output_padding", output_padding, n, 0)
+    groups = _groups(fn, groups)
+    kernel = tuple(w.shape[2:])
+
+    unbatched = x.ndim == n + 1
+    N = 1 if unbatched else x.shape[0]
+    C_in, size = x.shape[-n - 1], tuple(x.shape[-n:])
+    if w.shape[0] != C_in:
+        raise ValueError(f"{fn}: weight must have shape (in_channels, out_channels/groups, ...) with in_channels = "
+                         f"{C_in} (input shape {_shape_text(x.shape)}), got {_shape_text(w.shape)}")
+    if C_in % groups:
+        raise ValueError(f"{fn}: the input's {C_in} channels (input shape {_shape_text(x.shape)}) are not divisible "
+                         f"by groups={groups}")
+    if min(kernel) < 1:
+        raise ValueError(f"{fn}: the kernel must not be empty, got weight of shape {_shape_text(w.shape)}")
+    for o, s_, d in zip(out_pad, stride, dilation):
+        if o >= max(s_, d):
+            raise ValueError(f"{fn}: output_padding must be smaller than stride or dilation, got "
+                             f"output_padding={output_padding!r} with stride={stride} and dilation={dilation}")
+    C_out = w.shape[1] * groups
+    if b is not None and b.shape != (C_out,):
+        raise ValueError(f"{fn}: bias must have shape ({C_out},) (out_channels) for weight of shape "
+                         f"{_shape_text(w.shape)} and groups={groups}, got {_shape_text(b.shape)}")
+    out_size = transposed_output_size(size, kernel, stride, pad, out_pad, dilation)
+    if min(size) > 0 and min(out_size) < 1:
+        raise ValueError(f"{fn}: the output size would be {'x'.join(map(str, out_size))} for input size "
+                         f"{'x'.join(map(str, size))}, kernel {'x'.join(map(str, kernel))} and padding={padding!r}; "
+                         f"reduce the padding")
+    # The kernel is the adjoint of a conv2d, which needs output_padding < stride. PyTorch allows
+    # up to the dilation: the same output comes from the input with output_padding // stride zero
+    # rows (columns) after it and output_padding % stride.
+    extra = tuple(o // s_ for o, s_ in zip(out_pad, stride))
+    out_pad = tuple(o % s_ for o, s_ in zip(out_pad, stride))
+    if n == 1:
+        x4_shape, w4_shape = (N, C_in, 1) + size, (C_in, w.shape[1], 1) + kernel
+        out4_shape = (N, C_out, 1) + out_size
+        settings = ((1,) + stride, (0, 0, pad[0], pad[0]), (0,) + out_pad, (1,) + dilation, groups)
+        extra = (0,) + extra
+    else:
+        x4_shape, w4_shape, out4_shape = (N, C_in) + size, tuple(w.shape), (N, C_out) + out_size
+        settings = (stride, pad, out_pad, dilation, groups)
+    out_shape = ((C_out,) if unbatched else (N, C_out)) + out_size
+    return ConvTranspose.apply(x, w, b, settings, (x4_shape, w4_shape, out4_shape, out_shape), extra)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002
+                     dilation=1):
+    """Transposed 2-D convolution (the gradient of conv2d with respect to its input, "deconvolution")
+    of input (N, C_in, H, W) or (C_in, H, W) with weight (C_in, out_channels/groups, kH, kW) and bias
+    (out_channels,). stride, padding, output_padding, dilation: int or (h, w); PyTorch's argument
+    order (groups before dilation). Output size per dim:
+    (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1."""
+    return _transposed("conv_transpose2d", 2, input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002
+                     dilation=1):
+    """Transposed 1-D convolution of input (N, C_in, L) or (C_in, L) with weight
+    (C_in, out_channels/groups, kL), through the 2-D kernel with H = 1."""
+    return _transposed("conv_transpose1d", 1, input, weight, bias, stride, padding, output_padding, groups, dilation)
