@@ -462,3 +462,54 @@ def test_pytorch_state_dict_loads_into_conv_layers(torch):
         want = theirs(torch.tensor(x)).detach().numpy()
         np.testing.assert_allclose(ours(fastnn.tensor(x)).detach().numpy(), want, atol=1e-5, rtol=1e-5)
         assert list(ours.state_dict().keys()) == list(theirs.state_dict().keys())
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN and infinity: a clear error naming the argument and the index (fastnn.set_check_finite)
+
+@pytest.mark.parametrize("kind,w_shape,kwargs", [
+    ("im2col", (4, 3, 3, 3), dict(padding=1)),
+    ("pointwise", (4, 3, 1, 1), {}),
+    ("depthwise", (6, 1, 3, 3), dict(groups=3)),
+])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_input_names_the_argument_and_index(kind, w_shape, kwargs, bad):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 7), dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    x[1, 2, 3, 4] = bad
+    what = "NaN" if np.isnan(bad) else "infinity"
+    with pytest.raises(ValueError, match=rf"conv2d_forward: argument 'input' contains {what} at \[1, 2, 3, 4\]"):
+        F.conv2d(x, w, **kwargs)
+    with pytest.raises(ValueError, match=r"argument 'input' contains"):  # the fused ReLU must not hide it
+        _C.conv2d_forward(x, w, None, 1, kwargs.get("padding", 0), 1, kwargs.get("groups", 1), relu=True)
+    x[1, 2, 3, 4] = 0.0
+    w[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match=rf"argument 'weight' contains {what} at \[0, 0, 0, 0\]"):
+        F.conv2d(x, w, **kwargs)
+    w[0, 0, 0, 0] = 0.0
+    b = np.zeros(w_shape[0], np.float32)
+    b[3] = bad
+    with pytest.raises(ValueError, match=rf"argument 'bias' contains {what} at \[3\]"):
+        F.conv2d(x, w, b, **kwargs)
+
+
+def test_nonfinite_check_can_be_disabled_and_covers_transposed():
+    x = np.ones((1, 2, 4, 4), np.float32)
+    x[0, 1, 2, 3] = np.nan
+    w = np.ones((2, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"conv_transpose2d_forward: argument 'input' contains NaN at \[0, 1, 2, 3\]"):
+        F.conv_transpose2d(x, w)
+    previous = fastnn.set_check_finite(False)
+    try:
+        out = F.conv_transpose2d(x, w).numpy()
+        assert np.isnan(out[0, 0, 2, 3]) and np.isfinite(out[0, 0, 0, 0])  # NaN spreads only where x reaches
+        assert np.isnan(F.conv2d(x, w.transpose(1, 0, 2, 3).copy()).numpy()).any()
+    finally:
+        fastnn.set_check_finite(previous)
+
+
+def test_a_finite_overflow_is_not_blamed_on_the_input():
+    x = np.full((1, 1, 3, 3), 3e38, np.float32)  # finite, but the sums overflow to infinity
+    out = F.conv2d(x, np.ones((1, 1, 3, 3), np.float32)).numpy()
+    assert np.isinf(out).all()

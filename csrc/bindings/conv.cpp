@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "bindings/checks.h"
+#include "common/finite.h"
 #include "cpu/conv.h"
 
 namespace fastnn {
@@ -45,6 +47,25 @@ int64_t as_int(const py::handle& v, const char* fn, const char* arg, const char*
     raise_type(std::string(fn) + ": argument '" + arg + "' must be " + what + ", got " + type_name(v) + " " +
                std::string(py::repr(v)));
   return v.cast<int64_t>();
+}
+
+// A NaN or infinity in a 4-D C-contiguous array raises ValueError naming arg and the index.
+void check_finite_4d(const py::array& a, const float* p, const char* fn, const char* arg) {
+  const int64_t rows = a.shape(0) * a.shape(1) * a.shape(2), cols = a.shape(3);
+  int64_t r, c;
+  if (rows * cols == 0 || !find_nonfinite(p, rows, cols, cols, &r, &c)) return;
+  const float x = p[r * cols + c];
+  const int64_t h = r % a.shape(2), ch = r / a.shape(2) % a.shape(1), n = r / a.shape(2) / a.shape(1);
+  raise_value(std::string(fn) + ": argument '" + arg + "' contains " + (std::isnan(x) ? "NaN" : "infinity") +
+              " at [" + str(n) + ", " + str(ch) + ", " + str(h) + ", " + str(c) +
+              "]; fix the input or disable the check with fastnn.set_check_finite(False)");
+}
+
+void check_finite_vector(const float* p, int64_t n, const char* fn, const char* arg) {
+  int64_t r, c;
+  if (p && find_nonfinite(p, 1, n, n, &r, &c))
+    raise_value(std::string(fn) + ": argument '" + arg + "' contains " + (std::isnan(p[c]) ? "NaN" : "infinity") +
+                " at [" + str(c) + "]; fix it or disable the check with fastnn.set_check_finite(False)");
 }
 
 // An int, or a sequence of `count` ints (count = 2: (h, w); 4: (top, bottom, left, right)).
@@ -159,7 +180,7 @@ Conv2dShape make_shape(const py::array& input, const py::array& weight, const Se
 
 py::array_t<float> conv2d_forward_py(const py::array& input, const py::array& weight, const py::object& bias,
                                      const py::object& stride, const py::object& padding, const py::object& dilation,
-                                     int64_t groups, bool relu) {
+                                     int64_t groups, bool relu, bool check_finite_values) {
   constexpr const char* fn = "conv2d_forward";
   const float* x = check_tensor(input, fn, "input", "(N, C, H, W)");
   const float* w = check_tensor(weight, fn, "weight", "(K, C/groups, R, S)");
@@ -172,12 +193,18 @@ py::array_t<float> conv2d_forward_py(const py::array& input, const py::array& we
                  ",) or None, got " + type_name(bias));
     b = check_vector(bias.cast<py::array>(), fn, "bias", s.K);
   }
+  if (check_finite_values) {  // the small arguments up front; the input only if an output went bad
+    check_finite_4d(weight, w, fn, "weight");
+    check_finite_vector(b, s.K, fn, "bias");
+  }
   py::array_t<float> out({s.N, s.K, s.P, s.Q});
   float* o = out.mutable_data();
+  bool nonfinite;
   {
     py::gil_scoped_release release;
-    conv2d_forward(o, x, w, b, s, relu);
+    nonfinite = conv2d_forward(o, x, w, b, s, relu);
   }
+  if (nonfinite && check_finite_values) check_finite_4d(input, x, fn, "input");
   return out;
 }
 
@@ -284,7 +311,8 @@ Conv2dShape make_transposed_shape(const py::array& input, const py::array& weigh
 py::array_t<float> conv_transpose2d_forward_py(const py::array& input, const py::array& weight,
                                                const py::object& bias, const py::object& stride,
                                                const py::object& padding, const py::object& output_padding,
-                                               const py::object& dilation, int64_t groups) {
+                                               const py::object& dilation, int64_t groups,
+                                               bool check_finite_values) {
   constexpr const char* fn = "conv_transpose2d_forward";
   const float* x = check_tensor(input, fn, "input", "(N, C_in, H, W)");
   const float* w = check_tensor(weight, fn, "weight", "(C_in, C_out/groups, R, S)");
@@ -297,12 +325,18 @@ py::array_t<float> conv_transpose2d_forward_py(const py::array& input, const py:
                  ",) or None, got " + type_name(bias));
     b = check_vector(bias.cast<py::array>(), fn, "bias", s.C);
   }
+  if (check_finite_values) {
+    check_finite_4d(weight, w, fn, "weight");
+    check_finite_vector(b, s.C, fn, "bias");
+  }
   py::array_t<float> out({s.N, s.C, s.H, s.W});
   float* o = out.mutable_data();
+  bool nonfinite;
   {
     py::gil_scoped_release release;
-    conv_transpose2d_forward(o, x, w, b, s);
+    nonfinite = conv_transpose2d_forward(o, x, w, b, s);
   }
+  if (nonfinite && check_finite_values) check_finite_4d(input, x, fn, "input");
   return out;
 }
 
@@ -356,12 +390,14 @@ int64_t set_budget_py(int64_t bytes) {
 void bind_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward_py, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
         py::arg("stride") = 1, py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
-        py::kw_only(), py::arg("relu") = false,
+        py::kw_only(), py::arg("relu") = false, py::arg("check_finite") = true,
         R"doc(2-D convolution (cross-correlation), NCHW float32: returns out (N, K, P, Q).
 
 input (N, C, H, W) and weight (K, C/groups, R, S) are float32 and C-contiguous; bias (K,) or
 None. stride and dilation: an int or (h, w); padding (zeros): an int, (h, w) or
-(top, bottom, left, right). relu=True applies a ReLU in the GEMM epilogue. Releases the GIL.)doc");
+(top, bottom, left, right). relu=True applies a ReLU in the GEMM epilogue. With check_finite, a
+NaN or infinity in an argument raises ValueError naming it and its index (weight and bias are
+scanned up front, the input only when an output went non-finite). Releases the GIL.)doc");
   m.def("conv2d_backward", &conv2d_backward_py, py::arg("grad_out"), py::arg("input"), py::arg("weight"),
         py::arg("stride") = 1, py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
         py::arg("needs") = std::array<bool, 3>{true, true, true},
@@ -370,14 +406,14 @@ None unless asked for by needs = (input, weight, bias). grad_out has the output'
 (N, K, P, Q). The results do not depend on the thread count. Releases the GIL.)doc");
   m.def("conv_transpose2d_forward", &conv_transpose2d_forward_py, py::arg("input"), py::arg("weight"),
         py::arg("bias") = py::none(), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("output_padding") = 0,
-        py::arg("dilation") = 1, py::arg("groups") = 1,
+        py::arg("dilation") = 1, py::arg("groups") = 1, py::kw_only(), py::arg("check_finite") = true,
         R"doc(Transposed 2-D convolution (PyTorch's conv_transpose2d), NCHW float32: returns out
 (N, C_out, H_out, W_out), H_out = (H - 1) stride - padding_top - padding_bottom + dilation (kH - 1)
 + output_padding + 1 (W likewise).
 
 input (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW), bias (C_out,) or None. stride,
 dilation, output_padding: an int or (h, w); padding: an int, (h, w) or (top, bottom, left,
-right). Releases the GIL.)doc");
+right). check_finite as for conv2d_forward. Releases the GIL.)doc");
   m.def("conv_transpose2d_backward", &conv_transpose2d_backward_py, py::arg("grad_out"), py::arg("input"),
         py::arg("weight"), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("output_padding") = 0,
         py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("needs") = std::array<bool, 3>{true, true, true},

@@ -405,6 +405,18 @@ bool is_depthwise(const Conv2dShape& s) { return s.C / s.G == 1 && s.G > 1; }
 
 // ---- bias gradient ------------------------------------------------------------------------------
 
+// Whether x[0, n) holds no NaN or infinity: x * 0 is 0 for finite x, NaN otherwise (one
+// vectorizable pass).
+bool all_finite(const float* __restrict x, int64_t n) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += x[j + l] * 0.0f;
+  float probe = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  for (; j < n; ++j) probe += x[j] * 0.0f;
+  return probe == 0.0f;
+}
+
 // The sum of a float row in 8 lanes (vectorizable without reassociation flags), lanes in a fixed order.
 float row_sum(const float* __restrict x, int64_t n) {
   float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -428,6 +440,17 @@ void channel_sums(float* sums, const float* x, int64_t N, int64_t K, int64_t pla
       sums[kk] = static_cast<float>(total);
     }
   });
+}
+
+// all_finite over a whole tensor, threaded.
+bool all_finite_parallel(const float* x, int64_t n) {
+  std::atomic<bool> bad{false};
+  run_parallel(std::max(threads_for_work(static_cast<double>(n), 1 << 18), 1), [&](int tid, int nt) {
+    int64_t i0, i1;
+    split_range(n, tid, nt, &i0, &i1);
+    if (!all_finite(x + i0, i1 - i0)) bad.store(true, std::memory_order_relaxed);
+  });
+  return !bad.load();
 }
 
 // out[n, k] += bias[k] over planes of `plane` floats, (N, K, plane).
@@ -457,7 +480,9 @@ const float* padded_plane(float* buf, const float* x, const Conv2dShape& s, cons
   return buf;
 }
 
-void depthwise_forward(float* out, const float* input, const float* weight, const float* bias, bool relu,
+// True when an input plane holds a NaN or infinity (checked while the plane is in cache: the
+// fused ReLU would hide a NaN in the output).
+bool depthwise_forward(float* out, const float* input, const float* weight, const float* bias, bool relu,
                        const Conv2dShape& s, const ConvKernels& k) {
   const ConvTaps t = taps_of(s);
   const int64_t Kg = s.K / s.G, PQ = s.P * s.Q, RS = s.R * s.S, HW = s.H * s.W, items = s.N * s.C;
@@ -465,18 +490,23 @@ void depthwise_forward(float* out, const float* input, const float* weight, cons
   const int threads = static_cast<int>(
       std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * RS), items));
   float* scratch = tls_planes.get(threads * plane);
+  std::atomic<bool> nonfinite{false};
   run_parallel(threads, [&](int tid, int nt) {
     int64_t t0, t1;
     split_range(items, tid, nt, &t0, &t1);
+    bool bad = false;
     for (int64_t it = t0; it < t1; ++it) {  // input plane (n, c) feeds output channels c*Kg ..
       const int64_t n = it / s.C, c = it % s.C;
+      bad = bad || !all_finite(input + it * HW, HW);
       const float* x = padded_plane(scratch + tid * plane, input + it * HW, s, t, k);
       for (int64_t m = 0; m < Kg; ++m) {
         const int64_t kk = c * Kg + m;
         k.depthwise_forward(out + (n * s.K + kk) * PQ, x, weight + kk * RS, bias ? bias[kk] : 0.0f, relu, false, t);
       }
     }
+    if (bad) nonfinite.store(true, std::memory_order_relaxed);
   });
+  return nonfinite.load();
 }
 
 // grad_input plane (n, c) = sum over its Kg output channels and the taps of w * grad_out.
@@ -568,14 +598,12 @@ void set_conv2d_workspace_budget(int64_t bytes) {
 
 // ---- forward ----------------------------------------------------------------------------------
 
-void conv2d_forward(float* out, const float* input, const float* weight, const float* bias, const Conv2dShape& s,
+bool conv2d_forward(float* out, const float* input, const float* weight, const float* bias, const Conv2dShape& s,
                     bool relu) {
-  if (s.N == 0 || s.K == 0 || s.P == 0 || s.Q == 0) return;
+  if (s.N == 0 || s.K == 0 || s.P == 0 || s.Q == 0) return false;
   const ConvKernels& k = conv_kernels_for(active_isa());
-  if (is_depthwise(s)) {
-    depthwise_forward(out, input, weight, bias, relu, s, k);
-    return;
-  }
+  if (is_depthwise(s)) return depthwise_forward(out, input, weight, bias, relu, s, k);
+  std::atomic<bool> nonfinite{false};  // an output went NaN or infinite (the GEMM epilogue's check)
   if (is_pointwise(s)) {  // out_n (K, HW) = weight (K, C) @ input_n (C, HW), per group
     const int64_t Cg = s.C / s.G, Kg = s.K / s.G, HW = s.H * s.W;
     for_each_image(s.N, static_cast<double>(s.K) * Cg * HW, [&](int64_t n) {
@@ -583,11 +611,12 @@ void conv2d_forward(float* out, const float* input, const float* weight, const f
         GemmEpilogue e;  // per image: images may run on several threads at once
         e.relu = relu;
         e.bias_m = bias ? bias + g * Kg : nullptr;
-        sgemm(false, false, Kg, HW, Cg, 1.0f, weight + g * Kg * Cg, Cg, input + (n * s.C + g * Cg) * HW, HW, 0.0f,
-              out + (n * s.K + g * Kg) * HW, HW, e);
+        if (sgemm(false, false, Kg, HW, Cg, 1.0f, weight + g * Kg * Cg, Cg, input + (n * s.C + g * Cg) * HW, HW,
+                  0.0f, out + (n * s.K + g * Kg) * HW, HW, e))
+          nonfinite.store(true, std::memory_order_relaxed);
       }
     });
-    return;
+    return nonfinite.load();
   }
 
   // With enough images, each thread takes a contiguous range of them with its own share of the
@@ -611,8 +640,9 @@ void conv2d_forward(float* out, const float* input, const float* weight, const f
         GemmEpilogue ep;
         ep.relu = relu;
         ep.bias_m = bias ? bias + g * d.Kg : nullptr;
-        sgemm(false, false, d.Kg, L, d.CRSg, 1.0f, weight + g * d.Kg * d.CRSg, d.CRSg, col + g * d.CRSg * L, L, 0.0f,
-              dst + g * d.Kg * ldd, ldd, ep);
+        if (sgemm(false, false, d.Kg, L, d.CRSg, 1.0f, weight + g * d.Kg * d.CRSg, d.CRSg, col + g * d.CRSg * L, L,
+                  0.0f, dst + g * d.Kg * ldd, ldd, ep))
+          nonfinite.store(true, std::memory_order_relaxed);
       }
       if (ch.nb > 1) stage_rows(stage, out, s, d, ch, /*gather=*/false, inner_threads);
     });
@@ -626,6 +656,7 @@ void conv2d_forward(float* out, const float* input, const float* weight, const f
   } else {
     run_range(0, s.N, 0, 0);
   }
+  return nonfinite.load();
 }
 
 // ---- backward ---------------------------------------------------------------------------------
@@ -759,10 +790,11 @@ void conv2d_backward(float* grad_input, float* grad_weight, float* grad_bias, co
 
 // ---- transposed convolution: the adjoint of conv2d ------------------------------------------------
 
-void conv_transpose2d_forward(float* out, const float* input, const float* weight, const float* bias,
+bool conv_transpose2d_forward(float* out, const float* input, const float* weight, const float* bias,
                               const Conv2dShape& s) {
   conv2d_backward(out, nullptr, nullptr, input, nullptr, weight, s);
   if (bias && s.N * s.H * s.W > 0) add_channel_bias(out, bias, s.N, s.C, s.H * s.W);
+  return !all_finite_parallel(input, s.N * s.K * s.P * s.Q);
 }
 
 void conv_transpose2d_backward(float* grad_input, float* grad_weight, float* grad_bias, const float* grad_out,

@@ -25,8 +25,9 @@ struct Conv2dShape {
 bool conv2d_output_size(Conv2dShape* s);
 
 // out (N, K, P, Q) = conv(input (N, C, H, W), weight (K, C/G, R, S)) + bias (K,) [then ReLU].
-// bias may be null. out must not overlap the inputs.
-void conv2d_forward(float* out, const float* input, const float* weight, const float* bias,
+// bias may be null. out must not overlap the inputs. Returns true when a NaN or infinity came up
+// (an output before the ReLU, or, depthwise, an input plane); the caller finds the culprit.
+bool conv2d_forward(float* out, const float* input, const float* weight, const float* bias,
                     const Conv2dShape& s, bool relu = false);
 
 // Gradients of conv2d_forward (without ReLU) given grad_out (N, K, P, Q). Each output may be
@@ -41,8 +42,9 @@ void conv2d_backward(float* grad_input, float* grad_weight, float* grad_bias, co
 // in_channels first), bias (C,) or null, out (N, C, H, W). The forward is conv2d's input
 // gradient plus the bias; the backward is conv2d's forward (grad_input, without bias) and
 // conv2d's weight gradient with the roles of its input and output exchanged. Each gradient
-// pointer may be null (not wanted); input is read only for grad_weight.
-void conv_transpose2d_forward(float* out, const float* input, const float* weight, const float* bias,
+// pointer may be null (not wanted); input is read only for grad_weight. The forward returns true
+// when the input holds a NaN or infinity.
+bool conv_transpose2d_forward(float* out, const float* input, const float* weight, const float* bias,
                               const Conv2dShape& s);
 void conv_transpose2d_backward(float* grad_input, float* grad_weight, float* grad_bias, const float* grad_out,
                                const float* input, const float* weight, const Conv2dShape& s);

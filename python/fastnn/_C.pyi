@@ -111,7 +111,7 @@ _IntOrTuple = Union[int, Sequence[int]]
 def conv2d_forward(input: npt.NDArray[np.float32], weight: npt.NDArray[np.float32],
                    bias: Optional[npt.NDArray[np.float32]] = None, stride: _IntOrTuple = 1,
                    padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1, groups: int = 1, *,
-                   relu: bool = False) -> npt.NDArray[np.float32]: ...
+                   relu: bool = False, check_finite: bool = True) -> npt.NDArray[np.float32]: ...
 def conv2d_backward(grad_out: npt.NDArray[np.float32], input: npt.NDArray[np.float32],
                     weight: npt.NDArray[np.float32], stride: _IntOrTuple = 1, padding: _IntOrTuple = 0,
                     dilation: _IntOrTuple = 1, groups: int = 1, needs: Tuple[bool, bool, bool] = (True, True, True)
@@ -123,7 +123,7 @@ def conv2d_backward(grad_out: npt.NDArray[np.float32], input: npt.NDArray[np.flo
 def conv_transpose2d_forward(input: npt.NDArray[np.float32], weight: npt.NDArray[np.float32],
                              bias: Optional[npt.NDArray[np.float32]] = None, stride: _IntOrTuple = 1,
                              padding: _IntOrTuple = 0, output_padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1,
-                             groups: int = 1) -> npt.NDArray[np.float32]: ...
+                             groups: int = 1, *, check_finite: bool = True) -> npt.NDArray[np.float32]: ...
 def conv_transpose2d_backward(grad_out: npt.NDArray[np.float32], input: npt.NDArray[np.float32],
                               weight: npt.NDArray[np.float32], stride: _IntOrTuple = 1, padding: _IntOrTuple = 0,
                               output_padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1, groups: int = 1,

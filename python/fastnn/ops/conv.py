@@ -23,6 +23,7 @@ import operator
 import numpy as np
 
 from fastnn import _C
+from fastnn._config import get_check_finite
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 
@@ -39,7 +40,7 @@ class Conv(Function):
         x4 = np.ascontiguousarray(x).reshape(x4_shape)
         w4 = np.ascontiguousarray(weight).reshape(w4_shape)
         b = None if bias is None else np.ascontiguousarray(bias)
-        out = _C.conv2d_forward(x4, w4, b, *settings)
+        out = _C.conv2d_forward(x4, w4, b, *settings, check_finite=get_check_finite())
         ctx.save_for_backward(x4, w4)
         ctx.settings, ctx.views, ctx.shapes = settings, views, (x.shape, weight.shape)
         return out.reshape(out_shape)
@@ -68,7 +69,7 @@ class ConvTranspose(Function):
             x4 = np.pad(x4, ((0, 0), (0, 0), (0, extra_rows[0]), (0, extra_rows[1])))
         w4 = np.ascontiguousarray(weight).reshape(w4_shape)
         b = None if bias is None else np.ascontiguousarray(bias)
-        out = _C.conv_transpose2d_forward(x4, w4, b, *settings)
+        out = _C.conv_transpose2d_forward(x4, w4, b, *settings, check_finite=get_check_finite())
         ctx.save_for_backward(x4, w4)
         ctx.settings, ctx.views, ctx.shapes = settings, views, (x.shape, weight.shape)
         return out.reshape(out_shape)
