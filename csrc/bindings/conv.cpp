@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/buffers.h"
 #include "bindings/checks.h"
 #include "common/finite.h"
 #include "cpu/conv.h"
@@ -197,7 +198,7 @@ py::array_t<float> conv2d_forward_py(const py::array& input, const py::array& we
     check_finite_4d(weight, w, fn, "weight");
     check_finite_vector(b, s.K, fn, "bias");
   }
-  py::array_t<float> out({s.N, s.K, s.P, s.Q});
+  py::array_t<float> out = new_float_array({s.N, s.K, s.P, s.Q});
   float* o = out.mutable_data();
   bool nonfinite;
   {
@@ -224,12 +225,12 @@ py::tuple conv2d_backward_py(const py::array& grad_out, const py::array& input, 
   py::object gi = py::none(), gw = py::none(), gb = py::none();
   float *pi = nullptr, *pw = nullptr, *pb = nullptr;
   if (needs[0]) {
-    py::array_t<float> a({s.N, s.C, s.H, s.W});
+    py::array_t<float> a = new_float_array({s.N, s.C, s.H, s.W});
     pi = a.mutable_data();
     gi = a;
   }
   if (needs[1]) {
-    py::array_t<float> a({s.K, s.C / s.G, s.R, s.S});
+    py::array_t<float> a = new_float_array({s.K, s.C / s.G, s.R, s.S});
     pw = a.mutable_data();
     gw = a;
   }
@@ -329,7 +330,7 @@ py::array_t<float> conv_transpose2d_forward_py(const py::array& input, const py:
     check_finite_4d(weight, w, fn, "weight");
     check_finite_vector(b, s.C, fn, "bias");
   }
-  py::array_t<float> out({s.N, s.C, s.H, s.W});
+  py::array_t<float> out = new_float_array({s.N, s.C, s.H, s.W});
   float* o = out.mutable_data();
   bool nonfinite;
   {
@@ -357,12 +358,12 @@ py::tuple conv_transpose2d_backward_py(const py::array& grad_out, const py::arra
   py::object gi = py::none(), gw = py::none(), gb = py::none();
   float *pi = nullptr, *pw = nullptr, *pb = nullptr;
   if (needs[0]) {
-    py::array_t<float> a({s.N, s.K, s.P, s.Q});
+    py::array_t<float> a = new_float_array({s.N, s.K, s.P, s.Q});
     pi = a.mutable_data();
     gi = a;
   }
   if (needs[1]) {
-    py::array_t<float> a({s.K, s.C / s.G, s.R, s.S});
+    py::array_t<float> a = new_float_array({s.K, s.C / s.G, s.R, s.S});
     pw = a.mutable_data();
     gw = a;
   }

@@ -1,7 +1,10 @@
-// _C.linear_epilogue_backward: argument checks, then the GIL is released around the kernel of
-// cpu/elementwise.cpp.
+// _C.linear_epilogue_backward, _C.relu, _C.relu_backward: argument checks, then the GIL is
+// released around the kernels of cpu/elementwise.cpp.
+#include <algorithm>
 #include <string>
+#include <vector>
 
+#include "bindings/buffers.h"
 #include "bindings/checks.h"
 #include "cpu/elementwise.h"
 
@@ -23,7 +26,7 @@ py::tuple linear_epilogue_backward_py(const py::array& grad, const py::object& o
   py::array_t<float> masked, bias;
   float* masked_ptr = nullptr;
   if (O.data) {
-    masked = py::array_t<float>({G.rows, G.cols});
+    masked = new_float_array({G.rows, G.cols});
     masked_ptr = masked.mutable_data();
   }
   if (bias_grad) bias = py::array_t<float>({G.cols});
@@ -37,9 +40,52 @@ py::tuple linear_epilogue_backward_py(const py::array& grad, const py::object& o
   return py::make_tuple(first, second);
 }
 
+// A float32 C-contiguous array of any shape.
+const float* check_dense(const py::array& a, const char* fn, const char* arg) {
+  if (!a.dtype().is(py::dtype::of<float>()))
+    raise_type(std::string(fn) + ": argument '" + arg + "' must be float32, got " + std::string(py::str(a.dtype())) +
+               " (convert with .astype(numpy.float32))");
+  if (!(a.flags() & py::array::c_style))
+    raise_value(std::string(fn) + ": argument '" + arg + "' of shape " + shape_str(a) +
+                " must be C-contiguous; pass numpy.ascontiguousarray(" + arg + ")");
+  return static_cast<const float*>(a.data());
+}
+
+py::array_t<float> relu_py(const py::array& x) {
+  const float* px = check_dense(x, "relu", "x");
+  py::array_t<float> out = new_float_array_like(x);
+  float* po = out.mutable_data();
+  const int64_t n = x.size();
+  {
+    py::gil_scoped_release release;
+    relu_forward(po, px, n);
+  }
+  return out;
+}
+
+py::array_t<float> relu_backward_py(const py::array& grad, const py::array& out) {
+  const float* pg = check_dense(grad, "relu_backward", "grad");
+  const float* po = check_dense(out, "relu_backward", "out");
+  if (grad.ndim() != out.ndim() || !std::equal(grad.shape(), grad.shape() + grad.ndim(), out.shape()))
+    raise_value(std::string("relu_backward: argument 'out' (the ReLU's output) must have the shape of 'grad', ") +
+                shape_str(grad) + ", got " + shape_str(out));
+  py::array_t<float> grad_in = new_float_array_like(grad);
+  float* pi = grad_in.mutable_data();
+  const int64_t n = grad.size();
+  {
+    py::gil_scoped_release release;
+    relu_backward(pi, pg, po, n);
+  }
+  return grad_in;
+}
+
 }  // namespace
 
 void bind_elementwise(py::module_& m) {
+  m.def("relu", &relu_py, py::arg("x"),
+        "max(x, 0) of a float32 C-contiguous array of any shape, as a new array (NaN stays NaN). Releases the GIL.");
+  m.def("relu_backward", &relu_backward_py, py::arg("grad"), py::arg("out"),
+        "grad where out > 0, else 0: the ReLU's input gradient from its output `out`. Releases the GIL.");
   m.def("linear_epilogue_backward", &linear_epilogue_backward_py, py::arg("grad"), py::arg("out") = py::none(),
         py::kw_only(), py::arg("bias_grad") = true,
         "Backward of a Linear layer's epilogue in one pass: returns (grad masked where out <= 0 -- grad\n"

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <string>
 
+#include "bindings/buffers.h"
 #include "bindings/checks.h"
 #include "cpu/gemm.h"
 
@@ -28,7 +29,7 @@ static py::array gemm_py(const py::array& a, const py::array& b, py::object out,
   if (out.is_none()) {
     if (beta != 0.0f)
       raise_value(std::string(fn) + ": beta=" + std::to_string(beta) + " needs an 'out' array holding C");
-    result = py::array_t<float>({M, N});
+    result = new_float_array({M, N});
   } else {
     result = py::reinterpret_borrow<py::array>(out);
     if (!py::isinstance<py::array>(out)) raise_type(std::string(fn) + ": argument 'out' must be a numpy array");

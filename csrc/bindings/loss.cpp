@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/buffers.h"
 #include "bindings/checks.h"
 #include "cpu/loss.h"
 
@@ -113,7 +114,7 @@ py::array cross_entropy_backward_py(const py::array& grad_loss, const py::array&
     raise_value(std::string(fn) + ": argument 'lse' must be the contiguous float64 array of shape " + dims(p.R) +
                 " returned by cross_entropy_forward, got " + std::string(py::str(lse.dtype())) + " of shape " +
                 shape_str(lse));
-  py::array_t<float> grad({p.R, p.C});
+  py::array_t<float> grad = new_float_array({p.R, p.C});
   float* grad_data = grad.mutable_data();
   const float* g = static_cast<const float*>(grad_loss.data());
   const double* l = static_cast<const double*>(lse.data());

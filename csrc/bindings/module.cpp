@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "bindings/buffers.h"
 #include "bindings/checks.h"
 #include "common/cpu_features.h"
 #include "common/threads.h"
@@ -86,4 +87,11 @@ PYBIND11_MODULE(_C, m) {
   bind_pool(m);
   bind_norm(m);
   bind_conv(m);
+  m.def("buffer_cache_bytes", &buffer_cache_bytes, "Bytes of freed output buffers kept for reuse.");
+  m.def("buffer_cache_limit", &buffer_cache_limit, "The most bytes of freed output buffers kept (default 1 GiB).");
+  m.def("set_buffer_cache_limit", [](int64_t bytes) {
+        if (bytes < 0) raise_value("set_buffer_cache_limit: bytes must be >= 0, got " + std::to_string(bytes));
+        return set_buffer_cache_limit(static_cast<size_t>(bytes));
+      }, py::arg("bytes"), "Set the limit (0 turns the cache off), releasing what is above it; returns the previous one.");
+  m.def("empty_buffer_cache", &empty_buffer_cache, "Free every cached output buffer; returns the bytes freed.");
 }

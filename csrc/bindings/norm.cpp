@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "bindings/buffers.h"
 #include "bindings/checks.h"
 #include "cpu/norm.h"
 
@@ -68,7 +69,7 @@ py::tuple batch_norm_forward_py(const py::array& input, const py::object& weight
   if (training && d.N * d.L == 1)
     raise_value(std::string(fn) + ": expected more than 1 value per channel when training, got input of shape " +
                 shape_str(input) + "; use a batch of more than one sample, or evaluation mode");
-  py::array_t<float> out(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  py::array_t<float> out = new_float_array_like(input);
   py::array_t<float> mean(d.C), invstd(d.C);
   float* y = out.mutable_data();
   float* m = mean.mutable_data();
@@ -98,7 +99,7 @@ py::tuple batch_norm_backward_py(const py::array& grad_output, const py::array& 
   const float* mean = check_vector(save_mean, fn, "save_mean", d.C);
   const float* invstd = check_vector(save_invstd, fn, "save_invstd", d.C);
   const float* gamma = channel_vector(weight, fn, "weight", d.C);
-  py::array_t<float> grad_input(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  py::array_t<float> grad_input = new_float_array_like(input);
   py::array_t<float> grad_weight(d.C), grad_bias(d.C);
   float* gx = grad_input.mutable_data();
   float* gw = grad_weight.mutable_data();

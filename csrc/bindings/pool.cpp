@@ -7,6 +7,7 @@
 #include <climits>
 #include <string>
 
+#include "bindings/buffers.h"
 #include "bindings/checks.h"
 #include "cpu/pool.h"
 
@@ -99,7 +100,7 @@ void check_grad_shape(const py::array& grad, const Nchw& g, int64_t N, int64_t C
 }
 
 py::array_t<float> empty4(int64_t N, int64_t C, int64_t H, int64_t W) {
-  return py::array_t<float>(std::vector<py::ssize_t>{N, C, H, W});
+  return new_float_array({N, C, H, W});
 }
 
 // ---- max ----------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ py::tuple max_pool2d_forward_py(const py::array& input, const Pair& kernel, cons
                 " elements; at most 2**31 - 1 are supported (int32 indices)");
   const Windows win = check_windows(fn, d.H, d.W, kernel, stride, padding, dilation, ceil_mode);
   auto out = empty4(d.N, d.C, win.OH, win.OW);
-  py::array_t<int32_t> indices(std::vector<py::ssize_t>{d.N, d.C, win.OH, win.OW});
+  py::array_t<int32_t> indices = new_int32_array({d.N, d.C, win.OH, win.OW});
   float* o = out.mutable_data();
   int32_t* idx = indices.mutable_data();
   const float* x = static_cast<const float*>(input.data());

@@ -1,84 +1,15 @@
 // _C.rnn_forward / _C.rnn_backward: argument checks, then the GIL is released around the
 // kernels of cpu/rnn.cpp. One call is one layer and one direction of an LSTM, GRU or RNN over a
 // whole (T, B, I) sequence; the outputs are allocated here.
-#include <cstdlib>
-#include <mutex>
-#include <new>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "bindings/buffers.h"
 #include "bindings/checks.h"
 #include "cpu/rnn.h"
 
 namespace fastnn {
 namespace {
-
-// Large output buffers recycled across calls. A training step allocates the same big buffers at
-// every step (outputs, saved gates and states, dx), and memory fresh from the OS costs a page
-// fault per 4 KiB at first touch: up to a third of a step's time in measurements. A buffer that
-// Python frees (through its array's capsule) is kept, by exact size, up to kCacheBytes in all,
-// and handed out again; small buffers come from numpy as usual. The GIL is held both ways; the
-// mutex only orders the container.
-class BufferCache {
- public:
-  static constexpr size_t kMinBytes = size_t(256) << 10, kCacheBytes = size_t(512) << 20;
-
-  static BufferCache& instance() {
-    static BufferCache* cache = new BufferCache();  // never destroyed: capsules may outlive statics
-    return *cache;
-  }
-  float* take(size_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = free_.find(bytes);
-      if (it != free_.end()) {
-        float* p = it->second;
-        free_.erase(it);
-        cached_ -= bytes;
-        return p;
-      }
-    }
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!p) throw std::bad_alloc();
-    return static_cast<float*>(p);
-  }
-  void give(float* p, size_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (cached_ + bytes <= kCacheBytes) {
-        free_.emplace(bytes, p);
-        cached_ += bytes;
-        return;
-      }
-    }
-    std::free(p);
-  }
-
- private:
-  std::mutex mutex_;
-  std::unordered_multimap<size_t, float*> free_;
-  size_t cached_ = 0;
-};
-
-// An uninitialized C-contiguous float32 array; large ones from the BufferCache.
-py::array_t<float> new_array(const std::vector<py::ssize_t>& shape) {
-  size_t n = 1;
-  for (py::ssize_t d : shape) n *= static_cast<size_t>(d);
-  const size_t bytes = n * sizeof(float);
-  if (bytes < BufferCache::kMinBytes) return py::array_t<float>(shape);
-  struct Block {
-    float* data;
-    size_t bytes;
-  };
-  Block* block = new Block{BufferCache::instance().take(bytes), bytes};
-  py::capsule owner(block, [](void* b) {
-    Block* blk = static_cast<Block*>(b);
-    BufferCache::instance().give(blk->data, blk->bytes);
-    delete blk;
-  });
-  return py::array_t<float>(shape, block->data, owner);
-}
 
 std::string dims_str(const std::vector<int64_t>& d) {
   std::string s = "(";
@@ -190,24 +121,24 @@ py::tuple rnn_forward_py(const std::string& cell_name, const py::array& x, const
   else if (!c0.is_none())
     raise_value(std::string(fn) + ": argument 'c0' is for the LSTM only; pass None for a " + cell_name + " cell");
 
-  py::array_t<float> out = new_array({s.T + p.states, s.B, s.H});
+  py::array_t<float> out = new_float_array({s.T + p.states, s.B, s.H});
   py::object hs_obj = py::none(), cs_obj = py::none(), gates_obj = py::none();
   float* y = out.mutable_data();
   float* hs = y;
   if (p.lengths) {
-    py::array_t<float> a = new_array({s.T, s.B, s.H});
+    py::array_t<float> a = new_float_array({s.T, s.B, s.H});
     hs = a.mutable_data();
     hs_obj = a;
   }
   float* cs = nullptr;
   if (p.cell == RnnCell::lstm) {
-    py::array_t<float> a = new_array({s.T, s.B, s.H});
+    py::array_t<float> a = new_float_array({s.T, s.B, s.H});
     cs = a.mutable_data();
     cs_obj = a;
   }
   float* gates = nullptr;
   if (p.S > 0) {
-    py::array_t<float> a = new_array({s.T, s.B, p.S});
+    py::array_t<float> a = new_float_array({s.T, s.B, p.S});
     gates = a.mutable_data();
     gates_obj = a;
   }
@@ -250,11 +181,11 @@ py::tuple rnn_backward_py(const std::string& cell_name, const py::array& grad_ou
   const float* h0p = state_or_zeros(h0, fn, "h0", p, &h0_zero);
   const float* c0p = p.cell == RnnCell::lstm ? state_or_zeros(c0, fn, "c0", p, &c0_zero) : nullptr;
 
-  py::array_t<float> dw_ih = new_array({p.G, s.I}), dw_hh = new_array({p.G, s.H}), dh0({s.B, s.H});
+  py::array_t<float> dw_ih = new_float_array({p.G, s.I}), dw_hh = new_float_array({p.G, s.H}), dh0({s.B, s.H});
   py::object dx_obj = py::none(), db_ih_obj = py::none(), db_hh_obj = py::none(), dc0_obj = py::none();
   float *dx = nullptr, *db_ih = nullptr, *db_hh = nullptr, *dc0 = nullptr;
   if (need_dx) {
-    py::array_t<float> a = new_array({s.T, s.B, s.I});
+    py::array_t<float> a = new_float_array({s.T, s.B, s.I});
     dx = a.mutable_data();
     dx_obj = a;
   }

@@ -1,4 +1,9 @@
-// Elementwise kernels beside the GEMM: the Linear layer's epilogue backward.
+// Elementwise kernels beside the GEMM: the Linear layer's epilogue backward, and the ReLU.
+//
+// relu_forward / relu_backward: one pass each, branch-free loops (compare and select), split into
+// one contiguous range per thread (cut at multiples of 16 floats) when the array is large: a
+// conv layer's activations are megabytes, and numpy's maximum and masked product run on one
+// thread with a temporary.
 //
 // linear_epilogue_backward: the ReLU mask and the bias gradient (a sum over the batch) in one
 // read of the upstream gradient, instead of a masked copy and then a column sum.
@@ -53,6 +58,40 @@ void linear_epilogue_backward(float* g_out, int64_t ld_g_out, float* grad_bias, 
       if (grad_bias) add_row(grad_bias + j0, gi + j0, j1 - j0);
     }
   });
+}
+
+namespace {
+
+// Equal ranges of [0, n) cut at multiples of 16 floats, one per thread; fn(begin, end).
+template <class Fn>
+void for_ranges(int64_t n, Fn fn) {
+  constexpr int64_t kAlign = 16;
+  const int64_t chunks = (n + kAlign - 1) / kAlign;
+  // A memory-bound pass: a second thread pays off from about 256 Ki floats.
+  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(n), 1 << 18), chunks));
+  run_parallel(std::max(threads, 1), [&](int tid, int nt) {
+    int64_t c0, c1;
+    split_range(chunks, tid, nt, &c0, &c1);
+    const int64_t begin = c0 * kAlign, end = std::min(n, c1 * kAlign);
+    if (begin < end) fn(begin, end);
+  });
+}
+
+void relu_range(float* __restrict out, const float* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    out[i] = v < 0.0f ? 0.0f : v;
+  }
+}
+
+}  // namespace
+
+void relu_forward(float* out, const float* x, int64_t n) {
+  for_ranges(n, [&](int64_t b, int64_t e) { relu_range(out + b, x + b, e - b); });
+}
+
+void relu_backward(float* grad_in, const float* grad, const float* out, int64_t n) {
+  for_ranges(n, [&](int64_t b, int64_t e) { mask_row(grad_in + b, grad + b, out + b, e - b); });
 }
 
 }  // namespace fastnn

@@ -1,4 +1,5 @@
-// Elementwise kernels that sit beside a GEMM in a layer's backward pass.
+// Elementwise kernels that sit beside a GEMM or a convolution: a Linear layer's epilogue
+// backward, and the ReLU.
 //
 // Dimension letters: M rows (the batch), N columns (the features).
 #pragma once
@@ -14,5 +15,11 @@ namespace fastnn {
 // whatever the thread count.
 void linear_epilogue_backward(float* g_out, int64_t ld_g_out, float* grad_bias, const float* g, int64_t ld_g,
                               const float* out, int64_t ld_out, int64_t M, int64_t N);
+
+// ReLU over n contiguous floats, threaded over equal ranges when n is large:
+//   relu_forward:  out[i] = x[i] < 0 ? 0 : x[i]          (NaN stays NaN, as torch.relu)
+//   relu_backward: grad_in[i] = out[i] > 0 ? grad[i] : 0 (out: the forward's output; 0 at 0, as PyTorch)
+void relu_forward(float* out, const float* x, int64_t n);
+void relu_backward(float* grad_in, const float* grad, const float* out, int64_t n);
 
 }  // namespace fastnn

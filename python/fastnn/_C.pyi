@@ -53,6 +53,12 @@ def linear_epilogue_backward(grad: np.ndarray, out: Optional[np.ndarray] = None,
     """Backward of a Linear layer's bias + ReLU epilogue in one pass: (grad masked where out <= 0,
     or grad itself when out is None; its column sums, or None with bias_grad=False)."""
     ...
+def relu(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """max(x, 0) of a float32 C-contiguous array of any shape, as a new array (NaN stays NaN)."""
+    ...
+def relu_backward(grad: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """grad where out (the ReLU's output) > 0, else 0."""
+    ...
 
 # Pooling (csrc/bindings/pool.cpp): float32 C-contiguous (N, C, H, W); window settings are (h, w) pairs.
 _Pair = Tuple[int, int]

@@ -1,7 +1,7 @@
 """fastnn: a fast neural-network library with its own OpenMP C++ kernels."""
 from fastnn import _C
-from fastnn._config import (config, get_check_finite, get_num_threads, set_check_finite,
-                            set_num_threads, threads)
+from fastnn._config import (config, empty_cache, get_check_finite, get_num_threads, set_buffer_cache_limit,
+                            set_check_finite, set_num_threads, threads)
 from fastnn._tensor import (Tensor, from_dlpack, from_numpy, is_grad_enabled, manual_seed, no_grad, ones,
                             rand, randn, tensor, zeros)
 from fastnn.ops.elementwise import add, div, exp, log, mul, neg, pow, relu, sigmoid, sqrt, sub, tanh

@@ -1,4 +1,4 @@
-"""Threads, ISA and run-time checks: the process-wide settings of fastnn.
+"""Threads, ISA, run-time checks and the output-buffer cache: the process-wide settings of fastnn.
 
 The thread count lives in the compiled module as one atomic number read at the
 start of each kernel, so it can change at any time, from any Python thread.
@@ -55,8 +55,31 @@ def get_check_finite() -> bool:
     return _check_finite
 
 
+def set_buffer_cache_limit(nbytes: int) -> int:
+    """Keep at most `nbytes` of freed kernel-output buffers for reuse (default 1 GiB; 0 turns the
+    cache off); returns the previous limit.
+
+    Large kernel outputs (activations, gradients) are recycled by exact size when numpy frees
+    them, because memory fresh from the OS costs a page fault per 4 KiB: without the cache a
+    training step spends much of its time faulting in the same buffers again.
+    """
+    try:
+        nbytes = operator.index(nbytes)
+    except TypeError:
+        raise TypeError(f"set_buffer_cache_limit: nbytes must be an int, got {type(nbytes).__name__}") from None
+    return _C.set_buffer_cache_limit(nbytes)
+
+
+def empty_cache() -> int:
+    """Free the cached output buffers (as torch.cuda.empty_cache does for its cache); returns the
+    bytes freed."""
+    return _C.empty_buffer_cache()
+
+
 def config() -> dict:
-    """What this build and process use: version, ISA, OpenMP, threads, CUDA."""
+    """What this build and process use: version, ISA, OpenMP, threads, CUDA, checks, buffer cache."""
     info = dict(_C.config())
     info["check_finite"] = _check_finite
+    info["buffer_cache_limit"] = _C.buffer_cache_limit()
+    info["buffer_cache_bytes"] = _C.buffer_cache_bytes()
     return info

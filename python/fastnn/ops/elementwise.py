@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import _C
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 
@@ -170,15 +171,19 @@ class Sqrt(Function):
 
 
 class ReLU(Function):
+    """max(a, 0) (NaN stays NaN, as torch.relu) and its gradient, 0 at a == 0 as in PyTorch; one
+    threaded C++ pass each (_C.relu, _C.relu_backward: the mask is read from the output)."""
+
     @staticmethod
     def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return np.maximum(a, 0)  # keeps nan, like torch.relu
+        out = _C.relu(np.ascontiguousarray(a, dtype=np.float32)).reshape(a.shape)  # (ascontiguousarray makes 0-d 1-d)
+        ctx.save_for_backward(out)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        a, = ctx.saved_tensors
-        return grad * (a > 0)  # 0 at a == 0, as in PyTorch
+        out, = ctx.saved_tensors
+        return _C.relu_backward(np.ascontiguousarray(grad, dtype=np.float32).reshape(out.shape), out)
 
 
 def stable_sigmoid(x: np.ndarray) -> np.ndarray:
