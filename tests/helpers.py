@@ -1,5 +1,9 @@
-"""check_op: compare a fastnn op with its float64 reference, in value and in gradient."""
+"""Test helpers: check_op (a fastnn op against its float64 reference, in value and gradient), a quiet
+HTTP handler, and load_example (an examples/ script imported as a module)."""
 import http.server
+import importlib.util
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -76,3 +80,16 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name):
+    """examples/<name>.py imported as a module (the examples import their shared examples/_common.py)."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(f"fastnn_example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

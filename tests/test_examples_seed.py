@@ -2,7 +2,6 @@
 real MNIST: 512 training images, one epoch, a stated drop in the loss. The examples' functions are
 imported and called in this process. MNIST comes from $FASTNN_DATA or ../shared/data beside the
 repository; without it these tests skip."""
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -11,10 +10,10 @@ import numpy as np
 import pytest
 
 import fastnn
+from helpers import load_example
 from fastnn import nn, optim
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
 N_TRAIN = 512
 
 
@@ -30,15 +29,6 @@ def _mnist_dir():
 MNIST_DIR = _mnist_dir()
 pytestmark = pytest.mark.skipif(MNIST_DIR is None, reason="MNIST files not found: set FASTNN_DATA to the "
                                                           "directory holding mnist/ (default ../shared/data)")
-
-
-def load_example(name):
-    if str(EXAMPLES) not in sys.path:  # the examples import their shared examples/_common.py
-        sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(f"fastnn_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
