@@ -221,3 +221,19 @@ def test_gemm_overflow_of_finite_inputs_is_not_an_input_error():
 def test_gemm_refuses_non_array_inputs():
     with pytest.raises(TypeError, match="numpy.ndarray"):
         _C.gemm([[1.0, 2.0]], [[1.0], [2.0]])  # never silently converted
+
+
+def test_kernels_flush_denormals_and_restore_the_callers_mode():
+    """Kernels run with flush-to-zero and denormals-are-zero (csrc/common/denormals.h): a subnormal
+    result becomes 0 and a subnormal input counts as 0, on every thread; the caller's own float
+    mode (numpy's gradual underflow) is back afterwards."""
+    tiny = np.float32(1e-40)  # subnormal in float32
+    assert tiny != 0
+    for threads in (1, 2):
+        with fastnn.threads(threads):
+            a = np.full((64, 64), 1e-20, np.float32)
+            assert not _C.gemm(a, a).any()  # 64 * 1e-40: subnormal, flushed
+            b = np.full((64, 64), tiny, np.float32)
+            assert not _C.gemm(b, np.full((64, 64), 1e10, np.float32)).any()  # subnormal inputs read as 0
+    assert np.float32(1e-38) * np.float32(0.01) != 0  # numpy still underflows gradually
+    assert np.multiply(np.float32(1e-20), np.float32(1e-20)) == np.float32(1e-40)

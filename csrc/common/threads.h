@@ -38,19 +38,24 @@ void run_on_fork_master(const std::function<void()>& task);
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "common/denormals.h"
 
 namespace fastnn {
 
 // Runs body(thread_id, thread_count) on `threads` threads (an OpenMP team), or
 // directly on the caller when threads == 1, so one-thread work never touches the
 // OpenMP runtime (safe after fork, and inside a caller's own parallel region).
+// Every thread runs the body with denormals off (common/denormals.h).
 template <class Body>
 void run_parallel(int threads, Body&& body) {
 #ifdef _OPENMP
   if (threads > 1) {
     auto team = [&] {
 #pragma omp parallel num_threads(threads)
-      body(omp_get_thread_num(), omp_get_num_threads());
+      {
+        DenormalsOff ftz;
+        body(omp_get_thread_num(), omp_get_num_threads());
+      }
     };
     if (needs_fork_master())
       run_on_fork_master(team);
@@ -59,6 +64,7 @@ void run_parallel(int threads, Body&& body) {
     return;
   }
 #endif
+  DenormalsOff ftz;
   body(0, 1);
 }
 

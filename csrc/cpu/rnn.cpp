@@ -10,14 +10,10 @@
 #include <new>
 #include <thread>
 
+#include "common/denormals.h"
 #include "common/threads.h"
 #include "cpu/elementwise.h"
 #include "cpu/gemm.h"
-
-#if defined(__SSE__) || defined(__x86_64__)
-#include <xmmintrin.h>
-#define FASTNN_HAVE_MXCSR 1
-#endif
 
 namespace fastnn {
 
@@ -32,20 +28,6 @@ const RnnPointwise& rnn_pointwise_for(Isa isa) {
 namespace {
 
 using RowProduct = void (*)(float*, const float*, int64_t, const float*, int64_t, int64_t, const float*);
-
-// Flush-to-zero (bit 15) and denormals-are-zero (bit 6) on this thread while in scope; the
-// previous control bits come back afterwards (the exception flags raised meanwhile stay).
-class DenormalsOff {
- public:
-#ifdef FASTNN_HAVE_MXCSR
-  DenormalsOff() : saved_(_mm_getcsr() & kBits) { _mm_setcsr(_mm_getcsr() | kBits); }
-  ~DenormalsOff() { _mm_setcsr((_mm_getcsr() & ~kBits) | saved_); }
-
- private:
-  static constexpr unsigned kBits = 0x8040u;
-  unsigned saved_;
-#endif
-};
 
 // A 64-byte-aligned float buffer that only grows; one per calling thread.
 class Workspace {

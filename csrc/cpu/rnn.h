@@ -44,9 +44,8 @@
 // (rnn_kernels.h) are compiled per ISA and chosen by active_isa().
 //
 // Denormals: every call sets MXCSR flush-to-zero and denormals-are-zero on its thread and on
-// every thread of its step team, and restores their previous state before returning. (sgemm's
-// helper threads in the projection and weight-gradient GEMMs keep theirs; the values they read
-// were written under flush-to-zero.)
+// every thread of its step team (common/denormals.h), as every kernel's run_parallel does, and
+// restores their previous state before returning.
 //
 // Memory: outputs and saved buffers come from the caller; the packed weights, the packed rows,
 // the per-step scratch and the backward's dA live in a grow-only buffer cached per calling thread.
