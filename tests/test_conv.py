@@ -80,10 +80,39 @@ def _random_case(rng):
 # ---------------------------------------------------------------------------------------------
 # values and gradients against the reference
 
-def test_random_shapes_forward_and_gradients():
+@pytest.fixture(params=[None, 0], ids=["default-paths", "no-direct"])
+def direct_limit(request):
+    """Each test twice: with the default paths (the direct one for small C*R*S), then with the
+    direct path off (im2col + GEMM for the same shapes)."""
+    previous = _C.conv2d_direct_limit()
+    if request.param is not None:
+        _C.set_conv2d_direct_limit(request.param)
+    yield
+    _C.set_conv2d_direct_limit(previous)
+
+
+def test_direct_limit_default_and_errors():
+    assert _C.conv2d_direct_limit() == 160
+    with pytest.raises(ValueError, match="taps must be >= 0"):
+        _C.set_conv2d_direct_limit(-1)
+
+
+def test_random_shapes_forward_and_gradients(direct_limit):
     rng = np.random.default_rng(2024)
     for i in range(150):
         _compare(_random_case(rng), seed=i)
+
+
+@pytest.mark.parametrize("case", [
+    # N, C, H, W, K, R, S, stride, padding, dilation, groups, bias: direct-path shapes
+    (3, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1, True),               # LeNet conv1: 28 columns = 16 + 12 masked
+    (2, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1, True),              # LeNet conv2: two blocks of 8 channels
+    (2, 3, 17, 33, 13, 3, 3, 1, (1, 0, 2, 1), 1, 1, True),   # 33 columns: 2 vectors + 1; 13 = 8 + 4 + 1 channels
+    (1, 2, 9, 40, 3, 4, 2, (2, 1), (2, 1), (1, 3), 1, False),  # row stride 2, dilation, uneven padding
+    (2, 4, 5, 3, 7, 3, 3, 1, (2, 2, 2, 2), 2, 1, True),      # padding beyond the extent: im2col input gradient
+])
+def test_direct_path_shapes(case, direct_limit):
+    _compare(case, seed=3)
 
 
 @pytest.mark.parametrize("stride,padding,dilation", list(itertools.product(
@@ -183,7 +212,7 @@ def test_chunks_across_the_budget(budget, budget_bytes):
         _compare(case, seed=5)
 
 
-def test_bitwise_equal_at_1_and_2_threads(budget):
+def test_bitwise_equal_at_1_and_2_threads(budget, direct_limit):
     rng = np.random.default_rng(11)
     # Big enough for every stage to pass its threading threshold: im2col, col2im (gather and
     # scatter forms), dot tiles and GEMM for the weight gradient, depthwise, per-image 1x1.

@@ -420,6 +420,14 @@ right). check_finite as for conv2d_forward. Releases the GIL.)doc");
         py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("needs") = std::array<bool, 3>{true, true, true},
         R"doc(Gradients of conv_transpose2d_forward: returns (grad_input, grad_weight, grad_bias), each None
 unless asked for by needs = (input, weight, bias). grad_out has the output's shape. Releases the GIL.)doc");
+  m.def("conv2d_direct_limit", &conv2d_direct_limit,
+        "The largest reduction C*R*S (taps) a convolution takes the direct path (no im2col) for; default 160.");
+  m.def("set_conv2d_direct_limit", [](int64_t taps) {
+        if (taps < 0) raise_value("set_conv2d_direct_limit: taps must be >= 0, got " + str(taps));
+        const int64_t previous = conv2d_direct_limit();
+        set_conv2d_direct_limit(taps);
+        return previous;
+      }, py::arg("taps"), "Set the direct-path limit (0: always im2col); returns the previous one. For tests and tuning.");
   m.def("conv2d_workspace_budget", &conv2d_workspace_budget,
         "Bytes of work buffer one convolution call may use (default 2 MiB): the batch is cut into chunks "
         "that fit.");

@@ -37,6 +37,13 @@
 //   1x1, stride 1, no padding: the image is already the (C, H*W) column matrix. The forward and
 //     the input gradient are one GEMM per image, straight between the NCHW tensors; the weight
 //     gradient reads the images in place too (dot tiles), or gathers chunks of them (GEMM).
+//   direct (one group, stride 1 along W, C*R*S <= conv2d_direct_limit(), 160 by default): few
+//     input channels make the column matrix many times the input and its GEMM a few rows tall,
+//     so the forward keeps a block of output channels x two vectors of columns in registers over
+//     every tap, reading padded input rows in place (conv_kernels.h direct_row); the input
+//     gradient (stride 1, padding within the kernel's extent, K*R*S within the limit) is the same
+//     pass over the output gradient padded by the extent, taps flipped, C and K exchanged. Threads
+//     take ranges of output rows.
 //   depthwise (C/G == 1): direct loops over the R x S taps, one vector of outputs kept in a
 //     register over all taps (the input gradient of stride 1 likewise, as a pass of the flipped
 //     taps over the zero-padded output gradient); a GEMM with one row per group would run
@@ -589,7 +596,111 @@ void depthwise_backward_weight(float* grad_weight, const float* grad_out, const 
   });
 }
 
+// ---- direct: few input channels, no im2col --------------------------------------------------
+
+// With few input channels the column matrix is many times the input (25x for LeNet's first
+// layer) and its GEMM has a handful of output rows; a direct loop keeps a block of output
+// channels x two vectors of columns in registers over every tap, reading the (padded) input rows
+// in place. Used when C * R * S is at most this many taps (one group, stride 1 along W).
+std::atomic<int64_t> g_direct_limit{160};
+
+bool use_direct(int64_t reduction, const Conv2dShape& s) {
+  return s.G == 1 && s.stride_w == 1 && reduction <= g_direct_limit.load(std::memory_order_relaxed);
+}
+
+// out (N, K, P, Q) by direct rows: threads take contiguous ranges of the N * P output rows, each
+// padding its current image's C planes into its own buffer. wt is the weight with the output
+// channel fastest: wt[((c * R + r) * S + s) * K + k]. Returns true when an input plane held a NaN
+// or infinity (checked when the image is padded).
+bool direct_forward(float* out, const float* input, const float* weight, const float* bias, bool relu,
+                    const Conv2dShape& s, const ConvKernels& k) {
+  const int64_t RS = s.R * s.S, CRS = s.C * RS, HW = s.H * s.W, PQ = s.P * s.Q;
+  const ConvTaps t = taps_of(s);
+  const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
+  tls_flipped.resize(static_cast<size_t>(s.K * CRS));
+  float* wt = tls_flipped.data();
+  for (int64_t kk = 0; kk < s.K; ++kk)
+    for (int64_t j = 0; j < CRS; ++j) wt[j * s.K + kk] = weight[kk * CRS + j];
+  const int64_t rows = s.N * s.P;
+  const int threads = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * CRS), rows)));
+  const bool padded = has_padding(s);
+  float* scratch = padded ? tls_planes.get(threads * s.C * plane) : nullptr;
+  std::atomic<bool> nonfinite{false};
+  run_parallel(threads, [&](int tid, int nt) {
+    int64_t r0, r1;
+    split_range(rows, tid, nt, &r0, &r1);
+    float* buf = padded ? scratch + tid * s.C * plane : nullptr;
+    const float* image = nullptr;
+    int64_t current = -1;
+    bool bad = false;
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t n = row / s.P, p = row % s.P;
+      if (n != current) {
+        const float* x = input + n * s.C * HW;
+        bad = bad || !all_finite(x, s.C * HW);
+        if (padded)
+          for (int64_t c = 0; c < s.C; ++c) pad_plane(buf + c * plane, x + c * HW, s, t.Wp, 0, plane / t.Wp, k);
+        image = padded ? buf : x;
+        current = n;
+      }
+      k.direct_row(out + n * s.K * PQ + p * s.Q, PQ, image + p * s.stride_h * t.Wp, plane, wt, bias, s.K, s.C, relu,
+                   t);
+    }
+    if (bad) nonfinite.store(true, std::memory_order_relaxed);
+  });
+  return nonfinite.load();
+}
+
+// Whether the input gradient can run as a direct stride-1 pass over the output gradient: the
+// padding on each side within the kernel's extent (so the output gradient padded by the extent
+// minus the padding covers every tap).
+bool direct_input_gradient_fits(const Conv2dShape& s) {
+  const int64_t ext_h = (s.R - 1) * s.dil_h, ext_w = (s.S - 1) * s.dil_w;
+  return s.stride_h == 1 && s.pad_top <= ext_h && s.pad_bottom <= ext_h && s.pad_left <= ext_w &&
+         s.pad_right <= ext_w && use_direct(s.K * s.R * s.S, s);
+}
+
+// grad_input (N, C, H, W) as a direct stride-1 convolution of grad_out, zero-padded by the
+// kernel's extent minus the padding on each side, with the taps flipped and the roles of C and
+// K exchanged: dx[c, ih, iw] = sum over k, r, s of w[k, c, R-1-r, S-1-s] * dy_padded[k, ih + r dh, iw + s dw].
+void direct_backward_input(float* grad_input, const float* grad_out, const float* weight, const Conv2dShape& s,
+                           const ConvKernels& k) {
+  const int64_t RS = s.R * s.S, CRS = s.C * RS, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t ext_h = (s.R - 1) * s.dil_h, ext_w = (s.S - 1) * s.dil_w;
+  const int64_t Hb = s.H + ext_h, Wb = s.W + ext_w, plane = Hb * Wb;
+  const ConvTaps t{Wb, s.H, s.W, s.R, s.S, 1, 1, s.dil_h, s.dil_w};
+  tls_flipped.resize(static_cast<size_t>(s.K * CRS));
+  float* wt = tls_flipped.data();  // wt[((k * R + r) * S + s) * C + c] = w[k, c, R-1-r, S-1-s]
+  for (int64_t kk = 0; kk < s.K; ++kk)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t j = 0; j < RS; ++j) wt[(kk * RS + j) * s.C + c] = weight[(kk * s.C + c) * RS + RS - 1 - j];
+  const int64_t rows = s.N * s.H;
+  const int threads = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * CRS), rows)));
+  float* scratch = tls_planes.get(threads * s.K * plane);
+  run_parallel(threads, [&](int tid, int nt) {
+    int64_t r0, r1;
+    split_range(rows, tid, nt, &r0, &r1);
+    float* buf = scratch + tid * s.K * plane;
+    int64_t current = -1;
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t n = row / s.H, ih = row % s.H;
+      if (n != current) {
+        for (int64_t kk = 0; kk < s.K; ++kk)
+          place_plane(buf + kk * plane, Hb, Wb, grad_out + (n * s.K + kk) * PQ, s.P, s.Q, ext_h - s.pad_top,
+                      ext_w - s.pad_left, k);
+        current = n;
+      }
+      k.direct_row(grad_input + n * s.C * HW + ih * s.W, HW, buf + ih * Wb, plane, wt, nullptr, s.C, s.K, false, t);
+    }
+  });
+}
+
 }  // namespace
+
+int64_t conv2d_direct_limit() { return g_direct_limit.load(std::memory_order_relaxed); }
+void set_conv2d_direct_limit(int64_t taps) { g_direct_limit.store(std::max<int64_t>(taps, 0), std::memory_order_relaxed); }
 
 int64_t conv2d_workspace_budget() { return g_budget_bytes.load(std::memory_order_relaxed); }
 void set_conv2d_workspace_budget(int64_t bytes) {
@@ -603,6 +714,7 @@ bool conv2d_forward(float* out, const float* input, const float* weight, const f
   if (s.N == 0 || s.K == 0 || s.P == 0 || s.Q == 0) return false;
   const ConvKernels& k = conv_kernels_for(active_isa());
   if (is_depthwise(s)) return depthwise_forward(out, input, weight, bias, relu, s, k);
+  if (use_direct(s.C * s.R * s.S, s) && !is_pointwise(s)) return direct_forward(out, input, weight, bias, relu, s, k);
   std::atomic<bool> nonfinite{false};  // an output went NaN or infinite (the GEMM epilogue's check)
   if (is_pointwise(s)) {  // out_n (K, HW) = weight (K, C) @ input_n (C, HW), per group
     const int64_t Cg = s.C / s.G, Kg = s.K / s.G, HW = s.H * s.W;
@@ -776,6 +888,10 @@ void conv2d_backward(float* grad_input, float* grad_weight, float* grad_bias, co
   }
   if (grad_weight) weight_backward(grad_weight, grad_out, input, s, k);
   if (!grad_input) return;
+  if (!is_pointwise(s) && direct_input_gradient_fits(s)) {
+    direct_backward_input(grad_input, grad_out, weight, s, k);
+    return;
+  }
   if (is_pointwise(s)) {  // grad_input_n (C, HW) = weight^T (C, K) @ grad_out_n (K, HW), per group
     const int64_t Cg = s.C / s.G, Kg = s.K / s.G, HW = s.H * s.W;
     for_each_image(s.N, static_cast<double>(s.K) * Cg * HW, [&](int64_t n) {

@@ -49,6 +49,13 @@ bool conv_transpose2d_forward(float* out, const float* input, const float* weigh
 void conv_transpose2d_backward(float* grad_input, float* grad_weight, float* grad_bias, const float* grad_out,
                                const float* input, const float* weight, const Conv2dShape& s);
 
+// The direct path (no im2col: conv.cpp) takes convolutions of one group and stride 1 along W
+// whose reduction, C * R * S (for the input gradient K * R * S), is at most this many taps;
+// default 160 (LeNet's layers, a colour image's first 3x3 or 5x5 layer). 0 turns it off (tests
+// compare the two paths with it).
+int64_t conv2d_direct_limit();
+void set_conv2d_direct_limit(int64_t taps);
+
 // The budget, in bytes, of the work buffers of one call (the column buffer, the staged
 // output/gradient rows and the padded input rows); default 2 MiB, one core's L2 here. The
 // batch (and, for huge images, the output rows) are

@@ -41,6 +41,7 @@ struct Avx2 {
 }  // namespace
 
 // Weight-gradient dot tiles of 3x3: the accumulators and one load per row fit the registers.
-const ConvKernels& conv_kernels_avx2() { return conv_kernels_table<Avx2, 3, 3>(); }
+// Direct blocks of 4 channels x 2 vectors: 8 accumulators of the 16 registers.
+const ConvKernels& conv_kernels_avx2() { return conv_kernels_table<Avx2, 3, 3, 4>(); }
 
 }  // namespace fastnn

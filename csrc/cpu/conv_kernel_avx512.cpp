@@ -38,6 +38,7 @@ struct Avx512 {
 }  // namespace
 
 // Weight-gradient dot tiles of 4x4: the accumulators and one load per row fit the registers.
-const ConvKernels& conv_kernels_avx512() { return conv_kernels_table<Avx512, 4, 4>(); }
+// Direct blocks of 8 channels x 2 vectors: 16 accumulators of the 32 registers.
+const ConvKernels& conv_kernels_avx512() { return conv_kernels_table<Avx512, 4, 4, 8>(); }
 
 }  // namespace fastnn

@@ -25,6 +25,6 @@ struct Scalar {
 }  // namespace
 
 // Weight-gradient dot tiles of 2x2: the accumulators and one load per row fit the registers.
-const ConvKernels& conv_kernels_ref() { return conv_kernels_table<Scalar, 2, 2>(); }
+const ConvKernels& conv_kernels_ref() { return conv_kernels_table<Scalar, 2, 2, 4>(); }
 
 }  // namespace fastnn

@@ -39,6 +39,14 @@ struct ConvKernels {
   void (*dot_tile)(float* c, int64_t ldc, int m, int n, const float* a, int64_t lda, int64_t a_seg, const float* b,
                    int64_t ldb, int64_t b_seg, int64_t segments, int64_t len, bool accumulate);
   int dot_mr, dot_nr;
+  // Direct convolution of one output row for few input channels (stride 1 along W): for k < K,
+  // q < Q, o[k * o_step + q] = (bias ? bias[k] : 0) + sum over c < C, r, s (in that order) of
+  // wt[((c * R + r) * S + s) * K + k] * x[c * x_step + r * dh * Wp + q + s * dw], then the ReLU
+  // when relu. x is the padded input row of this output row; the weights are laid out with the
+  // output channel fastest, so a block of direct_kb channels shares each input vector.
+  void (*direct_row)(float* o, int64_t o_step, const float* x, int64_t x_step, const float* wt, const float* bias,
+                     int64_t K, int64_t C, bool relu, const ConvTaps& t);
+  int direct_kb;
   // Depthwise forward of one plane: o (P, Q) = bias + sum over taps of w[r * S + s] * input tap
   // (taps in order r, s), then the ReLU when relu; with accumulate, o's values instead of bias.
   void (*depthwise_forward)(float* o, const float* padded, const float* w, float bias, bool relu, bool accumulate,

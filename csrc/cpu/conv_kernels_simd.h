@@ -248,10 +248,98 @@ void depthwise_backward_weight_simd(double* acc, const float* dy, const float* p
   }
 }
 
-template <class V, int DOT_MR, int DOT_NR>
+// KB output channels x NV vectors of output columns, in registers over all the taps; the last
+// vector holds n_last columns (masked when fewer than the width).
+template <class V, int KB, int NV>
+void direct_block(float* o, int64_t o_step, const float* x, int64_t x_step, const float* wt, int64_t K,
+                  const float* bias, int64_t C, int64_t n_last, bool relu, const ConvTaps& t) {
+  constexpr int W = V::width;
+  typename V::reg acc[KB][NV];
+#pragma GCC unroll 8
+  for (int kk = 0; kk < KB; ++kk) {
+    const typename V::reg b = bias ? V::set1(bias[kk]) : V::zero();
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[kk][v] = b;
+  }
+  const bool full = n_last == W;
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t r = 0; r < t.R; ++r) {
+      const float* xr = x + c * x_step + r * t.dh * t.Wp;
+      const float* wr = wt + (c * t.R + r) * t.S * K;
+      for (int64_t s = 0; s < t.S; ++s) {
+        const float* xs = xr + s * t.dw;
+        typename V::reg xv[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v)
+          xv[v] = v < NV - 1 || full ? V::load(xs + v * W) : V::load_n(xs + v * W, n_last);
+        const float* ws = wr + s * K;
+#pragma GCC unroll 8
+        for (int kk = 0; kk < KB; ++kk) {
+          const typename V::reg wv = V::set1(ws[kk]);
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) acc[kk][v] = V::fma(wv, xv[v], acc[kk][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int kk = 0; kk < KB; ++kk) {
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      const typename V::reg y = relu ? V::max(acc[kk][v], V::zero()) : acc[kk][v];
+      if (v < NV - 1 || full)
+        V::store(o + kk * o_step + v * W, y);
+      else
+        V::store_n(o + kk * o_step + v * W, y, n_last);
+    }
+  }
+}
+
+template <class V, int KB>
+void direct_channels(float* o, int64_t o_step, const float* x, int64_t x_step, const float* wt, int64_t K,
+                     const float* bias, int64_t C, int nv, int64_t n_last, bool relu, const ConvTaps& t) {
+  if (nv == 2)
+    direct_block<V, KB, 2>(o, o_step, x, x_step, wt, K, bias, C, n_last, relu, t);
+  else
+    direct_block<V, KB, 1>(o, o_step, x, x_step, wt, K, bias, C, n_last, relu, t);
+}
+
+// One output row: column blocks of two vectors (one for a short remainder), channel blocks of
+// KB_MAX, then 4, 2, 1 for the rest.
+template <class V, int KB_MAX>
+void direct_row_simd(float* o, int64_t o_step, const float* x, int64_t x_step, const float* wt, const float* bias,
+                     int64_t K, int64_t C, bool relu, const ConvTaps& t) {
+  constexpr int W = V::width;
+  for (int64_t q = 0; q < t.Q; q += 2 * W) {
+    const int64_t rem = t.Q - q;
+    const int nv = rem > W ? 2 : 1;
+    const int64_t n_last = nv == 2 ? (rem - W < W ? rem - W : W) : rem;
+    for (int64_t k = 0; k < K;) {
+      const int64_t left = K - k;
+      float* ok = o + k * o_step + q;
+      const float* bk = bias ? bias + k : nullptr;
+      if (left >= KB_MAX) {
+        direct_channels<V, KB_MAX>(ok, o_step, x + q, x_step, wt + k, K, bk, C, nv, n_last, relu, t);
+        k += KB_MAX;
+      } else if (KB_MAX > 4 && left >= 4) {
+        direct_channels<V, 4>(ok, o_step, x + q, x_step, wt + k, K, bk, C, nv, n_last, relu, t);
+        k += 4;
+      } else if (left >= 2) {
+        direct_channels<V, 2>(ok, o_step, x + q, x_step, wt + k, K, bk, C, nv, n_last, relu, t);
+        k += 2;
+      } else {
+        direct_channels<V, 1>(ok, o_step, x + q, x_step, wt + k, K, bk, C, nv, n_last, relu, t);
+        k += 1;
+      }
+    }
+  }
+}
+
+template <class V, int DOT_MR, int DOT_NR, int DIRECT_KB>
 const ConvKernels& conv_kernels_table() {
   static const ConvKernels k = {gather_rows_simd<V>, scatter_add_rows_simd<V>, col2im_plane_simd<V>,
-                                dot_tile_simd<V, DOT_MR, DOT_NR>, DOT_MR, DOT_NR, depthwise_forward_simd<V>,
+                                dot_tile_simd<V, DOT_MR, DOT_NR>, DOT_MR, DOT_NR,
+                                direct_row_simd<V, DIRECT_KB>, DIRECT_KB, depthwise_forward_simd<V>,
                                 depthwise_backward_input_simd<V>, depthwise_backward_weight_simd<V>};
   return k;
 }
