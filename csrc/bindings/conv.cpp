@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bindings/buffers.h"
@@ -127,6 +128,18 @@ Settings parse_settings(const py::object& stride, const py::object& padding, con
   return st;
 }
 
+// Stride, padding and dilation into the shape.
+void apply_settings(const Settings& st, Conv2dShape* s) {
+  s->stride_h = st.stride[0];
+  s->stride_w = st.stride[1];
+  s->pad_top = st.pad[0];
+  s->pad_bottom = st.pad[1];
+  s->pad_left = st.pad[2];
+  s->pad_right = st.pad[3];
+  s->dil_h = st.dil[0];
+  s->dil_w = st.dil[1];
+}
+
 // The shape of the convolution, checked: channels, weight shape, kernel against padded input,
 // output size.
 Conv2dShape make_shape(const py::array& input, const py::array& weight, const Settings& st, const char* fn) {
@@ -139,14 +152,7 @@ Conv2dShape make_shape(const py::array& input, const py::array& weight, const Se
   s.R = weight.shape(2);
   s.S = weight.shape(3);
   s.G = st.groups;
-  s.stride_h = st.stride[0];
-  s.stride_w = st.stride[1];
-  s.pad_top = st.pad[0];
-  s.pad_bottom = st.pad[1];
-  s.pad_left = st.pad[2];
-  s.pad_right = st.pad[3];
-  s.dil_h = st.dil[0];
-  s.dil_w = st.dil[1];
+  apply_settings(st, &s);
   const std::string f(fn);
   if (s.C % s.G != 0)
     raise_value(f + ": the input's channels, C=" + str(s.C) + " (input shape " + shape_str(input) +
@@ -209,6 +215,28 @@ py::array_t<float> conv2d_forward_py(const py::array& input, const py::array& we
   return out;
 }
 
+// The gradient arrays a backward call was asked for (needs = input, weight, bias), each None
+// when not wanted, and pointers into them (null when not wanted).
+struct Gradients {
+  py::object input_array = py::none(), weight_array = py::none(), bias_array = py::none();
+  float *input = nullptr, *weight = nullptr, *bias = nullptr;
+
+  Gradients(const std::array<bool, 3>& needs, const std::vector<py::ssize_t>& input_shape,
+            const std::vector<py::ssize_t>& weight_shape, int64_t bias_size) {
+    if (needs[0]) input = add(new_float_array(input_shape), &input_array);
+    if (needs[1]) weight = add(new_float_array(weight_shape), &weight_array);
+    if (needs[2]) bias = add(py::array_t<float>({bias_size}), &bias_array);
+  }
+  py::tuple arrays() const { return py::make_tuple(input_array, weight_array, bias_array); }
+
+ private:
+  static float* add(py::array_t<float> a, py::object* slot) {
+    float* p = a.mutable_data();
+    *slot = std::move(a);
+    return p;
+  }
+};
+
 py::tuple conv2d_backward_py(const py::array& grad_out, const py::array& input, const py::array& weight,
                              const py::object& stride, const py::object& padding, const py::object& dilation,
                              int64_t groups, const std::array<bool, 3>& needs) {
@@ -222,28 +250,12 @@ py::tuple conv2d_backward_py(const py::array& grad_out, const py::array& input, 
   if (grad_out.shape(0) != s.N || grad_out.shape(1) != s.K || grad_out.shape(2) != s.P || grad_out.shape(3) != s.Q)
     raise_value(std::string(fn) + ": argument 'grad_out' must have the output's shape (N, K, P, Q) = " + expected +
                 ", got " + shape_str(grad_out));
-  py::object gi = py::none(), gw = py::none(), gb = py::none();
-  float *pi = nullptr, *pw = nullptr, *pb = nullptr;
-  if (needs[0]) {
-    py::array_t<float> a = new_float_array({s.N, s.C, s.H, s.W});
-    pi = a.mutable_data();
-    gi = a;
-  }
-  if (needs[1]) {
-    py::array_t<float> a = new_float_array({s.K, s.C / s.G, s.R, s.S});
-    pw = a.mutable_data();
-    gw = a;
-  }
-  if (needs[2]) {
-    py::array_t<float> a({s.K});
-    pb = a.mutable_data();
-    gb = a;
-  }
+  Gradients g(needs, {s.N, s.C, s.H, s.W}, {s.K, s.C / s.G, s.R, s.S}, s.K);
   {
     py::gil_scoped_release release;
-    conv2d_backward(pi, pw, pb, gy, x, w, s);
+    conv2d_backward(g.input, g.weight, g.bias, gy, x, w, s);
   }
-  return py::make_tuple(gi, gw, gb);
+  return g.arrays();
 }
 
 // ---- transposed convolution ----------------------------------------------------------------------
@@ -277,14 +289,7 @@ Conv2dShape make_transposed_shape(const py::array& input, const py::array& weigh
   if (s.R < 1 || s.S < 1)
     raise_value(f + ": the kernel must be at least 1x1, got weight of shape " + shape_str(weight));
   s.C = weight.shape(1) * s.G;
-  s.stride_h = st.stride[0];
-  s.stride_w = st.stride[1];
-  s.pad_top = st.pad[0];
-  s.pad_bottom = st.pad[1];
-  s.pad_left = st.pad[2];
-  s.pad_right = st.pad[3];
-  s.dil_h = st.dil[0];
-  s.dil_w = st.dil[1];
+  apply_settings(st, &s);
   // The output size, in long double first: (H_in - 1) * stride can overflow int64.
   const long double out_h = (static_cast<long double>(s.P) - 1) * s.stride_h - s.pad_top - s.pad_bottom +
                             static_cast<long double>(s.dil_h) * (s.R - 1) + op[0] + 1;
@@ -355,28 +360,12 @@ py::tuple conv_transpose2d_backward_py(const py::array& grad_out, const py::arra
   if (grad_out.shape(0) != s.N || grad_out.shape(1) != s.C || grad_out.shape(2) != s.H || grad_out.shape(3) != s.W)
     raise_value(std::string(fn) + ": argument 'grad_out' must have the output's shape (N, C_out, H_out, W_out) = " +
                 expected + ", got " + shape_str(grad_out));
-  py::object gi = py::none(), gw = py::none(), gb = py::none();
-  float *pi = nullptr, *pw = nullptr, *pb = nullptr;
-  if (needs[0]) {
-    py::array_t<float> a = new_float_array({s.N, s.K, s.P, s.Q});
-    pi = a.mutable_data();
-    gi = a;
-  }
-  if (needs[1]) {
-    py::array_t<float> a = new_float_array({s.K, s.C / s.G, s.R, s.S});
-    pw = a.mutable_data();
-    gw = a;
-  }
-  if (needs[2]) {
-    py::array_t<float> a({s.C});
-    pb = a.mutable_data();
-    gb = a;
-  }
+  Gradients g(needs, {s.N, s.K, s.P, s.Q}, {s.K, s.C / s.G, s.R, s.S}, s.C);
   {
     py::gil_scoped_release release;
-    conv_transpose2d_backward(pi, pw, pb, gy, x, w, s);
+    conv_transpose2d_backward(g.input, g.weight, g.bias, gy, x, w, s);
   }
-  return py::make_tuple(gi, gw, gb);
+  return g.arrays();
 }
 
 int64_t set_budget_py(int64_t bytes) {

@@ -49,18 +49,17 @@ def _count(fn: str, name: str, value, minimum: int) -> int:
 
 
 class _ConvNd(Module):
+    """The settings, parameters and initialisation that convolutions and transposed convolutions
+    share; weight (out_channels, in_channels // groups, *kernel_size), transposed (in_channels,
+    out_channels // groups, *kernel_size)."""
     _n = 2  # spatial dimensions
+    _transposed = False
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros"):
         super().__init__()
-        fn, n = type(self).__name__, self._n
-        self.in_channels = _count(fn, "in_channels", in_channels, 1)
-        self.out_channels = _count(fn, "out_channels", out_channels, 1)
-        self.kernel_size = _tuple(fn, "kernel_size", kernel_size, n, 1)
-        self.stride = _tuple(fn, "stride", stride, n, 1)
-        self.dilation = _tuple(fn, "dilation", dilation, n, 1)
-        self.groups = _count(fn, "groups", groups, 1)
+        self._set_common(in_channels, out_channels, kernel_size, stride, dilation, groups, padding_mode)
+        fn = type(self).__name__
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"{fn}: padding must be an int, a tuple of ints, 'valid' or 'same', got {padding!r}")
@@ -69,7 +68,17 @@ class _ConvNd(Module):
                                  f"(stride={self.stride})")
             self.padding = padding
         else:
-            self.padding = _tuple(fn, "padding", padding, n, 0)
+            self.padding = _tuple(fn, "padding", padding, self._n, 0)
+        self._make_parameters(bias)
+
+    def _set_common(self, in_channels, out_channels, kernel_size, stride, dilation, groups, padding_mode) -> None:
+        fn, n = type(self).__name__, self._n
+        self.in_channels = _count(fn, "in_channels", in_channels, 1)
+        self.out_channels = _count(fn, "out_channels", out_channels, 1)
+        self.kernel_size = _tuple(fn, "kernel_size", kernel_size, n, 1)
+        self.stride = _tuple(fn, "stride", stride, n, 1)
+        self.dilation = _tuple(fn, "dilation", dilation, n, 1)
+        self.groups = _count(fn, "groups", groups, 1)
         if padding_mode != "zeros":
             raise ValueError(f"{fn}: only padding_mode='zeros' is supported, got {padding_mode!r}; pad the input "
                              f"yourself for other modes")
@@ -78,8 +87,11 @@ class _ConvNd(Module):
             raise ValueError(f"{fn}: in_channels={self.in_channels} must be divisible by groups={self.groups}")
         if self.out_channels % self.groups:
             raise ValueError(f"{fn}: out_channels={self.out_channels} must be divisible by groups={self.groups}")
-        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        self.weight = Parameter(np.empty(shape, dtype=np.float32))
+
+    def _make_parameters(self, bias: bool) -> None:
+        first, second = ((self.in_channels, self.out_channels) if self._transposed
+                         else (self.out_channels, self.in_channels))
+        self.weight = Parameter(np.empty((first, second // self.groups) + self.kernel_size, dtype=np.float32))
         if bias:
             self.bias = Parameter(np.empty((self.out_channels,), dtype=np.float32))
         else:
@@ -87,9 +99,10 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        # PyTorch's: fan_in from weight.shape[1:], for the transposed layout too
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+            fan_in = self.weight.shape[1] * math.prod(self.kernel_size)
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             init.uniform_(self.bias, -bound, bound)
 
@@ -97,6 +110,8 @@ class _ConvNd(Module):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if isinstance(self.padding, str) or self.padding != (0,) * self._n:
             s += f", padding={self.padding}"
+        if getattr(self, "output_padding", (0,) * self._n) != (0,) * self._n:
+            s += f", output_padding={self.output_padding}"
         if self.dilation != (1,) * self._n:
             s += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -131,50 +146,25 @@ class Conv1d(_ConvNd):
         return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class _ConvTransposeNd(Module):
+class _ConvTransposeNd(_ConvNd):
     """Transposed convolution ("deconvolution"): the gradient of a convolution with respect to its
     input, used to upsample (decoders, generators). weight (in_channels, out_channels // groups,
     *kernel_size) as in PyTorch; default initialisation as PyTorch's (fan_in from weight.shape[1:])."""
-    _n = 2
+    _transposed = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
                  groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros"):
-        super().__init__()
+        Module.__init__(self)
+        self._set_common(in_channels, out_channels, kernel_size, stride, dilation, groups, padding_mode)
         fn, n = type(self).__name__, self._n
-        self.in_channels = _count(fn, "in_channels", in_channels, 1)
-        self.out_channels = _count(fn, "out_channels", out_channels, 1)
-        self.kernel_size = _tuple(fn, "kernel_size", kernel_size, n, 1)
-        self.stride = _tuple(fn, "stride", stride, n, 1)
         self.padding = _tuple(fn, "padding", padding, n, 0)
         self.output_padding = _tuple(fn, "output_padding", output_padding, n, 0)
-        self.dilation = _tuple(fn, "dilation", dilation, n, 1)
-        self.groups = _count(fn, "groups", groups, 1)
-        if padding_mode != "zeros":
-            raise ValueError(f"{fn}: only padding_mode='zeros' is supported, got {padding_mode!r}")
-        self.padding_mode = padding_mode
         for o, s, d in zip(self.output_padding, self.stride, self.dilation):
             if o >= max(s, d):
                 raise ValueError(f"{fn}: output_padding must be smaller than stride or dilation, got "
                                  f"output_padding={self.output_padding}, stride={self.stride}, "
                                  f"dilation={self.dilation}")
-        if self.in_channels % self.groups:
-            raise ValueError(f"{fn}: in_channels={self.in_channels} must be divisible by groups={self.groups}")
-        if self.out_channels % self.groups:
-            raise ValueError(f"{fn}: out_channels={self.out_channels} must be divisible by groups={self.groups}")
-        shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
-        self.weight = Parameter(np.empty(shape, dtype=np.float32))
-        if bias:
-            self.bias = Parameter(np.empty((self.out_channels,), dtype=np.float32))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.out_channels // self.groups * math.prod(self.kernel_size)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            init.uniform_(self.bias, -bound, bound)
+        self._make_parameters(bias)
 
     def _output_padding(self, x, output_size) -> tuple:
         """output_padding, or the one that gives output_size (the last n dims of it)."""
@@ -186,7 +176,7 @@ class _ConvTransposeNd(Module):
             raise ValueError(f"{fn}: output_size must give the {n} spatial sizes, got {output_size!r}")
         size = tuple(x.shape[-n:])
         smallest = transposed_output_size(size, self.kernel_size, self.stride, self.padding, (0,) * n,
-                                            self.dilation)
+                                          self.dilation)
         extra = tuple(int(w) - s for w, s in zip(wanted, smallest))
         for e, s, d, w, lo in zip(extra, self.stride, self.dilation, wanted, smallest):
             if not 0 <= e < max(s, d):
@@ -194,25 +184,8 @@ class _ConvTransposeNd(Module):
                                  f"size must lie in [{lo}, {lo + max(s, d) - 1}] here, got {w}")
         return extra
 
-    def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,) * self._n:
-            s += f", padding={self.padding}"
-        if self.output_padding != (0,) * self._n:
-            s += f", output_padding={self.output_padding}"
-        if self.dilation != (1,) * self._n:
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
-
     def get_config(self) -> dict:
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
-                "output_padding": self.output_padding, "groups": self.groups, "bias": self.bias is not None,
-                "dilation": self.dilation, "padding_mode": self.padding_mode}
+        return {**super().get_config(), "output_padding": self.output_padding}
 
 
 class ConvTranspose2d(_ConvTransposeNd):
