@@ -128,6 +128,37 @@ Settings parse_settings(const py::object& stride, const py::object& padding, con
   return st;
 }
 
+// The optional bias: a float32 vector of n values, or null for None. With check_finite, the
+// weight and the bias are scanned for NaN and infinity up front (they are small; the input is
+// scanned only when an output went non-finite).
+const float* check_bias(const py::object& bias, int64_t n, const py::array& weight, const float* w,
+                        bool check_finite_values, const char* fn) {
+  const float* b = nullptr;
+  if (!bias.is_none()) {
+    if (!py::isinstance<py::array>(bias))
+      raise_type(std::string(fn) + ": argument 'bias' must be a float32 numpy array of shape (" + str(n) +
+                 ",) or None, got " + type_name(bias));
+    b = check_vector(bias.cast<py::array>(), fn, "bias", n);
+  }
+  if (check_finite_values) {
+    check_finite_4d(weight, w, fn, "weight");
+    check_finite_vector(b, n, fn, "bias");
+  }
+  return b;
+}
+
+// grad_out: a 4-D array of exactly the output's shape (letters: its layout, for the message).
+const float* check_grad_out(const py::array& grad_out, const std::array<int64_t, 4>& shape, const char* letters,
+                            const char* fn) {
+  const float* gy = check_tensor(grad_out, fn, "grad_out", letters);
+  for (int i = 0; i < 4; ++i)
+    if (grad_out.shape(i) != shape[i])
+      raise_value(std::string(fn) + ": argument 'grad_out' must have the output's shape " + letters + " = (" +
+                  str(shape[0]) + ", " + str(shape[1]) + ", " + str(shape[2]) + ", " + str(shape[3]) + "), got " +
+                  shape_str(grad_out));
+  return gy;
+}
+
 // Stride, padding and dilation into the shape.
 void apply_settings(const Settings& st, Conv2dShape* s) {
   s->stride_h = st.stride[0];
@@ -193,17 +224,7 @@ py::array_t<float> conv2d_forward_py(const py::array& input, const py::array& we
   const float* w = check_tensor(weight, fn, "weight", "(K, C/groups, R, S)");
   const Settings st = parse_settings(stride, padding, dilation, groups, fn);
   const Conv2dShape s = make_shape(input, weight, st, fn);
-  const float* b = nullptr;
-  if (!bias.is_none()) {
-    if (!py::isinstance<py::array>(bias))
-      raise_type(std::string(fn) + ": argument 'bias' must be a float32 numpy array of shape (" + str(s.K) +
-                 ",) or None, got " + type_name(bias));
-    b = check_vector(bias.cast<py::array>(), fn, "bias", s.K);
-  }
-  if (check_finite_values) {  // the small arguments up front; the input only if an output went bad
-    check_finite_4d(weight, w, fn, "weight");
-    check_finite_vector(b, s.K, fn, "bias");
-  }
+  const float* b = check_bias(bias, s.K, weight, w, check_finite_values, fn);
   py::array_t<float> out = new_float_array({s.N, s.K, s.P, s.Q});
   float* o = out.mutable_data();
   bool nonfinite;
@@ -245,11 +266,7 @@ py::tuple conv2d_backward_py(const py::array& grad_out, const py::array& input, 
   const float* w = check_tensor(weight, fn, "weight", "(K, C/groups, R, S)");
   const Settings st = parse_settings(stride, padding, dilation, groups, fn);
   const Conv2dShape s = make_shape(input, weight, st, fn);
-  const std::string expected = "(" + str(s.N) + ", " + str(s.K) + ", " + str(s.P) + ", " + str(s.Q) + ")";
-  const float* gy = check_tensor(grad_out, fn, "grad_out", "(N, K, P, Q)");
-  if (grad_out.shape(0) != s.N || grad_out.shape(1) != s.K || grad_out.shape(2) != s.P || grad_out.shape(3) != s.Q)
-    raise_value(std::string(fn) + ": argument 'grad_out' must have the output's shape (N, K, P, Q) = " + expected +
-                ", got " + shape_str(grad_out));
+  const float* gy = check_grad_out(grad_out, {s.N, s.K, s.P, s.Q}, "(N, K, P, Q)", fn);
   Gradients g(needs, {s.N, s.C, s.H, s.W}, {s.K, s.C / s.G, s.R, s.S}, s.K);
   {
     py::gil_scoped_release release;
@@ -324,17 +341,7 @@ py::array_t<float> conv_transpose2d_forward_py(const py::array& input, const py:
   const float* w = check_tensor(weight, fn, "weight", "(C_in, C_out/groups, R, S)");
   const Settings st = parse_settings(stride, padding, dilation, groups, fn);
   const Conv2dShape s = make_transposed_shape(input, weight, st, output_padding, fn);
-  const float* b = nullptr;
-  if (!bias.is_none()) {
-    if (!py::isinstance<py::array>(bias))
-      raise_type(std::string(fn) + ": argument 'bias' must be a float32 numpy array of shape (" + str(s.C) +
-                 ",) or None, got " + type_name(bias));
-    b = check_vector(bias.cast<py::array>(), fn, "bias", s.C);
-  }
-  if (check_finite_values) {
-    check_finite_4d(weight, w, fn, "weight");
-    check_finite_vector(b, s.C, fn, "bias");
-  }
+  const float* b = check_bias(bias, s.C, weight, w, check_finite_values, fn);
   py::array_t<float> out = new_float_array({s.N, s.C, s.H, s.W});
   float* o = out.mutable_data();
   bool nonfinite;
@@ -355,11 +362,7 @@ py::tuple conv_transpose2d_backward_py(const py::array& grad_out, const py::arra
   const float* w = check_tensor(weight, fn, "weight", "(C_in, C_out/groups, R, S)");
   const Settings st = parse_settings(stride, padding, dilation, groups, fn);
   const Conv2dShape s = make_transposed_shape(input, weight, st, output_padding, fn);
-  const std::string expected = "(" + str(s.N) + ", " + str(s.C) + ", " + str(s.H) + ", " + str(s.W) + ")";
-  const float* gy = check_tensor(grad_out, fn, "grad_out", "(N, C_out, H_out, W_out)");
-  if (grad_out.shape(0) != s.N || grad_out.shape(1) != s.C || grad_out.shape(2) != s.H || grad_out.shape(3) != s.W)
-    raise_value(std::string(fn) + ": argument 'grad_out' must have the output's shape (N, C_out, H_out, W_out) = " +
-                expected + ", got " + shape_str(grad_out));
+  const float* gy = check_grad_out(grad_out, {s.N, s.C, s.H, s.W}, "(N, C_out, H_out, W_out)", fn);
   Gradients g(needs, {s.N, s.K, s.P, s.Q}, {s.K, s.C / s.G, s.R, s.S}, s.C);
   {
     py::gil_scoped_release release;

@@ -70,7 +70,9 @@
 #include <new>
 #include <vector>
 
+#include "common/finite.h"
 #include "common/threads.h"
+#include "common/workspace.h"
 #include "cpu/conv_kernels.h"
 #include "cpu/gemm.h"
 
@@ -100,30 +102,9 @@ namespace {
 
 std::atomic<int64_t> g_budget_bytes{int64_t(2) << 20};
 
-// A 64-byte-aligned float buffer that only grows; one per calling thread.
-class Workspace {
- public:
-  ~Workspace() { std::free(data_); }
-  float* get(int64_t count) {
-    const size_t n = static_cast<size_t>(std::max<int64_t>(count, 1));
-    if (n > capacity_) {
-      std::free(data_);
-      data_ = nullptr;
-      capacity_ = 0;
-      data_ = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
-      if (!data_) throw std::bad_alloc();
-      capacity_ = n;
-    }
-    return data_;
-  }
-
- private:
-  float* data_ = nullptr;
-  size_t capacity_ = 0;
-};
 thread_local Workspace tls_col, tls_stage, tls_padded, tls_planes;
 thread_local std::vector<double> tls_tap_sums;
-thread_local std::vector<float> tls_flipped;
+thread_local std::vector<float> tls_weights;  // a weight repacked for one call (taps flipped, axes swapped)
 
 // A chunk: images [n0, n0 + nb) and output rows [p0, p1) of each (nb > 1 only with all rows).
 struct Chunk {
@@ -412,18 +393,6 @@ bool is_depthwise(const Conv2dShape& s) { return s.C / s.G == 1 && s.G > 1; }
 
 // ---- bias gradient ------------------------------------------------------------------------------
 
-// Whether x[0, n) holds no NaN or infinity: x * 0 is 0 for finite x, NaN otherwise (one
-// vectorizable pass).
-bool all_finite(const float* __restrict x, int64_t n) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] += x[j + l] * 0.0f;
-  float probe = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-  for (; j < n; ++j) probe += x[j] * 0.0f;
-  return probe == 0.0f;
-}
-
 // The sum of a float row in 8 lanes (vectorizable without reassociation flags), lanes in a fixed order.
 float row_sum(const float* __restrict x, int64_t n) {
   float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -530,8 +499,8 @@ void depthwise_backward_input(float* grad_input, const float* grad_out, const fl
     const int64_t Hb = s.H + ext_h, Wb = s.W + ext_w;
     const ConvTaps t{Wb, s.H, s.W, s.R, s.S, 1, 1, s.dil_h, s.dil_w};
     float* scratch = tls_planes.get(threads * Hb * Wb);
-    tls_flipped.resize(static_cast<size_t>(s.K * RS));  // the taps reversed, per output channel
-    float* flipped = tls_flipped.data();
+    tls_weights.resize(static_cast<size_t>(s.K * RS));  // the taps reversed, per output channel
+    float* flipped = tls_weights.data();
     for (int64_t kk = 0; kk < s.K; ++kk)
       for (int64_t j = 0; j < RS; ++j) flipped[kk * RS + j] = weight[kk * RS + RS - 1 - j];
     run_parallel(threads, [&](int tid, int nt) {
@@ -617,8 +586,8 @@ bool direct_forward(float* out, const float* input, const float* weight, const f
   const int64_t RS = s.R * s.S, CRS = s.C * RS, HW = s.H * s.W, PQ = s.P * s.Q;
   const ConvTaps t = taps_of(s);
   const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
-  tls_flipped.resize(static_cast<size_t>(s.K * CRS));
-  float* wt = tls_flipped.data();
+  tls_weights.resize(static_cast<size_t>(s.K * CRS));
+  float* wt = tls_weights.data();
   for (int64_t kk = 0; kk < s.K; ++kk)
     for (int64_t j = 0; j < CRS; ++j) wt[j * s.K + kk] = weight[kk * CRS + j];
   const int64_t rows = s.N * s.P;
@@ -670,8 +639,8 @@ void direct_backward_input(float* grad_input, const float* grad_out, const float
   const int64_t ext_h = (s.R - 1) * s.dil_h, ext_w = (s.S - 1) * s.dil_w;
   const int64_t Hb = s.H + ext_h, Wb = s.W + ext_w, plane = Hb * Wb;
   const ConvTaps t{Wb, s.H, s.W, s.R, s.S, 1, 1, s.dil_h, s.dil_w};
-  tls_flipped.resize(static_cast<size_t>(s.K * CRS));
-  float* wt = tls_flipped.data();  // wt[((k * R + r) * S + s) * C + c] = w[k, c, R-1-r, S-1-s]
+  tls_weights.resize(static_cast<size_t>(s.K * CRS));
+  float* wt = tls_weights.data();  // wt[((k * R + r) * S + s) * C + c] = w[k, c, R-1-r, S-1-s]
   for (int64_t kk = 0; kk < s.K; ++kk)
     for (int64_t c = 0; c < s.C; ++c)
       for (int64_t j = 0; j < RS; ++j) wt[(kk * RS + j) * s.C + c] = weight[(kk * s.C + c) * RS + RS - 1 - j];

@@ -30,6 +30,7 @@
 #include <cstring>
 
 #include "common/threads.h"
+#include "common/workspace.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>  // baseline on x86-64, so no ISA dispatch is needed for it
@@ -71,25 +72,6 @@ namespace {
 
 constexpr int kMaxMR = 24, kMaxNR = 64;  // bounds for the edge-tile buffer
 
-// A 64-byte-aligned float buffer that only grows; one per calling thread.
-class Workspace {
- public:
-  ~Workspace() { std::free(data_); }
-  float* get(size_t count) {
-    if (count > capacity_) {
-      std::free(data_);
-      size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!data_) throw std::bad_alloc();
-      capacity_ = count;
-    }
-    return data_;
-  }
-
- private:
-  float* data_ = nullptr;
-  size_t capacity_ = 0;
-};
 thread_local Workspace tls_pack_a, tls_pack_b;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }

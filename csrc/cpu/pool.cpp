@@ -353,6 +353,26 @@ float avg_divisor(const Window& h, const Window& w, const AvgPoolOptions& opt) {
   return static_cast<float>((h.end - h.begin) * (w.end - w.begin));
 }
 
+// The outputs whose windows lie inside the input, [oh_lo, oh_hi) x [ow_lo, ow_hi) (empty without
+// a fast interior path), and their divisor: a window inside the input has the full kernel as
+// divisor whatever count_include_pad says.
+struct InteriorOutputs {
+  int64_t oh_lo = 0, oh_hi = 0, ow_lo = 0, ow_hi = 0;
+  float divisor;
+};
+
+InteriorOutputs interior_outputs_2d(bool fast, int64_t H, int64_t W, int64_t OH, int64_t OW, const PoolAxis& ah,
+                                    const PoolAxis& aw, const AvgPoolOptions& opt) {
+  InteriorOutputs in;
+  if (fast) {
+    interior_outputs(H, OH, ah, &in.oh_lo, &in.oh_hi);
+    interior_outputs(W, OW, aw, &in.ow_lo, &in.ow_hi);
+  }
+  in.divisor = opt.divisor_override > 0 ? static_cast<float>(opt.divisor_override)
+                                        : static_cast<float>(ah.kernel * aw.kernel);
+  return in;
+}
+
 // One output of average pooling (the borders), summed in window order.
 float avg_one(const float* x, int64_t W, const Window& wh, const Window& ww, const AvgPoolOptions& opt) {
   float sum = 0.0f;
@@ -365,14 +385,9 @@ template <int S>
 void avg_pool_plane(float* out, const float* x, int64_t H, int64_t W, int64_t OH, int64_t OW, const PoolAxis& ah,
                     const PoolAxis& aw, const AvgPoolOptions& opt) {
   const AvgInterior fast = avg_interior_for(ah, aw);
-  int64_t oh_lo = 0, oh_hi = 0, ow_lo = 0, ow_hi = 0;
-  if (fast) {
-    interior_outputs(H, OH, ah, &oh_lo, &oh_hi);
-    interior_outputs(W, OW, aw, &ow_lo, &ow_hi);
-  }
-  // A window inside the input has the full kernel as divisor whatever count_include_pad says.
-  const float interior_divisor = opt.divisor_override > 0 ? static_cast<float>(opt.divisor_override)
-                                                          : static_cast<float>(ah.kernel * aw.kernel);
+  const InteriorOutputs in = interior_outputs_2d(fast != nullptr, H, W, OH, OW, ah, aw, opt);
+  const int64_t oh_lo = in.oh_lo, oh_hi = in.oh_hi, ow_lo = in.ow_lo, ow_hi = in.ow_hi;
+  const float interior_divisor = in.divisor;
   for (int64_t oh = 0; oh < OH; ++oh) {
     float* orow = out + oh * OW;
     const Window wh = avg_window(oh, H, ah);
@@ -405,13 +420,9 @@ void avg_pool_plane_backward(float* gx, const float* g, float* scaled, int64_t H
   // take a vectorized path inside the plane; an input element then receives at most one
   // contribution per output row, in the same order (output rows ascending) on both paths.
   const AvgInteriorBackward fast = avg_interior_backward_for(ah, aw);
-  int64_t oh_lo = 0, oh_hi = 0, ow_lo = 0, ow_hi = 0;
-  if (fast) {
-    interior_outputs(H, OH, ah, &oh_lo, &oh_hi);
-    interior_outputs(W, OW, aw, &ow_lo, &ow_hi);
-  }
-  const float interior_divisor = opt.divisor_override > 0 ? static_cast<float>(opt.divisor_override)
-                                                          : static_cast<float>(ah.kernel * aw.kernel);
+  const InteriorOutputs in = interior_outputs_2d(fast != nullptr, H, W, OH, OW, ah, aw, opt);
+  const int64_t oh_lo = in.oh_lo, oh_hi = in.oh_hi, ow_lo = in.ow_lo, ow_hi = in.ow_hi;
+  const float interior_divisor = in.divisor;
   for (int64_t oh = 0; oh < OH; ++oh) {
     const Window wh = avg_window(oh, H, ah);
     if (fast && oh >= oh_lo && oh < oh_hi && ow_lo < ow_hi) {

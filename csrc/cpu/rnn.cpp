@@ -12,6 +12,7 @@
 
 #include "common/denormals.h"
 #include "common/threads.h"
+#include "common/workspace.h"
 #include "cpu/elementwise.h"
 #include "cpu/gemm.h"
 
@@ -29,27 +30,6 @@ namespace {
 
 using RowProduct = void (*)(float*, const float*, int64_t, const float*, int64_t, int64_t, const float*);
 
-// A 64-byte-aligned float buffer that only grows; one per calling thread.
-class Workspace {
- public:
-  ~Workspace() { std::free(data_); }
-  float* get(size_t count) {
-    if (count > capacity_) {
-      std::free(data_);
-      data_ = nullptr;
-      capacity_ = 0;
-      const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!data_) throw std::bad_alloc();
-      capacity_ = count;
-    }
-    return data_;
-  }
-
- private:
-  float* data_ = nullptr;
-  size_t capacity_ = 0;
-};
 thread_local Workspace tls_workspace;
 
 size_t round16(int64_t n) { return static_cast<size_t>((n + 15) / 16 * 16); }
