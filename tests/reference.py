@@ -392,14 +392,20 @@ def _conv_taps(x_shape, w_shape, stride, padding, dilation):
     return (N, C, Hp, Wp), (pt, pl), P, Q, taps
 
 
+def _padded(x, padded_shape, top, left):
+    """x (N, C, H, W) inside zeros of padded_shape, at (top, left)."""
+    xp = np.zeros(padded_shape)
+    xp[:, :, top:top + x.shape[2], left:left + x.shape[3]] = x
+    return xp
+
+
 def conv2d_reference(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     padded, (pt, pl), P, Q, taps = _conv_taps(x.shape, w.shape, stride, padding, dilation)
-    N, C, H, W = x.shape
+    N = x.shape[0]
     K, Cg, R, S = w.shape
     Kg = K // groups
-    xp = np.zeros(padded)
-    xp[:, :, pt:pt + H, pl:pl + W] = x
+    xp = _padded(x, padded, pt, pl)
     out = np.zeros((N, K, P, Q))
     for g in range(groups):
         xg, wg = xp[:, g * Cg:(g + 1) * Cg], w[g * Kg:(g + 1) * Kg]
@@ -418,8 +424,7 @@ def conv2d_reference_grads(x, w, grad_out, stride=1, padding=0, dilation=1, grou
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     Kg = K // groups
-    xp = np.zeros(padded)
-    xp[:, :, pt:pt + H, pl:pl + W] = x
+    xp = _padded(x, padded, pt, pl)
     gxp, gw = np.zeros(padded), np.zeros(w.shape)
     for g in range(groups):
         cs, ks = slice(g * Cg, (g + 1) * Cg), slice(g * Kg, (g + 1) * Kg)

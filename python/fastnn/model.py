@@ -15,7 +15,6 @@ outputs.
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 

@@ -20,6 +20,8 @@ import operator
 import sys
 import time
 
+from fastnn.ops._common import check_int
+
 __all__ = ["ProgressBar", "format_duration"]
 
 _now = time.monotonic  # tests replace it with a fake clock
@@ -109,12 +111,7 @@ class ProgressBar:
 
     def update(self, step: int, values=None) -> None:
         """Record that `step` batches of the epoch are done; values holds the last batch's values."""
-        try:
-            step = operator.index(step)
-        except TypeError:
-            raise TypeError(f"ProgressBar.update: step must be an int, got {type(step).__name__}") from None
-        if step < 0:
-            raise ValueError(f"ProgressBar.update: step must be >= 0, got {step}")
+        step = check_int("ProgressBar.update", "step", step, 0)
         weight = max(step - self.step, 1)
         for name, value in (values or {}).items():
             value = _to_float(name, value)

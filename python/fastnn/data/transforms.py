@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 
 import numpy as np
 
 from fastnn import _tensor
 from fastnn._tensor import Tensor
 from fastnn.data.loader import default_collate
+from fastnn.ops._common import check_int
 
 __all__ = ["Compose", "ToFloat", "Normalize", "RandomHorizontalFlip", "RandomCrop", "RandomRotation",
            "rotate", "collate_with"]
@@ -54,30 +54,21 @@ def _real(value, name: str, owner: str) -> float:
     return value
 
 
-def _int(value, name: str, owner: str) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} {value!r}") from None
-
-
 def _ints(value, name: str, owner: str, lengths: tuple) -> tuple:
     """An int, or a sequence of ints of one of the allowed lengths, as a tuple of ints."""
     if isinstance(value, (list, tuple)):
         if len(value) not in lengths:
             raise ValueError(f"{owner}: {name} must be an int or a sequence of "
                              f"{' or '.join(map(str, lengths))} ints, got {name}={value!r}")
-        return tuple(_int(v, name, owner) for v in value)
-    return (_int(value, name, owner),)
+        return tuple(check_int(owner, name, v) for v in value)
+    return (check_int(owner, name, value),)
 
 
 def _seed(seed, owner: str):
     """(seed, generator or None) for a `seed` argument (None: use the global generator)."""
     if seed is None:
         return None, None
-    seed = _int(seed, "seed", owner)
+    seed = check_int(owner, "seed", seed)
     if seed < 0:
         raise ValueError(f"{owner}: seed must be a non-negative int or None, got seed={seed}")
     return seed, np.random.default_rng(seed)

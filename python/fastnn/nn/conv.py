@@ -11,7 +11,6 @@ stored as tuples (PyTorch's `Conv2d(1, 6, 5).kernel_size == (5, 5)`); get_config
 """
 from __future__ import annotations
 
-import math
 import numbers
 import operator
 
@@ -99,12 +98,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # PyTorch's: fan_in from weight.shape[1:], for the transposed layout too
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * math.prod(self.kernel_size)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            init.uniform_(self.bias, -bound, bound)
+        init.layer_default_(self.weight, self.bias)  # fan_in from weight.shape[1:], transposed layout too
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -1,10 +1,9 @@
 """Dropout2d: channel-wise dropout for convolutional feature maps (Dropout itself is in layers.py)."""
 from __future__ import annotations
 
-import numbers
-
 from fastnn.nn import functional as F
 from fastnn.nn.module import Module
+from fastnn.ops.dropout import check_probability
 
 
 class Dropout2d(Module):
@@ -14,11 +13,7 @@ class Dropout2d(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real):
-            raise TypeError(f"Dropout2d: p must be a number in [0, 1], got {type(p).__name__}")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout2d: dropout probability p must be in [0, 1], got p={p}")
-        self.p = float(p)
+        self.p = check_probability("Dropout2d", p)
 
     def forward(self, x):
         return F.dropout2d(x, self.p, self.training)

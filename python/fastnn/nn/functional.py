@@ -19,7 +19,7 @@ import numpy as np
 
 from fastnn import _C
 from fastnn._config import get_check_finite
-from fastnn._tensor import Tensor, default_generator
+from fastnn._tensor import Tensor
 from fastnn.autograd import Function
 from fastnn.ops import elementwise as _elementwise
 from fastnn.ops._common import as_array, as_tensor, normalize_axis
@@ -232,41 +232,6 @@ def log_softmax(input, dim: int):  # noqa: A002
     return LogSoftmax.apply(x, normalize_axis("log_softmax", dim, max(x.ndim, 1), name="dim") if x.ndim else None)
 
 
-class Dropout(Function):
-    @staticmethod
-    def forward(ctx, x, mask):
-        ctx.save_for_backward(mask)
-        return x * mask
-
-    @staticmethod
-    def backward(ctx, grad):
-        mask, = ctx.saved_tensors
-        return grad * mask, None
-
-
-def _check_probability(fn: str, p) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"{fn}: p must be a number in [0, 1], got {type(p).__name__}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{fn}: dropout probability p must be in [0, 1], got p={p}")
-    return float(p)
-
-
-def dropout(input, p: float = 0.5, training: bool = True):  # noqa: A002
-    """Inverted dropout: zero each element with probability p and scale the others by 1/(1-p),
-    with fastnn's global generator (fastnn.manual_seed); the identity when not training."""
-    p = _check_probability("dropout", p)
-    x = as_tensor(input)
-    if not training or p == 0.0:
-        return x
-    if p == 1.0:
-        mask = np.zeros(x.shape, dtype=np.float32)
-    else:
-        keep = default_generator().random(x.shape, dtype=np.float32) >= np.float32(p)
-        mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - p))
-    return Dropout.apply(x, mask)
-
-
 # ---------------------------------------------------------------------------------------------
 # losses: shared helpers
 
@@ -327,63 +292,34 @@ def _grad_or_none(ctx, i: int, value):
 # ---------------------------------------------------------------------------------------------
 # regression losses
 
-class MSELoss(Function):
+class DifferenceLoss(Function):
+    """A loss of the difference d = x - y, element by element, reduced: value(d) and its
+    derivative d(value)/dd; the target's gradient is the negative of the input's."""
+
     @staticmethod
-    def forward(ctx, x, y, reduction):
+    def forward(ctx, x, y, reduction, value, derivative):
         diff = x - y
         ctx.save_for_backward(diff)
-        ctx.reduction = reduction
-        return _reduce(diff * diff, reduction)
+        ctx.reduction, ctx.derivative = reduction, derivative
+        return _reduce(value(diff), reduction)
 
     @staticmethod
     def backward(ctx, grad):
         diff, = ctx.saved_tensors
-        g = 2 * _spread(grad, diff.shape, ctx.reduction) * diff
-        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None
+        g = _spread(grad, diff.shape, ctx.reduction) * ctx.derivative(diff)
+        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None, None, None
 
 
 def mse_loss(input, target, reduction: str = "mean"):  # noqa: A002
     """(input - target)^2, reduced."""
     x, y = _pair("mse_loss", input, target)
-    return MSELoss.apply(x, y, _check_reduction("mse_loss", reduction))
-
-
-class L1Loss(Function):
-    @staticmethod
-    def forward(ctx, x, y, reduction):
-        diff = x - y
-        ctx.save_for_backward(diff)
-        ctx.reduction = reduction
-        return _reduce(np.abs(diff), reduction)
-
-    @staticmethod
-    def backward(ctx, grad):
-        diff, = ctx.saved_tensors
-        g = _spread(grad, diff.shape, ctx.reduction) * np.sign(diff)
-        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None
+    return DifferenceLoss.apply(x, y, _check_reduction("mse_loss", reduction), lambda d: d * d, lambda d: 2 * d)
 
 
 def l1_loss(input, target, reduction: str = "mean"):  # noqa: A002
     """|input - target|, reduced (gradient 0 where they are equal, as in PyTorch)."""
     x, y = _pair("l1_loss", input, target)
-    return L1Loss.apply(x, y, _check_reduction("l1_loss", reduction))
-
-
-class HuberLoss(Function):
-    @staticmethod
-    def forward(ctx, x, y, reduction, delta):
-        diff = x - y
-        ctx.save_for_backward(diff)
-        ctx.reduction, ctx.delta = reduction, np.float32(delta)
-        a = np.abs(diff)
-        return _reduce(np.where(a < ctx.delta, 0.5 * diff * diff, ctx.delta * (a - 0.5 * ctx.delta)), reduction)
-
-    @staticmethod
-    def backward(ctx, grad):
-        diff, = ctx.saved_tensors
-        local = np.clip(diff, -ctx.delta, ctx.delta)  # diff inside the band, +-delta outside
-        g = _spread(grad, diff.shape, ctx.reduction) * local
-        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None, None
+    return DifferenceLoss.apply(x, y, _check_reduction("l1_loss", reduction), np.abs, np.sign)
 
 
 def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):  # noqa: A002
@@ -391,7 +327,15 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):  # n
     if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not delta > 0:
         raise ValueError(f"huber_loss: delta must be a positive number, got delta={delta!r}")
     x, y = _pair("huber_loss", input, target)
-    return HuberLoss.apply(x, y, _check_reduction("huber_loss", reduction), float(delta))
+    delta = np.float32(delta)
+
+    def value(d):
+        a = np.abs(d)
+        return np.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+
+    # d inside the band, +-delta outside
+    return DifferenceLoss.apply(x, y, _check_reduction("huber_loss", reduction), value,
+                                lambda d: np.clip(d, -delta, delta))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -668,9 +612,9 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
 
 
 # ---------------------------------------------------------------------------------------------
-# pooling, batch normalization, channel dropout (fastnn.ops.pool / norm / dropout)
+# pooling, batch normalization, dropout (fastnn.ops.pool / norm / dropout)
 
-from fastnn.ops.dropout import dropout2d  # noqa: E402
+from fastnn.ops.dropout import dropout, dropout2d  # noqa: E402
 from fastnn.ops.norm import batch_norm  # noqa: E402
 from fastnn.ops.pool import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, global_avg_pool2d,  # noqa: E402
                              global_max_pool2d, max_pool1d, max_pool2d)

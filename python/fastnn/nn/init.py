@@ -186,3 +186,14 @@ glorot_uniform_ = xavier_uniform_
 glorot_normal_ = xavier_normal_
 he_uniform_ = kaiming_uniform_
 he_normal_ = kaiming_normal_
+
+
+def layer_default_(weight: Tensor, bias=None) -> None:
+    """PyTorch's default initialisation of Linear and convolution layers: weight by
+    kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and bias (or None) from
+    the same range, fan_in = weight.shape[1] * prod(weight.shape[2:])."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in = weight.shape[1] * math.prod(weight.shape[2:])
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        uniform_(bias, -bound, bound)

@@ -16,18 +16,8 @@ from fastnn.nn import functional as F
 from fastnn.nn import init
 from fastnn.nn.module import Module, Parameter
 from fastnn.ops import shape as _shape
-
-
-def _count(fn: str, name: str, value) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__} {value!r}") from None
-    if value < 0:
-        raise ValueError(f"{fn}: {name} must be >= 0, got {value}")
-    return value
+from fastnn.ops._common import check_int
+from fastnn.ops.dropout import check_probability
 
 
 class Linear(Module):
@@ -38,8 +28,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.in_features = _count("Linear", "in_features", in_features)
-        self.out_features = _count("Linear", "out_features", out_features)
+        self.in_features = check_int("Linear", "in_features", in_features, 0)
+        self.out_features = check_int("Linear", "out_features", out_features, 0)
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=np.float32))
         if bias:
             self.bias = Parameter(np.empty((self.out_features,), dtype=np.float32))
@@ -48,10 +38,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
-            init.uniform_(self.bias, -bound, bound)
+        init.layer_default_(self.weight, self.bias)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -171,7 +158,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        self.p = F._check_probability("Dropout", p)
+        self.p = check_probability("Dropout", p)
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 
 import numpy as np
 
 from fastnn._tensor import Tensor
 from fastnn.nn import functional as F
 from fastnn.nn.module import Module, Parameter
+from fastnn.ops._common import check_int
 
 
 def _shape_text(shape: tuple) -> str:
@@ -33,14 +33,7 @@ class _BatchNorm(Module):
                  track_running_stats: bool = True):
         super().__init__()
         fn = type(self).__name__
-        if isinstance(num_features, bool):
-            raise TypeError(f"{fn}: num_features must be an int, got {num_features!r}")
-        try:
-            num_features = operator.index(num_features)
-        except TypeError:
-            raise TypeError(f"{fn}: num_features must be an int, got {type(num_features).__name__}") from None
-        if num_features < 1:
-            raise ValueError(f"{fn}: num_features must be >= 1, got {num_features}")
+        num_features = check_int(fn, "num_features", num_features, 1)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps >= 0):
             raise ValueError(f"{fn}: eps must be a finite number >= 0, got {eps!r}")
         if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)

@@ -20,7 +20,6 @@ reproducible.
 """
 from __future__ import annotations
 
-import operator
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from fastnn.nn import init
 from fastnn.nn.layers import Linear
 from fastnn.nn.module import Module, Parameter
 from fastnn.ops import elementwise as _elementwise
-from fastnn.ops._common import as_tensor
+from fastnn.ops._common import as_tensor, check_int
 from fastnn.ops.random import bernoulli
 
 __all__ = ["RBM", "free_energy"]
@@ -97,18 +96,6 @@ def _check_probabilities(fn: str, x: Tensor, what: str = "v") -> None:
                          f"found {bad}; scale the data to [0, 1] first (e.g. pixels / 255)")
 
 
-def _positive_int(fn: str, name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__} {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value}")
-    return value
-
-
 class RBM(Module):
     """A Bernoulli-Bernoulli restricted Boltzmann machine.
 
@@ -128,9 +115,9 @@ class RBM(Module):
 
     def __init__(self, n_visible: int, n_hidden: int, k: int = 1, persistent: bool = False):
         super().__init__()
-        self.n_visible = _positive_int("RBM", "n_visible", n_visible)
-        self.n_hidden = _positive_int("RBM", "n_hidden", n_hidden)
-        self.k = _positive_int("RBM", "k", k)
+        self.n_visible = check_int("RBM", "n_visible", n_visible, 1)
+        self.n_hidden = check_int("RBM", "n_hidden", n_hidden, 1)
+        self.k = check_int("RBM", "k", k, 1)
         if not isinstance(persistent, (bool, np.bool_)):
             raise TypeError(f"RBM: persistent must be a bool, got {type(persistent).__name__} {persistent!r}")
         self.persistent = bool(persistent)
@@ -189,7 +176,7 @@ class RBM(Module):
         """Run `steps` Gibbs steps v -> h -> v from v (N, n_visible); returns (p(v | h), v sample)
         of the last step, constants of shape (N, n_visible)."""
         v = self._visible("gibbs", v)
-        steps = _positive_int("gibbs", "steps", steps)
+        steps = check_int("gibbs", "steps", steps, 1)
         with no_grad():
             h_probs = F.sigmoid(F.linear(v, self.W, self.b_h)).data
         v_probs, v_sample = self._run_chain(h_probs, steps)

@@ -26,10 +26,9 @@ import numpy as np
 from fastnn._tensor import Tensor
 from fastnn.nn import functional as F
 from fastnn.nn import init
-from fastnn.nn.layers import _count
 from fastnn.nn.module import Module, Parameter
 from fastnn.ops import rnn as _rnn
-from fastnn.ops._common import as_tensor
+from fastnn.ops._common import as_tensor, check_int
 from fastnn.ops.shape import cat
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding"]
@@ -46,7 +45,7 @@ def _flag(fn: str, name: str, value) -> bool:
 
 
 def _positive(fn: str, name: str, value) -> int:
-    value = _count(fn, name, value)
+    value = check_int(fn, name, value, 0)
     if value < 1:
         raise ValueError(f"{fn}: {name} must be at least 1, got {value}")
     return value
@@ -85,7 +84,7 @@ class _RNNBase(Module):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False):
         super().__init__()
         fn = type(self).__name__
-        self.input_size = _count(fn, "input_size", input_size)
+        self.input_size = check_int(fn, "input_size", input_size, 0)
         self.hidden_size = _positive(fn, "hidden_size", hidden_size)
         self.num_layers = _positive(fn, "num_layers", num_layers)
         self.bias = _flag(fn, "bias", bias)
@@ -251,7 +250,7 @@ class _CellBase(Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
         super().__init__()
         fn = type(self).__name__
-        self.input_size = _count(fn, "input_size", input_size)
+        self.input_size = check_int(fn, "input_size", input_size, 0)
         self.hidden_size = _positive(fn, "hidden_size", hidden_size)
         self.bias = _flag(fn, "bias", bias)
         gates = _rnn.GATES[self._cell] * self.hidden_size
@@ -355,11 +354,12 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, max_norm=None,
                  norm_type: float = 2.0):
         super().__init__()
-        self.num_embeddings = _count("Embedding", "num_embeddings", num_embeddings)
-        self.embedding_dim = _count("Embedding", "embedding_dim", embedding_dim)
+        self.num_embeddings = check_int("Embedding", "num_embeddings", num_embeddings, 0)
+        self.embedding_dim = check_int("Embedding", "embedding_dim", embedding_dim, 0)
         if padding_idx is not None:
-            padding_idx = _count("Embedding", "padding_idx", padding_idx + self.num_embeddings
-                                 if isinstance(padding_idx, numbers.Integral) and padding_idx < 0 else padding_idx)
+            if isinstance(padding_idx, numbers.Integral) and padding_idx < 0:
+                padding_idx = padding_idx + self.num_embeddings
+            padding_idx = check_int("Embedding", "padding_idx", padding_idx, 0)
             if padding_idx >= self.num_embeddings:
                 raise ValueError(f"Embedding: padding_idx must be within [-{self.num_embeddings}, "
                                  f"{self.num_embeddings}), got {padding_idx}")

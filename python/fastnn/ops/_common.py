@@ -1,4 +1,5 @@
-"""Argument handling shared by the ops: operands to tensors, axes to non-negative ints."""
+"""Argument handling shared by the ops and layers: operands to tensors, axes to non-negative ints,
+checked int arguments."""
 from __future__ import annotations
 
 import operator
@@ -24,6 +25,20 @@ def as_array(x) -> np.ndarray:
                         f" of dtype {array.dtype}")
     with np.errstate(over="ignore"):  # numbers beyond float32 become +-inf, as in torch
         return array.astype(np.float32, copy=False)
+
+
+def check_int(fn: str, name: str, value, minimum=None) -> int:
+    """value as an int (bools and floats refused), at least minimum when given; errors name fn
+    and the argument."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__} {value!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value}")
+    return value
 
 
 def normalize_axis(fn: str, axis, ndim: int, name: str = "axis", of: str = "an input") -> int:

@@ -11,7 +11,7 @@ padding is an int, a tuple (one int per spatial dim) or 'valid' (none) / 'same' 
 large as the input; stride 1 only; an odd total goes one more at the bottom/right, as in
 PyTorch). Only zero padding is supported.
 
-The transposed convolutions (`ConvTranspose`) are the adjoint of a conv2d (one
+The transposed convolutions (the same `Conv` with transposed=True) are the adjoint of a conv2d (one
 `_C.conv_transpose2d_forward` call, which is that conv2d's input gradient plus the bias), with
 PyTorch's weight layout (in_channels, out_channels/groups, kH, kW) and output size
 (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1.
@@ -31,47 +31,25 @@ __all__ = ["conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d"]
 
 
 class Conv(Function):
-    """x (N, C, H, W) conv weight (K, C/groups, R, S) + bias (K,). x and weight may be 1-D or
-    unbatched views of those: `views` holds the 4-D shapes and the output's own shape."""
+    """x (N, C, H, W) conv weight (K, C/groups, R, S) + bias (K,), or with transposed the
+    transposed convolution: x (N, C_in, H, W), weight (C_in, C_out/groups, R, S), bias (C_out,).
+    x and weight may be 1-D or unbatched views of those: `views` holds the 4-D shapes and the
+    output's own shape. extra_rows: zero rows and columns after a transposed convolution's input
+    (output_padding >= stride, see _transposed)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, settings, views):
+    def forward(ctx, x, weight, bias, settings, views, transposed=False, extra_rows=(0, 0)):
         x4_shape, w4_shape, out4_shape, out_shape = views
         x4 = np.ascontiguousarray(x).reshape(x4_shape)
-        w4 = np.ascontiguousarray(weight).reshape(w4_shape)
-        b = None if bias is None else np.ascontiguousarray(bias)
-        out = _C.conv2d_forward(x4, w4, b, *settings, check_finite=get_check_finite())
-        ctx.save_for_backward(x4, w4)
-        ctx.settings, ctx.views, ctx.shapes = settings, views, (x.shape, weight.shape)
-        return out.reshape(out_shape)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x4, w4 = ctx.saved_tensors
-        out4_shape = ctx.views[2]
-        grad4 = np.ascontiguousarray(grad, dtype=np.float32).reshape(out4_shape)
-        needs = tuple(bool(flag) for flag in ctx.needs_input_grad[:3])
-        gi, gw, gb = _C.conv2d_backward(grad4, x4, w4, *ctx.settings, needs)
-        x_shape, w_shape = ctx.shapes
-        return (None if gi is None else gi.reshape(x_shape), None if gw is None else gw.reshape(w_shape), gb,
-                None, None)
-
-
-class ConvTranspose(Function):
-    """x (N, C_in, H, W) transposed-conv weight (C_in, C_out/groups, R, S) + bias (C_out,); 1-D and
-    unbatched inputs through 4-D views, as in Conv."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, settings, views, extra_rows=(0, 0)):
-        x4_shape, w4_shape, out4_shape, out_shape = views
-        x4 = np.ascontiguousarray(x).reshape(x4_shape)
-        if any(extra_rows):  # output_padding >= stride: zero rows/columns after the input (see _transposed)
+        if any(extra_rows):
             x4 = np.pad(x4, ((0, 0), (0, 0), (0, extra_rows[0]), (0, extra_rows[1])))
         w4 = np.ascontiguousarray(weight).reshape(w4_shape)
         b = None if bias is None else np.ascontiguousarray(bias)
-        out = _C.conv_transpose2d_forward(x4, w4, b, *settings, check_finite=get_check_finite())
+        kernel = _C.conv_transpose2d_forward if transposed else _C.conv2d_forward
+        out = kernel(x4, w4, b, *settings, check_finite=get_check_finite())
         ctx.save_for_backward(x4, w4)
-        ctx.settings, ctx.views, ctx.shapes = settings, views, (x.shape, weight.shape)
+        ctx.settings, ctx.views, ctx.transposed = settings, views, transposed
+        ctx.shapes = (x.shape, weight.shape)
         return out.reshape(out_shape)
 
     @staticmethod
@@ -79,13 +57,14 @@ class ConvTranspose(Function):
         x4, w4 = ctx.saved_tensors
         grad4 = np.ascontiguousarray(grad, dtype=np.float32).reshape(ctx.views[2])
         needs = tuple(bool(flag) for flag in ctx.needs_input_grad[:3])
-        gi, gw, gb = _C.conv_transpose2d_backward(grad4, x4, w4, *ctx.settings, needs)
+        kernel = _C.conv_transpose2d_backward if ctx.transposed else _C.conv2d_backward
+        gi, gw, gb = kernel(grad4, x4, w4, *ctx.settings, needs)
         x_shape, w_shape = ctx.shapes
-        if gi is not None and gi.shape != ctx.views[0]:  # drop the padded rows/columns
+        if gi is not None and gi.shape != ctx.views[0]:  # drop the extra rows/columns
             H, W = ctx.views[0][2:]
             gi = gi[:, :, :H, :W]
-        return (None if gi is None else gi.reshape(x_shape), None if gw is None else gw.reshape(w_shape), gb,
-                None, None, None)
+        grads = (None if gi is None else gi.reshape(x_shape), None if gw is None else gw.reshape(w_shape), gb)
+        return grads + (None,) * (len(ctx.needs_input_grad) - 3)  # settings, views, transposed, extra_rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,18 +119,25 @@ def _padding(fn: str, padding, n: int, kernel: tuple, stride: tuple, dilation: t
     return tuple(sides)
 
 
-def _convolution(fn: str, n: int, input, weight, bias, stride, padding, dilation, groups):  # noqa: A002
-    """Checks the arguments of an n-d convolution (n = 1 or 2) and applies Conv."""
+def _operands(fn: str, n: int, input, weight, bias, channels: str, weight_dims: str):  # noqa: A002
+    """input, weight and bias as tensors, the input (N, channels, *spatial) or unbatched and the
+    weight (weight_dims, *kernel) of rank n + 2; errors name the expected layouts."""
     x, w = as_tensor(input), as_tensor(weight)
-    b = None if bias is None else as_tensor(bias)
-    spatial = "(H, W)" if n == 2 else "(L,)"
-    in_text = "(N, C, H, W) or (C, H, W)" if n == 2 else "(N, C, L) or (C, L)"
     if x.ndim not in (n + 1, n + 2):
-        raise ValueError(f"{fn}: expected input of shape {in_text}, got {_shape_text(x.shape)}")
+        spatial = "H, W" if n == 2 else "L"
+        raise ValueError(f"{fn}: expected input of shape (N, {channels}, {spatial}) or ({channels}, {spatial}), "
+                         f"got {_shape_text(x.shape)}")
     if w.ndim != n + 2:
         kernel_text = "kH, kW" if n == 2 else "kL"
-        raise ValueError(f"{fn}: weight must be {n + 2}-D (out_channels, in_channels/groups, {kernel_text}), "
-                         f"got shape {_shape_text(w.shape)}")
+        raise ValueError(f"{fn}: weight must be {n + 2}-D ({weight_dims}, {kernel_text}), got shape "
+                         f"{_shape_text(w.shape)}")
+    return x, w, None if bias is None else as_tensor(bias)
+
+
+def _convolution(fn: str, n: int, input, weight, bias, stride, padding, dilation, groups):  # noqa: A002
+    """Checks the arguments of an n-d convolution (n = 1 or 2) and applies Conv."""
+    x, w, b = _operands(fn, n, input, weight, bias, "C", "out_channels, in_channels/groups")
+    spatial = "(H, W)" if n == 2 else "(L,)"
     stride = _ints(fn, "stride", stride, n, 1)
     dilation = _ints(fn, "dilation", dilation, n, 1)
     groups = _groups(fn, groups)
@@ -220,16 +206,8 @@ def transposed_output_size(size, kernel, stride, padding, output_padding, dilati
 
 def _transposed(fn: str, n: int, input, weight, bias, stride, padding, output_padding, groups,  # noqa: A002
                 dilation):
-    """Checks the arguments of an n-d transposed convolution (n = 1 or 2) and applies ConvTranspose."""
-    x, w = as_tensor(input), as_tensor(weight)
-    b = None if bias is None else as_tensor(bias)
-    in_text = "(N, C_in, H, W) or (C_in, H, W)" if n == 2 else "(N, C_in, L) or (C_in, L)"
-    if x.ndim not in (n + 1, n + 2):
-        raise ValueError(f"{fn}: expected input of shape {in_text}, got {_shape_text(x.shape)}")
-    if w.ndim != n + 2:
-        kernel_text = "kH, kW" if n == 2 else "kL"
-        raise ValueError(f"{fn}: weight must be {n + 2}-D (in_channels, out_channels/groups, {kernel_text}), "
-                         f"got shape {_shape_text(w.shape)}")
+    """Checks the arguments of an n-d transposed convolution (n = 1 or 2) and applies Conv (transposed)."""
+    x, w, b = _operands(fn, n, input, weight, bias, "C_in", "in_channels, out_channels/groups")
     if isinstance(padding, str):
         raise ValueError(f"{fn}: padding must be an int or a tuple of {n} ints (string padding is not defined "
                          f"for transposed convolutions), got {padding!r}")
@@ -278,7 +256,7 @@ def _transposed(fn: str, n: int, input, weight, bias, stride, padding, output_pa
         x4_shape, w4_shape, out4_shape = (N, C_in) + size, tuple(w.shape), (N, C_out) + out_size
         settings = (stride, pad, out_pad, dilation, groups)
     out_shape = ((C_out,) if unbatched else (N, C_out)) + out_size
-    return ConvTranspose.apply(x, w, b, settings, (x4_shape, w4_shape, out4_shape, out_shape), extra)
+    return Conv.apply(x, w, b, settings, (x4_shape, w4_shape, out4_shape, out_shape), True, extra)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002

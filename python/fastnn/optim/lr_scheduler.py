@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 import types
 from collections import Counter
+
+from fastnn.ops._common import check_int
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LambdaLR",
            "ReduceLROnPlateau"]
@@ -50,18 +51,6 @@ def _param_groups(optimizer, name: str) -> list:
                         f"'lr' key (as fastnn.optim and torch.optim optimizers do), got "
                         f"{type(optimizer).__name__}")
     return groups
-
-
-def _int(value, name: str, fn: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__} {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {name}={value}")
-    return value
 
 
 def _real(value, name: str, fn: str) -> float:
@@ -90,7 +79,7 @@ class LRScheduler:
     def __init__(self, optimizer, last_epoch: int = -1):
         name = type(self).__name__
         groups = _param_groups(optimizer, name)
-        last_epoch = _int(last_epoch, "last_epoch", name, -1)
+        last_epoch = check_int(name, "last_epoch", last_epoch, -1)
         if last_epoch == -1:
             for group in groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -143,7 +132,7 @@ class StepLR(LRScheduler):
     """Multiply the rate by gamma every step_size epochs: base * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        self.step_size = _int(step_size, "step_size", "StepLR", 1)
+        self.step_size = check_int("StepLR", "step_size", step_size, 1)
         self.gamma = _real(gamma, "gamma", "StepLR")
         super().__init__(optimizer, last_epoch)
 
@@ -162,7 +151,7 @@ class MultiStepLR(LRScheduler):
             listed = list(milestones)
         except TypeError:
             raise TypeError(f"MultiStepLR: milestones must be a list of ints, got {milestones!r}") from None
-        self.milestones = Counter(_int(m, "milestones", "MultiStepLR", 0) for m in listed)
+        self.milestones = Counter(check_int("MultiStepLR", "milestones", m, 0) for m in listed)
         self.gamma = _real(gamma, "gamma", "MultiStepLR")
         super().__init__(optimizer, last_epoch)
 
@@ -197,9 +186,9 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1,
                  warmup_epochs: int = 0, warmup_start_factor: float = 1.0 / 3):
-        self.T_max = _int(T_max, "T_max", "CosineAnnealingLR", 1)
+        self.T_max = check_int("CosineAnnealingLR", "T_max", T_max, 1)
         self.eta_min = _real(eta_min, "eta_min", "CosineAnnealingLR")
-        self.warmup_epochs = _int(warmup_epochs, "warmup_epochs", "CosineAnnealingLR", 0)
+        self.warmup_epochs = check_int("CosineAnnealingLR", "warmup_epochs", warmup_epochs, 0)
         factor = _real(warmup_start_factor, "warmup_start_factor", "CosineAnnealingLR")
         if not 0.0 < factor <= 1.0:
             raise ValueError(f"CosineAnnealingLR: warmup_start_factor must be in (0, 1], got {factor}")
@@ -296,8 +285,8 @@ class ReduceLROnPlateau:
             self.min_lrs = [self.default_min_lr] * len(groups)
         self.optimizer = optimizer
         self.factor = factor
-        self.patience = _int(patience, "patience", name, 0)
-        self.cooldown = _int(cooldown, "cooldown", name, 0)
+        self.patience = check_int(name, "patience", patience, 0)
+        self.cooldown = check_int(name, "cooldown", cooldown, 0)
         self.eps = _real(eps, "eps", name)
         self._set_mode(mode, _real(threshold, "threshold", name), threshold_mode)
         self.last_epoch = 0
