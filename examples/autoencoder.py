@@ -13,7 +13,6 @@ Prints the reconstruction loss (binary cross-entropy per pixel) on the training 
 after each epoch, and writes a grid of test digits beside their reconstructions: a PNG when
 matplotlib is installed, otherwise a .npy image and a note on how to see it.
 """
-import argparse
 import time
 
 import numpy as np
@@ -22,7 +21,7 @@ import fastnn
 import fastnn.nn.functional as F
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
-from _common import data_dir
+from _common import example_parser, fastnn_info, image_grid, save_image, setup
 
 MODEL_KINDS = ("dense", "conv")
 
@@ -85,33 +84,6 @@ def evaluate(model, x):
     return float(-np.mean(x * np.log(r) + (1 - x) * np.log1p(-r)))
 
 
-def image_grid(images, columns, pad=2):
-    """Images (n, h, w) with values in [0, 1] tiled into one (rows*(h+pad)+pad, ...) grey image."""
-    n, h, w = images.shape
-    rows = -(-n // columns)
-    grid = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad), dtype=np.float32)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = image
-    return grid
-
-
-def save_image(grid, stem):
-    """Write grid as stem.png with matplotlib, else as stem.npy; returns the path written."""
-    try:
-        from matplotlib import image
-    except ImportError:
-        path = stem + ".npy"
-        np.save(path, grid)
-        print(f"matplotlib is not installed: wrote {path}, a grey image in [0, 1]. For a PNG, "
-              f"pip install matplotlib (or fastnn[plot]) and run again, or show it with "
-              f"matplotlib.pyplot.imshow(numpy.load('{path}'), cmap='gray')")
-        return path
-    path = stem + ".png"
-    image.imsave(path, grid.repeat(2, axis=0).repeat(2, axis=1), cmap="gray", vmin=0.0, vmax=1.0)  # 2x: easier to see
-    return path
-
-
 def comparison_grid(originals, reconstructions, columns=10):
     """Rows of originals, each followed by the row of their reconstructions."""
     pairs = []
@@ -121,26 +93,16 @@ def comparison_grid(originals, reconstructions, columns=10):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = example_parser(__doc__.splitlines()[0], epochs=10, batch_size=128, lr=1e-3)
     p.add_argument("--model", choices=MODEL_KINDS, default="dense", help="dense or convolutional (default dense)")
-    p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="autoencoder", help="file name stem of the picture (.png or .npy)")
     args = p.parse_args()
 
-    if args.threads:
-        fastnn.set_num_threads(args.threads)
-    fastnn.manual_seed(args.seed)
-    data = data_dir(args.data)
+    data = setup(args)
     x_train, x_test = load_data(data)
     model = build_model(args.model)
     print(model)
-    print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), "
-          f"{len(x_train)} training and {len(x_test)} test images")
+    print(f"{fastnn_info()}, {len(x_train)} training and {len(x_test)} test images")
 
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     seconds = []

@@ -22,7 +22,6 @@ Adam and a cosine learning-rate decay per epoch. Prints per epoch the training l
 (on augmented batches), the test accuracy and the seconds of training; then the final test accuracy.
 Fashion-MNIST with the defaults: 91.0% test accuracy, 17-22 s per epoch on 2 cores.
 """
-import argparse
 import re
 import sys
 import time
@@ -35,7 +34,7 @@ from fastnn import nn, optim
 from fastnn.data import DataLoader, TensorDataset
 from fastnn.data import transforms as T
 from fastnn.datasets import CIFAR10_CLASSES, load_cifar10, load_fashion_mnist
-from _common import EpochTimer, data_dir
+from _common import EpochTimer, example_parser, fastnn_info, setup
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")
@@ -222,29 +221,22 @@ def evaluate(model, x, y, batch_size=500):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help="folder holding cifar-10-batches-bin/ or the Fashion-MNIST files")
+    p = example_parser(__doc__.splitlines()[0], epochs=5, batch_size=128, lr=2e-3,
+                       data_help="folder holding cifar-10-batches-bin/ or the Fashion-MNIST files")
     p.add_argument("--dataset", default="auto", choices=DATASETS,
                    help="auto: CIFAR-10 when found, else Fashion-MNIST (default)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=None,
                    help="channels of the first block, then 2x and 4x (default 32 for CIFAR-10, 16 for Fashion-MNIST)")
     p.add_argument("--convs-per-block", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="fit's own progress output")
     args = p.parse_args()
     if args.limit is not None and args.limit < 1:
         p.error(f"--limit must be a positive number of images, got {args.limit}")
 
-    if args.threads:
-        fastnn.set_num_threads(args.threads)
-    fastnn.manual_seed(args.seed)
+    folder = setup(args)
     try:
-        data = load_data(data_dir(args.data), args.dataset, args.limit)
+        data = load_data(folder, args.dataset, args.limit)
     except FileNotFoundError as error:
         sys.exit(f"cifar_cnn.py: {error}")
     channels, size = data.x_train.shape[1:3]
@@ -254,7 +246,7 @@ def main():
     model = build_model(channels, width=args.width, convs_per_block=args.convs_per_block)
     print(model)
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), {n_params} parameters")
+    print(f"{fastnn_info()}, {n_params} parameters")
 
     start = time.perf_counter()
     _, seconds = train(model, data, args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

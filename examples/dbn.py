@@ -20,7 +20,7 @@ import numpy as np
 import fastnn
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
-from _common import data_dir
+from _common import fastnn_info, setup
 
 
 def load_data(path):
@@ -127,14 +127,11 @@ def main():
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
 
-    if args.threads:
-        fastnn.set_num_threads(args.threads)
-    fastnn.manual_seed(args.seed)
-    data = data_dir(args.data)
+    data = setup(args)
     (x_train, y_train), (x_test, y_test) = load_data(data)
     sizes = [784] + args.hidden
-    print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), "
-          f"{len(x_train)} training and {len(x_test)} test images; layers {'-'.join(map(str, sizes))}")
+    print(f"{fastnn_info()}, {len(x_train)} training and {len(x_test)} test images; "
+          f"layers {'-'.join(map(str, sizes))}")
 
     rbms = []
     start = time.perf_counter()

@@ -12,7 +12,6 @@ D's mean outputs, and writes an 8x8 grid of samples from a fixed noise batch, <o
 score puts a number on "recognisable": the share of 1000 samples that an MLP classifier trained
 on real digits assigns to one class with probability >= 0.9, and how many kinds of digit those are.
 """
-import argparse
 import time
 
 import numpy as np
@@ -21,7 +20,7 @@ import fastnn
 import fastnn.nn.functional as F
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
-from _common import data_dir
+from _common import example_parser, fastnn_info, image_grid, save_image, setup
 
 NOISE = 100
 
@@ -131,56 +130,19 @@ def digit_score(scorer, images):
     return float(confident.mean()), int(np.sum(counts >= 0.02 * max(confident.sum(), 1)))
 
 
-def image_grid(images, columns, pad=2):
-    """Images (n, h, w) with values in [0, 1] tiled into one grey image."""
-    n, h, w = images.shape
-    rows = -(-n // columns)
-    grid = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad), dtype=np.float32)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = image
-    return grid
-
-
-def save_image(grid, stem, quiet=False):
-    """Write grid as stem.png with matplotlib, else as stem.npy; returns the path written."""
-    try:
-        from matplotlib import image
-    except ImportError:
-        path = stem + ".npy"
-        np.save(path, grid)
-        if not quiet:
-            print(f"matplotlib is not installed: wrote {path}, a grey image in [0, 1]. For PNGs, "
-                  f"pip install matplotlib (or fastnn[plot]) and run again, or show it with "
-                  f"matplotlib.pyplot.imshow(numpy.load('{path}'), cmap='gray')")
-        return path
-    path = stem + ".png"
-    image.imsave(path, grid.repeat(2, axis=0).repeat(2, axis=1), cmap="gray", vmin=0.0, vmax=1.0)
-    return path
-
-
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p = example_parser(__doc__.splitlines()[0], epochs=10, batch_size=32, lr=2e-4)
     p.add_argument("--no-score", action="store_true", help="skip the digit score (a classifier judging samples)")
     p.add_argument("--out", default="gan", help="file name stem of the sample grids (<out>_epochNN.png or .npy)")
     args = p.parse_args()
 
-    if args.threads:
-        fastnn.set_num_threads(args.threads)
-    fastnn.manual_seed(args.seed)
+    data = setup(args)
     rng = np.random.default_rng(args.seed)
-    data = data_dir(args.data)
     (x_train, y_train), (x_test, y_test) = load_data(data)
     generator, discriminator = build_generator(), build_discriminator()
     print("generator:", generator)
     print("discriminator:", discriminator)
-    print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), {len(x_train)} training images")
+    print(f"{fastnn_info()}, {len(x_train)} training images")
 
     opt_g = optim.Adam(generator.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = optim.Adam(discriminator.parameters(), lr=args.lr, betas=(0.5, 0.999))

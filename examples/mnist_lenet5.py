@@ -6,14 +6,12 @@
 Finds MNIST in --data, $FASTNN_DATA, ../shared/data or ~/.cache/fastnn (see fastnn.datasets).
 Prints a progress bar per epoch, the time of each epoch and the test accuracy (>= 99%).
 """
-import argparse
-
 import numpy as np
 
 import fastnn
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
-from _common import EpochTimer, data_dir
+from _common import EpochTimer, example_parser, fastnn_info, setup
 
 
 def lenet5():
@@ -37,25 +35,15 @@ def load_data(path):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p = example_parser(__doc__.splitlines()[0], epochs=8, batch_size=64, lr=2e-3)
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     args = p.parse_args()
 
-    if args.threads:
-        fastnn.set_num_threads(args.threads)
-    fastnn.manual_seed(args.seed)
-    data = data_dir(args.data)
+    data = setup(args)
     train, test = load_data(data)
     model = lenet5()
     print(model)
-    print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), "
-          f"{len(train[0])} training and {len(test[0])} test images")
+    print(f"{fastnn_info()}, {len(train[0])} training and {len(test[0])} test images")
 
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     model.compile(optimizer=optimizer, loss="cross_entropy", metrics=["accuracy"])

@@ -7,7 +7,6 @@
 Finds MNIST in --data, $FASTNN_DATA, ../shared/data or ~/.cache/fastnn (see fastnn.datasets).
 Prints the time of each epoch and the test accuracy (>= 98%).
 """
-import argparse
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ import numpy as np
 import fastnn
 from fastnn import nn, optim
 from fastnn.datasets import load_mnist
-from _common import EpochTimer, data_dir
+from _common import EpochTimer, example_parser, fastnn_info, setup
 
 
 def build_model():
@@ -97,28 +96,18 @@ class EMAUpdate(fastnn.callbacks.Callback):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p = example_parser(__doc__.splitlines()[0], epochs=8, batch_size=128, lr=2e-3)
     p.add_argument("--style", choices=["keras", "torch"], default="keras")
     p.add_argument("--verbose", type=int, default=1)
     p.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999) and report its test accuracy")
     args = p.parse_args()
 
-    if args.threads:
-        fastnn.set_num_threads(args.threads)
-    fastnn.manual_seed(args.seed)
-    data = data_dir(args.data)
+    data = setup(args)
     train, test = load_data(data)
     model = build_model()
     print(model)
-    print(f"fastnn {fastnn.__version__}, {fastnn.get_num_threads()} thread(s), "
-          f"{len(train[0])} training and {len(test[0])} test images")
+    print(f"{fastnn_info()}, {len(train[0])} training and {len(test[0])} test images")
 
     if args.ema is not None and not 0.0 < args.ema < 1.0:
         p.error(f"--ema expects a decay in (0, 1), got {args.ema}")
