@@ -156,6 +156,14 @@ def time_calls(fns, **options):
     return {name: time_quietly(fn, **options) for name, fn in fns.items()}
 
 
+def split_timings(timings, names=("fastnn", "torch")):
+    """time_calls' {name: (seconds, share)} as two dicts over `names`, ({name: seconds},
+    {name: share}), None for a name that was not timed (library not installed)."""
+    seconds = {name: timings.get(name, (None, None))[0] for name in names}
+    shares = {name: timings.get(name, (None, None))[1] for name in names}
+    return seconds, shares
+
+
 # ---- one child process per thread count --------------------------------------------------------
 
 def parse_threads(text):
@@ -180,6 +188,42 @@ def run_child(script, threads, args):
     result = json.loads(proc.stdout)
     result["other_cpu_share"] = share
     return result
+
+
+def run_children(script, args, extra_child_args=()):
+    """The parent's measurements: (machine_info(), [run_child(script, threads, ...) for each of
+    args.thread_counts]). Each child gets --repeats, --quick when given, and extra_child_args;
+    info["torch"] is the torch version the children imported."""
+    child_args = ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else []) + list(extra_child_args)
+    info = machine_info()
+    results = [run_child(script, threads, child_args) for threads in args.thread_counts]
+    info["torch"] = results[0]["torch_version"]
+    return info, results
+
+
+def child_result(threads, fastnn, torch, rows, **extra):
+    """What a child reports: the thread counts and versions of fastnn and torch (None where torch
+    is not installed), the `extra` figures in the order given, then the rows."""
+    return {
+        "threads": threads,
+        "fastnn_num_threads": fastnn.get_num_threads(),
+        "fastnn_config": fastnn.config(),
+        "torch_version": torch.__version__ if torch else None,
+        "torch_num_threads": torch.get_num_threads() if torch else None,
+        **extra,
+        "rows": rows,
+    }
+
+
+def print_child_result(result):
+    """The child's only output on stdout: its result, as JSON, for run_child."""
+    json.dump(result, sys.stdout)
+
+
+def print_progress(threads, done, total, unit="cases"):
+    """Overwrite the child's progress line on stderr (stdout carries the JSON; the tables only
+    come at the end). The child ends the line with print(file=sys.stderr) when done."""
+    print(f"\r{threads} thread(s): {done}/{total} {unit} measured", end="", file=sys.stderr, flush=True)
 
 
 # ---- machine information -----------------------------------------------------------------------
@@ -209,6 +253,18 @@ def machine_info():
     }
 
 
+def print_header(info, numpy=False, gemm_tile=False):
+    """The lines above the tables: the CPU, fastnn's build (with its GEMM tile when gemm_tile),
+    numpy's version when `numpy`, and torch's."""
+    cfg = info["fastnn_config"]
+    tile = f" tile={cfg['gemm_tile']}" if gemm_tile else ""
+    numpy_version = f"numpy {info['numpy']}; " if numpy else ""
+    print()
+    print(f"CPU: {info['cpu_model']} ({info['logical_cpus']} logical CPUs)")
+    print(f"fastnn {cfg['version']} isa={cfg['isa']}{tile} openmp={cfg['openmp']}; {numpy_version}"
+          f"torch {info['torch'] or 'not installed'}")
+
+
 # ---- output ------------------------------------------------------------------------------------
 
 def fmt(value, spec=".1f"):
@@ -216,8 +272,26 @@ def fmt(value, spec=".1f"):
     return "-" if value is None else format(value, spec)
 
 
+def fmt_ms(seconds):
+    """Seconds as milliseconds with 3 decimals, or '-'."""
+    return fmt(None if seconds is None else 1e3 * seconds, ".3f")
+
+
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
+
+
+def mark_disturbed(label, shares):
+    """label, with " *" appended when one of the shares (None: not timed) of the CPUs that other
+    processes used while the row was timed exceeds QUIET_SHARE (see print_timing_table)."""
+    disturbed = any(share is not None and share > QUIET_SHARE for share in shares)
+    return label + (" *" if disturbed else "")
+
+
+def during_run(result):
+    """The end of a table title: how much of the CPUs other processes used during a child's run
+    (which includes its waits for quiet; the rows' own shares, after retries, decide the marks)."""
+    return f"other processes used {100 * result['other_cpu_share']:.0f}% of the CPUs during the run"
 
 
 def print_table(title, headers, rows):
@@ -238,10 +312,38 @@ def print_table(title, headers, rows):
         print(line(row))
 
 
+def print_timing_table(title, headers, rows):
+    """print_table, then the footnote for the rows that mark_disturbed marked with " *"."""
+    print_table(title, headers, rows)
+    if any(str(row[0]).endswith(" *") for row in rows):
+        print(f"* other processes used more than {100 * QUIET_SHARE:.0f}% of the CPUs while this row "
+              "was timed, even after retries: its figures may read low")
+
+
 def write_json(path, data):
     with open(path, "w") as f:
         json.dump(data, f, indent=2)
         f.write("\n")
+
+
+def write_results_json(args, benchmark, info, results, targets=None, summary=None, **options):
+    """With --json FILE: write the benchmark's name, its options (threads, quick, repeats, then
+    `options`), the machine, the targets and summary when given, and the children's results to
+    FILE, and say so. Without --json: nothing."""
+    if not args.json:
+        return
+    data = {
+        "benchmark": benchmark,
+        "options": {"threads": args.thread_counts, "quick": args.quick, "repeats": args.repeats, **options},
+        "machine": info,
+    }
+    if targets is not None:
+        data["targets"] = targets
+    if summary is not None:
+        data["summary"] = {str(key): value for key, value in summary.items()}  # thread counts as JSON keys
+    data["results"] = results
+    write_json(args.json, data)
+    print(f"\nwrote {args.json}")
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -285,3 +387,16 @@ def print_target_summary(values, targets, target_threads):
         row.append("not run" if at_target is None else ("met" if at_target >= target else "NOT met"))
         rows.append(row)
     print_table(f"summary (targets from the issue apply at {target_threads} threads)", headers, rows)
+
+
+def print_summary(results, summary_values, targets, target_threads):
+    """print_target_summary of summary_values(result) for each child's result; returns those
+    figures, {threads: {key: figure}}."""
+    values = {r["threads"]: summary_values(r) for r in results}
+    print_target_summary(values, targets, target_threads)
+    return values
+
+
+def targets_json(targets, target_threads):
+    """The targets of print_target_summary, for the JSON file: {key: {"at_threads", "min"}}."""
+    return {key: {"at_threads": target_threads, "min": target} for key, _, target, _ in targets}

@@ -16,7 +16,6 @@ CASES is a list other benchmarks of the same family (pooling, batch norm) extend
 `group`. Speed targets (the issue's, at 2 threads) apply to the "conv" group's fwd+bwd.
 """
 
-import json
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -138,26 +137,14 @@ def measure(threads, repeats, quick, only):
         for direction in DIRECTIONS:
             libs = {lib: fn for lib, fn in fns[direction].items() if fn is not None}
             timings = common.time_calls(libs, repeats=repeats, max_s=0.6 if quick else 1.5)
-            row["seconds"][direction] = {lib: timings.get(lib, (None, None))[0] for lib in ("fastnn", "torch")}
-            row["other_cpu_share"][direction] = {lib: timings.get(lib, (None, None))[1] for lib in ("fastnn", "torch")}
+            row["seconds"][direction], row["other_cpu_share"][direction] = common.split_timings(timings)
         rows.append(row)
-        print(f"\r{threads} thread(s): {len(rows)}/{len(todo)} cases measured", end="", file=sys.stderr, flush=True)
+        common.print_progress(threads, len(rows), len(todo))
     print(file=sys.stderr)
-    return {
-        "threads": threads,
-        "fastnn_num_threads": fastnn.get_num_threads(),
-        "fastnn_config": fastnn.config(),
-        "torch_version": torch.__version__ if torch else None,
-        "torch_num_threads": torch.get_num_threads() if torch else None,
-        "rows": rows,
-    }
+    return common.child_result(threads, fastnn, torch, rows)
 
 
 # ---- parent: tables and summary ----------------------------------------------------------------
-
-def ms(seconds):
-    return None if seconds is None else 1e3 * seconds
-
 
 def print_tables(result):
     groups = []
@@ -167,25 +154,19 @@ def print_tables(result):
     for group in groups:
         headers = ["case", "shape", "dX", "fwd fastnn ms", "fwd torch ms", "fwd ratio",
                    "f+b fastnn ms", "f+b torch ms", "f+b ratio"]
-        rows, disturbed_any = [], False
+        rows = []
         for row in result["rows"]:
             if row["group"] != group:
                 continue
-            s = row["seconds"]
-            shares = [v for d in row["other_cpu_share"].values() for v in d.values() if v is not None]
-            disturbed = bool(shares) and max(shares) > common.QUIET_SHARE
-            disturbed_any |= disturbed
-            rows.append([row["name"] + (" *" if disturbed else ""), row["shape"], "yes" if row["input_grad"] else "no",
-                         common.fmt(ms(s["fwd"]["fastnn"]), ".3f"), common.fmt(ms(s["fwd"]["torch"]), ".3f"),
-                         common.fmt(common.ratio(s["fwd"]["torch"], s["fwd"]["fastnn"]), ".2f"),
-                         common.fmt(ms(s["fwd+bwd"]["fastnn"]), ".3f"), common.fmt(ms(s["fwd+bwd"]["torch"]), ".3f"),
-                         common.fmt(common.ratio(s["fwd+bwd"]["torch"], s["fwd+bwd"]["fastnn"]), ".2f")])
-        title = (f"{group}, {result['threads']} thread(s); ratio = torch time / fastnn time; other processes used "
-                 f"{100 * result['other_cpu_share']:.0f}% of the CPUs during the run")
-        common.print_table(title, headers, rows)
-        if disturbed_any:
-            print(f"* other processes used more than {100 * common.QUIET_SHARE:.0f}% of the CPUs while this row "
-                  "was timed, even after retries: its figures may read low")
+            shares = [v for d in row["other_cpu_share"].values() for v in d.values()]
+            cells = [common.mark_disturbed(row["name"], shares), row["shape"], "yes" if row["input_grad"] else "no"]
+            for direction in DIRECTIONS:
+                t = row["seconds"][direction]
+                cells += [common.fmt_ms(t["fastnn"]), common.fmt_ms(t["torch"]),
+                          common.fmt(common.ratio(t["torch"], t["fastnn"]), ".2f")]
+            rows.append(cells)
+        title = f"{group}, {result['threads']} thread(s); ratio = torch time / fastnn time; {common.during_run(result)}"
+        common.print_timing_table(title, headers, rows)
 
 
 def summary(results):
@@ -219,32 +200,18 @@ def parse_args():
 def main():
     args = parse_args()
     if args.child is not None:
-        json.dump(measure(args.child, args.repeats, args.quick, args.only), sys.stdout)
+        common.print_child_result(measure(args.child, args.repeats, args.quick, args.only))
         return
 
-    child_args = ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
-    for text in args.only or []:
-        child_args += ["--only", text]
-    info = common.machine_info()
-    results = [common.run_child(__file__, threads, child_args) for threads in args.thread_counts]
-    info["torch"] = results[0]["torch_version"]
-    cfg = info["fastnn_config"]
-    print()
-    print(f"CPU: {info['cpu_model']} ({info['logical_cpus']} logical CPUs)")
-    print(f"fastnn {cfg['version']} isa={cfg['isa']} openmp={cfg['openmp']}; torch {info['torch'] or 'not installed'}")
+    only_args = [arg for text in args.only or [] for arg in ("--only", text)]
+    info, results = common.run_children(__file__, args, only_args)
+    common.print_header(info)
     for result in results:
         print_tables(result)
     figures = summary(results)
-    if args.json:
-        common.write_json(args.json, {
-            "benchmark": "conv",
-            "options": {"threads": args.thread_counts, "quick": args.quick, "repeats": args.repeats},
-            "machine": info,
-            "targets": {"fwd+bwd torch/fastnn": {"at_threads": TARGET_THREADS, "min": TARGET_RATIO}},
-            "summary": figures,
-            "results": results,
-        })
-        print(f"\nwrote {args.json}")
+    common.write_results_json(args, "conv", info, results,
+                              targets={"fwd+bwd torch/fastnn": {"at_threads": TARGET_THREADS, "min": TARGET_RATIO}},
+                              summary=figures)
 
 
 if __name__ == "__main__":

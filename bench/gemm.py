@@ -17,7 +17,6 @@ fastnn is called with its defaults, so its time includes the check_finite scan o
 """
 
 import argparse
-import json
 import statistics
 import sys
 
@@ -77,20 +76,11 @@ def measure(threads, repeats, quick, skip_peak):
     rows = []
     for shape in todo:
         rows.append(measure_shape(shape, repeats, rng, np, _C, torch))
-        # Progress on stderr (stdout carries the JSON): the tables only come at the end.
-        print(f"\r{threads} thread(s): {len(rows)}/{len(todo)} shapes measured", end="", file=sys.stderr, flush=True)
+        common.print_progress(threads, len(rows), len(todo), "shapes")
     print(file=sys.stderr)
 
-    return {
-        "threads": threads,
-        "fastnn_num_threads": fastnn.get_num_threads(),
-        "fastnn_config": fastnn.config(),
-        "torch_version": torch.__version__ if torch else None,
-        "torch_num_threads": torch.get_num_threads() if torch else None,
-        "peak_gflops": peak,
-        "peak_source": None if skip_peak else "measured (fma_peak_gflops, max of 3)",
-        "rows": rows,
-    }
+    return common.child_result(threads, fastnn, torch, rows, peak_gflops=peak,
+                               peak_source=None if skip_peak else "measured (fma_peak_gflops, max of 3)")
 
 
 def measure_shape(shape, repeats, rng, np, _C, torch):
@@ -126,13 +116,11 @@ def measure_shape(shape, repeats, rng, np, _C, torch):
 
     timings = common.time_calls(fns, repeats=repeats)
     flops = 2.0 * M * N * K
+    seconds, shares = common.split_timings(timings, ("fastnn", "numpy", "torch"))
     row = dict(shape)
-    row["seconds"], row["gflops"], row["other_cpu_share"] = {}, {}, {}
-    for name in ("fastnn", "numpy", "torch"):
-        seconds, share = timings.get(name, (None, None))
-        row["seconds"][name] = seconds
-        row["gflops"][name] = None if seconds is None else flops / seconds / 1e9
-        row["other_cpu_share"][name] = share
+    row["seconds"] = seconds
+    row["gflops"] = {name: None if s is None else flops / s / 1e9 for name, s in seconds.items()}
+    row["other_cpu_share"] = shares
     return row
 
 
@@ -152,23 +140,16 @@ def print_group_table(result, group):
         if row["group"] != group:
             continue
         g = row["gflops"]
-        shares = [share for share in row["other_cpu_share"].values() if share is not None]
-        disturbed = max(shares) > common.QUIET_SHARE
         rows.append([
-            row["case"] + (" *" if disturbed else ""), shape_label(row),
+            common.mark_disturbed(row["case"], row["other_cpu_share"].values()), shape_label(row),
             common.fmt(g["fastnn"]), common.fmt(g["numpy"]), common.fmt(g["torch"]),
             common.fmt(common.ratio(g["fastnn"], g["numpy"]), ".2f"),
             common.fmt(common.ratio(g["fastnn"], g["torch"]), ".2f"),
             common.fmt(None if peak is None else 100.0 * g["fastnn"] / peak, ".0f"),
         ])
-    # The share over the whole child run includes the waits for quiet before retries; the rows'
-    # own shares (after retries) decide the marks.
     title = (f"{group} shapes, {result['threads']} thread(s), peak {common.fmt(peak)} GFLOP/s, "
-             f"other processes used {100 * result['other_cpu_share']:.0f}% of the CPUs during the run")
-    common.print_table(title, headers, rows)
-    if any(row[0].endswith(" *") for row in rows):
-        print(f"* other processes used more than {100 * common.QUIET_SHARE:.0f}% of the CPUs while this row "
-              "was timed, even after retries: its figures may read low")
+             f"{common.during_run(result)}")
+    common.print_timing_table(title, headers, rows)
 
 
 def summary_values(result):
@@ -200,12 +181,6 @@ TARGETS = [
 ]
 
 
-def print_summary(results):
-    values = {r["threads"]: summary_values(r) for r in results}
-    common.print_target_summary(values, TARGETS, TARGET_THREADS)
-    return values
-
-
 def parse_args():
     p = common.benchmark_parser("GEMM benchmark: fastnn vs numpy (OpenBLAS) vs PyTorch CPU.",
                                 "fewer sizes and repeats (smoke run)")
@@ -219,51 +194,29 @@ def parse_args():
 def main():
     args = parse_args()
     if args.child is not None:
-        result = measure(args.child, args.repeats, args.quick, args.skip_peak)
-        json.dump(result, sys.stdout)
+        common.print_child_result(measure(args.child, args.repeats, args.quick, args.skip_peak))
         return
 
-    counts = args.thread_counts
-    child_args = ["--repeats", str(args.repeats)]
-    if args.quick:
-        child_args.append("--quick")
-    if args.peak_gflops is not None:
-        child_args.append("--skip-peak")
-
-    info = common.machine_info()
-    results = []
-    for threads in counts:
-        result = common.run_child(__file__, threads, child_args)
-        if args.peak_gflops is not None:
+    skip_peak = args.peak_gflops is not None
+    info, results = common.run_children(__file__, args, ["--skip-peak"] if skip_peak else [])
+    if skip_peak:
+        counts = args.thread_counts
+        for result in results:
+            threads = result["threads"]
             result["peak_gflops"] = args.peak_gflops * threads / max(counts)
             result["peak_source"] = f"--peak-gflops {args.peak_gflops} scaled by {threads}/{max(counts)}"
-        results.append(result)
 
-    info["torch"] = results[0]["torch_version"]
-    cfg = info["fastnn_config"]
-    print()
-    print(f"CPU: {info['cpu_model']} ({info['logical_cpus']} logical CPUs)")
-    print(f"fastnn {cfg['version']} isa={cfg['isa']} tile={cfg['gemm_tile']} openmp={cfg['openmp']}; "
-          f"numpy {info['numpy']}; torch {info['torch'] or 'not installed'}")
+    common.print_header(info, numpy=True, gemm_tile=True)
     for r in results:
         print(f"peak at {r['threads']} thread(s): {common.fmt(r['peak_gflops'])} GFLOP/s ({r['peak_source']})")
 
     for result in results:
         for group in ("square", "training", "conv"):
             print_group_table(result, group)
-    summary = print_summary(results)
+    summary = common.print_summary(results, summary_values, TARGETS, TARGET_THREADS)
 
-    if args.json:
-        common.write_json(args.json, {
-            "benchmark": "gemm",
-            "options": {"threads": counts, "quick": args.quick, "repeats": args.repeats,
-                        "peak_gflops": args.peak_gflops},
-            "machine": info,
-            "targets": {key: {"at_threads": TARGET_THREADS, "min": target} for key, _, target, _ in TARGETS},
-            "summary": {str(t): v for t, v in summary.items()},
-            "results": results,
-        })
-        print(f"\nwrote {args.json}")
+    common.write_results_json(args, "gemm", info, results, targets=common.targets_json(TARGETS, TARGET_THREADS),
+                              summary=summary, peak_gflops=args.peak_gflops)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ traffic that the optimizers, which read every buffer they write, do not pay. Tha
 optimizer can read above 100% of the copy figure when both are limited by memory.
 """
 
-import json
 import math
 import statistics
 import sys
@@ -88,16 +87,9 @@ def measure(threads, repeats, quick):
                 copy_cache[key] = measure_copy(key // 2, repeats, np, _C, torch)
             row["copy"] = copy_cache[key]
             rows.append(row)
-            print(f"\r{threads} thread(s): {len(rows)}/{todo} cases measured", end="", file=sys.stderr, flush=True)
+            common.print_progress(threads, len(rows), todo)
     print(file=sys.stderr)
-    return {
-        "threads": threads,
-        "fastnn_num_threads": fastnn.get_num_threads(),
-        "fastnn_config": fastnn.config(),
-        "torch_version": torch.__version__ if torch else None,
-        "torch_num_threads": torch.get_num_threads() if torch else None,
-        "rows": rows,
-    }
+    return common.child_result(threads, fastnn, torch, rows)
 
 
 def measure_optimizer(name, kwargs, init, grads, repeats, np, fastnn, optim, torch):
@@ -130,12 +122,8 @@ def measure_optimizer(name, kwargs, init, grads, repeats, np, fastnn, optim, tor
             fns[variant] = topt.step
 
     timings = common.time_calls(fns, repeats=repeats)
-    out = {"seconds": {}, "other_cpu_share": {}}
-    for variant in ["fastnn"] + [v for v, _ in TORCH_VARIANTS]:
-        seconds, share = timings.get(variant, (None, None))
-        out["seconds"][variant] = seconds
-        out["other_cpu_share"][variant] = share
-    return out
+    seconds, shares = common.split_timings(timings, ["fastnn"] + [v for v, _ in TORCH_VARIANTS])
+    return {"seconds": seconds, "other_cpu_share": shares}
 
 
 def measure_copy(nbytes, repeats, np, _C, torch):
@@ -175,19 +163,13 @@ def print_results_table(result):
     rows = []
     for row in result["rows"]:
         s, f = row["seconds"], row_figures(row)
-        shares = [x for x in row["other_cpu_share"].values() if x is not None]
-        disturbed = max(shares) > common.QUIET_SHARE
-        ms = lambda x: common.fmt(None if x is None else 1e3 * x, ".3f")
-        rows.append([row["optimizer"] + (" *" if disturbed else ""), f"{row['size']} ({row['tensors']} tensors)",
-                     ms(s["fastnn"])] + [ms(s[v]) for v, _ in TORCH_VARIANTS] +
+        rows.append([common.mark_disturbed(row["optimizer"], row["other_cpu_share"].values()),
+                     f"{row['size']} ({row['tensors']} tensors)", common.fmt_ms(s["fastnn"])] +
+                    [common.fmt_ms(s[v]) for v, _ in TORCH_VARIANTS] +
                     [common.fmt(f["speedup_vs_best_torch"], ".2f"), common.fmt(f["fastnn_gbps"]),
                      common.fmt(f["copy_gbps"]), common.fmt(f["pct_copy"], ".0f")])
-    title = (f"one optimizer step, {result['threads']} thread(s), other processes used "
-             f"{100 * result['other_cpu_share']:.0f}% of the CPUs during the run")
-    common.print_table(title, headers, rows)
-    if any(r[0].endswith(" *") for r in rows):
-        print(f"* other processes used more than {100 * common.QUIET_SHARE:.0f}% of the CPUs while this row "
-              "was timed, even after retries: its figures may read low")
+    common.print_timing_table(f"one optimizer step, {result['threads']} thread(s), {common.during_run(result)}",
+                              headers, rows)
     copies = {}
     for row in result["rows"]:
         copies[row["copy"]["bytes_copied"]] = row["copy"]
@@ -214,12 +196,6 @@ TARGETS = [
 ]
 
 
-def print_summary(results):
-    values = {r["threads"]: summary_values(r) for r in results}
-    common.print_target_summary(values, TARGETS, TARGET_THREADS)
-    return values
-
-
 def parse_args():
     p = common.benchmark_parser("Optimizer-step benchmark: fastnn vs PyTorch CPU (loop, foreach, fused).",
                                 "1M parameters only, fewer repeats (smoke run)")
@@ -229,33 +205,16 @@ def parse_args():
 def main():
     args = parse_args()
     if args.child is not None:
-        json.dump(measure(args.child, args.repeats, args.quick), sys.stdout)
+        common.print_child_result(measure(args.child, args.repeats, args.quick))
         return
 
-    child_args = ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
-    info = common.machine_info()
-    results = [common.run_child(__file__, threads, child_args) for threads in args.thread_counts]
-
-    info["torch"] = results[0]["torch_version"]
-    cfg = info["fastnn_config"]
-    print()
-    print(f"CPU: {info['cpu_model']} ({info['logical_cpus']} logical CPUs)")
-    print(f"fastnn {cfg['version']} isa={cfg['isa']} openmp={cfg['openmp']}; numpy {info['numpy']}; "
-          f"torch {info['torch'] or 'not installed'}")
+    info, results = common.run_children(__file__, args)
+    common.print_header(info, numpy=True)
     for result in results:
         print_results_table(result)
-    summary = print_summary(results)
-
-    if args.json:
-        common.write_json(args.json, {
-            "benchmark": "optim",
-            "options": {"threads": args.thread_counts, "quick": args.quick, "repeats": args.repeats},
-            "machine": info,
-            "targets": {key: {"at_threads": TARGET_THREADS, "min": target} for key, _, target, _ in TARGETS},
-            "summary": {str(t): v for t, v in summary.items()},
-            "results": results,
-        })
-        print(f"\nwrote {args.json}")
+    summary = common.print_summary(results, summary_values, TARGETS, TARGET_THREADS)
+    common.write_results_json(args, "optim", info, results, targets=common.targets_json(TARGETS, TARGET_THREADS),
+                              summary=summary)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ the figure is the median time per call, warm; the ratio is torch time / fastnn t
 fastnn is faster).
 """
 
-import json
 import sys
 
 import common
@@ -102,23 +101,12 @@ def measure(threads, repeats):
         calls = make_calls(op, shape, settings, np, fastnn, torch, rng)
         for pass_name in PASSES:
             fns = {lib: fn for (p, lib), fn in calls.items() if p == pass_name}
-            timings = common.time_calls(fns, repeats=repeats)
-            rows.append({
-                "case": name, "op": op, "shape": list(shape), "pass": pass_name,
-                "seconds": {lib: timings.get(lib, (None, None))[0] for lib in ("fastnn", "torch")},
-                "other_cpu_share": {lib: timings.get(lib, (None, None))[1] for lib in ("fastnn", "torch")},
-            })
-        print(f"\r{threads} thread(s): {len(rows) // len(PASSES)}/{len(CASES)} cases measured", end="",
-              file=sys.stderr, flush=True)
+            seconds, shares = common.split_timings(common.time_calls(fns, repeats=repeats))
+            rows.append({"case": name, "op": op, "shape": list(shape), "pass": pass_name,
+                         "seconds": seconds, "other_cpu_share": shares})
+        common.print_progress(threads, len(rows) // len(PASSES), len(CASES))
     print(file=sys.stderr)
-    return {
-        "threads": threads,
-        "fastnn_num_threads": fastnn.get_num_threads(),
-        "fastnn_config": fastnn.config(),
-        "torch_version": torch.__version__ if torch else None,
-        "torch_num_threads": torch.get_num_threads() if torch else None,
-        "rows": rows,
-    }
+    return common.child_result(threads, fastnn, torch, rows)
 
 
 # ---- parent: tables ----------------------------------------------------------------------------
@@ -128,18 +116,12 @@ def print_result_table(result):
     rows = []
     for row in result["rows"]:
         s = row["seconds"]
-        shares = [share for share in row["other_cpu_share"].values() if share is not None]
-        disturbed = bool(shares) and max(shares) > common.QUIET_SHARE
-        ms = {lib: None if v is None else 1e3 * v for lib, v in s.items()}
-        rows.append([row["case"] + (" *" if disturbed else ""), "x".join(map(str, row["shape"])), row["pass"],
-                     common.fmt(ms["fastnn"], ".3f"), common.fmt(ms["torch"], ".3f"),
+        rows.append([common.mark_disturbed(row["case"], row["other_cpu_share"].values()),
+                     "x".join(map(str, row["shape"])), row["pass"],
+                     common.fmt_ms(s["fastnn"]), common.fmt_ms(s["torch"]),
                      common.fmt(common.ratio(s["torch"], s["fastnn"]), ".2f")])
-    title = (f"pooling and batch norm, {result['threads']} thread(s); other processes used "
-             f"{100 * result['other_cpu_share']:.0f}% of the CPUs during the run")
-    common.print_table(title, headers, rows)
-    if any(row[0].endswith(" *") for row in rows):
-        print(f"* other processes used more than {100 * common.QUIET_SHARE:.0f}% of the CPUs while this row "
-              "was timed, even after retries: its figures may read low")
+    common.print_timing_table(f"pooling and batch norm, {result['threads']} thread(s); {common.during_run(result)}",
+                              headers, rows)
 
 
 def parse_args():
@@ -150,28 +132,14 @@ def parse_args():
 def main():
     args = parse_args()
     if args.child is not None:
-        json.dump(measure(args.child, args.repeats), sys.stdout)
+        common.print_child_result(measure(args.child, args.repeats))
         return
 
-    info = common.machine_info()
-    results = [common.run_child(__file__, threads, ["--repeats", str(args.repeats)])
-               for threads in args.thread_counts]
-    info["torch"] = results[0]["torch_version"]
-    cfg = info["fastnn_config"]
-    print()
-    print(f"CPU: {info['cpu_model']} ({info['logical_cpus']} logical CPUs)")
-    print(f"fastnn {cfg['version']} isa={cfg['isa']} openmp={cfg['openmp']}; torch {info['torch'] or 'not installed'}")
+    info, results = common.run_children(__file__, args)
+    common.print_header(info)
     for result in results:
         print_result_table(result)
-
-    if args.json:
-        common.write_json(args.json, {
-            "benchmark": "pool_norm",
-            "options": {"threads": args.thread_counts, "quick": args.quick, "repeats": args.repeats},
-            "machine": info,
-            "results": results,
-        })
-        print(f"\nwrote {args.json}")
+    common.write_results_json(args, "pool_norm", info, results)
 
 
 if __name__ == "__main__":

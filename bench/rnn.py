@@ -20,7 +20,6 @@ fused RNN primitive (aten::mkldnn_rnn_layer) and nn.GRU as separate ATen ops per
 summary gives the training target per cell.
 """
 
-import json
 import sys
 
 import common
@@ -57,16 +56,9 @@ def measure(threads, repeats):
     todo = cases()
     for case in todo:
         rows.append(measure_case(case, repeats, np, fastnn, nn, torch))
-        print(f"\r{threads} thread(s): {len(rows)}/{len(todo)} cases measured", end="", file=sys.stderr, flush=True)
+        common.print_progress(threads, len(rows), len(todo))
     print(file=sys.stderr)
-    return {
-        "threads": threads,
-        "fastnn_num_threads": fastnn.get_num_threads(),
-        "fastnn_config": fastnn.config(),
-        "torch_version": torch.__version__ if torch else None,
-        "torch_num_threads": torch.get_num_threads() if torch else None,
-        "rows": rows,
-    }
+    return common.child_result(threads, fastnn, torch, rows)
 
 
 def measure_case(case, repeats, np, fastnn, nn, torch):
@@ -112,8 +104,7 @@ def measure_case(case, repeats, np, fastnn, nn, torch):
 
     timings = common.time_calls(fns, repeats=repeats)
     row = dict(case)
-    row["seconds"] = {name: timings.get(name, (None, None))[0] for name in ("fastnn", "torch")}
-    row["other_cpu_share"] = {name: timings.get(name, (None, None))[1] for name in ("fastnn", "torch")}
+    row["seconds"], row["other_cpu_share"] = common.split_timings(timings)
     row["ratio"] = common.ratio(row["seconds"]["torch"], row["seconds"]["fastnn"])
     return row
 
@@ -128,21 +119,13 @@ def print_result_table(result):
     headers = ["case", "T, B, I, H", "fastnn ms", "torch ms", "torch/fastnn"]
     rows = []
     for row in result["rows"]:
-        shares = [s for s in row["other_cpu_share"].values() if s is not None]
-        disturbed = bool(shares) and max(shares) > common.QUIET_SHARE
         seconds = row["seconds"]
         rows.append([
-            label(row) + (" *" if disturbed else ""), f"{row['T']}, {row['B']}, {row['I']}, {row['H']}",
-            common.fmt(None if seconds["fastnn"] is None else 1e3 * seconds["fastnn"], ".3f"),
-            common.fmt(None if seconds["torch"] is None else 1e3 * seconds["torch"], ".3f"),
-            common.fmt(row["ratio"], ".2f"),
+            common.mark_disturbed(label(row), row["other_cpu_share"].values()),
+            f"{row['T']}, {row['B']}, {row['I']}, {row['H']}",
+            common.fmt_ms(seconds["fastnn"]), common.fmt_ms(seconds["torch"]), common.fmt(row["ratio"], ".2f"),
         ])
-    title = (f"{result['threads']} thread(s); other processes used {100 * result['other_cpu_share']:.0f}% of the "
-             f"CPUs during the run")
-    common.print_table(title, headers, rows)
-    if any(r[0].endswith(" *") for r in rows):
-        print(f"* other processes used more than {100 * common.QUIET_SHARE:.0f}% of the CPUs while this row was "
-              "timed, even after retries: its figures may read low")
+    common.print_timing_table(f"{result['threads']} thread(s); {common.during_run(result)}", headers, rows)
 
 
 def summary_values(result):
@@ -170,12 +153,6 @@ TARGETS = [
 ]
 
 
-def print_summary(results):
-    values = {r["threads"]: summary_values(r) for r in results}
-    common.print_target_summary(values, TARGETS, TARGET_THREADS)
-    return values
-
-
 def parse_args():
     p = common.benchmark_parser("Recurrent-layer benchmark: fastnn vs PyTorch CPU (LSTM, GRU).")
     return common.parse_benchmark_args(p)
@@ -184,29 +161,15 @@ def parse_args():
 def main():
     args = parse_args()
     if args.child is not None:
-        json.dump(measure(args.child, args.repeats), sys.stdout)
+        common.print_child_result(measure(args.child, args.repeats))
         return
-    info = common.machine_info()
-    results = [common.run_child(__file__, threads, ["--repeats", str(args.repeats)])
-               for threads in args.thread_counts]
-    info["torch"] = results[0]["torch_version"]
-    cfg = info["fastnn_config"]
-    print()
-    print(f"CPU: {info['cpu_model']} ({info['logical_cpus']} logical CPUs)")
-    print(f"fastnn {cfg['version']} isa={cfg['isa']} openmp={cfg['openmp']}; torch {info['torch'] or 'not installed'}")
+    info, results = common.run_children(__file__, args)
+    common.print_header(info)
     for result in results:
         print_result_table(result)
-    summary = print_summary(results)
-    if args.json:
-        common.write_json(args.json, {
-            "benchmark": "rnn",
-            "options": {"threads": args.thread_counts, "quick": args.quick, "repeats": args.repeats},
-            "machine": info,
-            "targets": {key: {"at_threads": TARGET_THREADS, "min": target} for key, _, target, _ in TARGETS},
-            "summary": {str(t): v for t, v in summary.items()},
-            "results": results,
-        })
-        print(f"\nwrote {args.json}")
+    summary = common.print_summary(results, summary_values, TARGETS, TARGET_THREADS)
+    common.write_results_json(args, "rnn", info, results, targets=common.targets_json(TARGETS, TARGET_THREADS),
+                              summary=summary)
 
 
 if __name__ == "__main__":

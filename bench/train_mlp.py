@@ -10,7 +10,6 @@ in one child process per thread count. The figure is the median epoch time over 
 accuracy after the timed epochs is printed as a check that both trained.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -41,13 +40,20 @@ def batches(np, n, batch_size, epoch):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def mlp(nn):
+    """The 784-256-128-10 MLP, from fastnn.nn or torch.nn."""
+    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
 # ---- fastnn --------------------------------------------------------------------------------------
 
-def fastnn_epochs(np, train, test, batch_size, epochs):
+def fastnn_epochs(np, make_model, train, test, batch_size, epochs, eval_batch=None):
+    """Epoch times (after a warm-up epoch) and test accuracy of make_model(fastnn.nn) trained by
+    the explicit loop; the test set is classified eval_batch images at a time (all at once: None)."""
     import fastnn
     from fastnn import nn, optim
     fastnn.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = make_model(nn)
     opt = optim.Adam(model.parameters(), lr=1e-3)
     x, y = train
     times = []
@@ -61,8 +67,10 @@ def fastnn_epochs(np, train, test, batch_size, epochs):
             opt.step()
         times.append(time.perf_counter() - start)
     model.eval()
+    step = eval_batch or len(test[0])
     with fastnn.no_grad():
-        predicted = model(fastnn.Tensor(test[0])).numpy().argmax(axis=1)
+        predicted = np.concatenate([model(fastnn.Tensor(test[0][i:i + step])).numpy().argmax(axis=1)
+                                    for i in range(0, len(test[0]), step)])
     return times[1:], float(np.mean(predicted == test[1]))
 
 
@@ -70,7 +78,7 @@ def fastnn_fit_epochs(np, train, test, batch_size, epochs):
     import fastnn
     from fastnn import nn
     fastnn.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = mlp(nn)
     model.compile(optimizer="adam", loss="cross_entropy", lr=1e-3)
     times = []
     for _ in range(epochs + 1):
@@ -83,10 +91,10 @@ def fastnn_fit_epochs(np, train, test, batch_size, epochs):
 
 # ---- PyTorch -------------------------------------------------------------------------------------
 
-def torch_epochs(torch, np, train, test, batch_size, epochs):
+def torch_epochs(torch, np, make_model, train, test, batch_size, epochs):
+    """Epoch times (after a warm-up epoch) and test accuracy of make_model(torch.nn), same loop."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128),
-                                torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    model = make_model(torch.nn)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # PyTorch's default (foreach) variant
     x, y = torch.from_numpy(train[0]), torch.from_numpy(train[1])
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -105,22 +113,15 @@ def torch_epochs(torch, np, train, test, batch_size, epochs):
     return times[1:], float(np.mean(predicted == test[1]))
 
 
-# ---- child / parent ------------------------------------------------------------------------------
+# ---- child / parent (train_lenet.py uses these too) ---------------------------------------------
 
-def measure(threads, epochs):
-    import numpy as np
-    import fastnn
-    fastnn.set_num_threads(threads)
-    torch = common.import_torch(threads)
-    train, test = load(np)
+def time_batches(threads, torch, runs):
+    """The child's result: for each batch size of BATCHES, the median epoch time and the test
+    accuracy of each run of runs(batch_size), {name: fn() -> (epoch times, accuracy)}."""
     rows = []
     for batch_size in BATCHES:
         row = {"batch_size": batch_size, "seconds": {}, "accuracy": {}}
-        runs = {"fastnn": lambda: fastnn_epochs(np, train, test, batch_size, epochs),
-                "fastnn fit": lambda: fastnn_fit_epochs(np, train, test, batch_size, epochs)}
-        if torch is not None:
-            runs["torch"] = lambda: torch_epochs(torch, np, train, test, batch_size, epochs)
-        for name, run in runs.items():
+        for name, run in runs(batch_size).items():
             times, accuracy = run()
             row["seconds"][name] = statistics.median(times)
             row["accuracy"][name] = accuracy
@@ -130,36 +131,61 @@ def measure(threads, epochs):
     return {"threads": threads, "torch_version": torch.__version__ if torch else None, "rows": rows}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def measure(threads, epochs):
+    import numpy as np
+    import fastnn
+    fastnn.set_num_threads(threads)
+    torch = common.import_torch(threads)
+    train, test = load(np)
+
+    def runs(batch_size):
+        out = {"fastnn": lambda: fastnn_epochs(np, mlp, train, test, batch_size, epochs),
+               "fastnn fit": lambda: fastnn_fit_epochs(np, train, test, batch_size, epochs)}
+        if torch is not None:
+            out["torch"] = lambda: torch_epochs(torch, np, mlp, train, test, batch_size, epochs)
+        return out
+
+    return time_batches(threads, torch, runs)
+
+
+def run_main(script, doc, measure_child, benchmark, title, default_epochs, fastnn_runs):
+    """main() of a training benchmark: the options, one child per thread count running
+    measure_child(threads, epochs), the table and the JSON file. fastnn_runs: the fastnn runs of the
+    child's rows, each with the header of its ratio to torch's time."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--threads", default="1,2")
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch (default 2)")
+    p.add_argument("--epochs", type=int, default=default_epochs,
+                   help=f"timed epochs after one warm-up epoch (default {default_epochs})")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
-        json.dump(measure(args.child, args.epochs), sys.stdout)
+        common.print_child_result(measure_child(args.child, args.epochs))
         return
 
-    results = [common.run_child(__file__, t, ["--epochs", str(args.epochs)])
+    results = [common.run_child(script, t, ["--epochs", str(args.epochs)])
                for t in common.parse_threads(args.threads)]
     print(f"\nCPU: {common.cpu_model()}; torch {results[0]['torch_version'] or 'not installed'}")
-    headers = ["threads", "batch", "fastnn s", "fastnn fit s", "torch s", "fastnn/torch", "fit/torch",
-               "acc fastnn", "acc torch"]
+    headers = (["threads", "batch"] + [f"{name} s" for name in fastnn_runs] + ["torch s"] + list(fastnn_runs.values())
+               + ["acc fastnn", "acc torch"])
     table = []
     for result in results:
         for row in result["rows"]:
             s, a = row["seconds"], row["accuracy"]
-            table.append([str(result["threads"]), str(row["batch_size"]), common.fmt(s["fastnn"], ".3f"),
-                          common.fmt(s["fastnn fit"], ".3f"), common.fmt(s.get("torch"), ".3f"),
-                          common.fmt(common.ratio(s["fastnn"], s.get("torch")), ".2f"),
-                          common.fmt(common.ratio(s["fastnn fit"], s.get("torch")), ".2f"),
-                          common.fmt(a["fastnn"], ".4f"), common.fmt(a.get("torch"), ".4f")])
-    common.print_table("one MNIST epoch, 784-256-128-10 MLP, Adam (median epoch time; target fastnn/torch <= 0.70)",
-                       headers, table)
+            table.append([str(result["threads"]), str(row["batch_size"])]
+                         + [common.fmt(s[name], ".3f") for name in fastnn_runs] + [common.fmt(s.get("torch"), ".3f")]
+                         + [common.fmt(common.ratio(s[name], s.get("torch")), ".2f") for name in fastnn_runs]
+                         + [common.fmt(a["fastnn"], ".4f"), common.fmt(a.get("torch"), ".4f")])
+    common.print_table(title, headers, table)
     if args.json:
-        common.write_json(args.json, {"benchmark": "train_mlp", "machine": common.machine_info(), "results": results})
+        common.write_json(args.json, {"benchmark": benchmark, "machine": common.machine_info(), "results": results})
         print(f"\nwrote {args.json}")
+
+
+def main():
+    run_main(__file__, __doc__, measure, "train_mlp",
+             "one MNIST epoch, 784-256-128-10 MLP, Adam (median epoch time; target fastnn/torch <= 0.70)",
+             default_epochs=2, fastnn_runs={"fastnn": "fastnn/torch", "fastnn fit": "fit/torch"})
 
 
 if __name__ == "__main__":
