@@ -108,15 +108,21 @@ void pack_rows(float* ap, int64_t K, int64_t mr, const float* src, int64_t ld, i
 }
 
 // dst[p * ld_dst + r] = src[r * ld_src + p] for r < rows, p < cols; columns rows..ld_dst of dst
-// are zero-filled. In 8 x 8 blocks, so that both sides stay in a few cache lines.
+// are zero-filled. In 8 x 8 blocks, so that both sides stay in a few cache lines; full blocks
+// have constant trip counts, which gcc unrolls into register moves.
 void transpose_block(float* dst, int64_t ld_dst, const float* src, int64_t rows, int64_t ld_src, int64_t cols) {
   constexpr int64_t kb = 8;
   for (int64_t p0 = 0; p0 < cols; p0 += kb) {
     const int64_t p1 = std::min(cols, p0 + kb);
     for (int64_t r0 = 0; r0 < rows; r0 += kb) {
       const int64_t r1 = std::min(rows, r0 + kb);
-      for (int64_t p = p0; p < p1; ++p)
-        for (int64_t r = r0; r < r1; ++r) dst[p * ld_dst + r] = src[r * ld_src + p];
+      if (p1 - p0 == kb && r1 - r0 == kb) {
+        for (int64_t p = 0; p < kb; ++p)
+          for (int64_t r = 0; r < kb; ++r) dst[(p0 + p) * ld_dst + r0 + r] = src[(r0 + r) * ld_src + p0 + p];
+      } else {
+        for (int64_t p = p0; p < p1; ++p)
+          for (int64_t r = r0; r < r1; ++r) dst[p * ld_dst + r] = src[r * ld_src + p];
+      }
     }
     for (int64_t p = p0; p < p1; ++p) std::fill(dst + p * ld_dst + rows, dst + (p + 1) * ld_dst, 0.0f);
   }
@@ -205,14 +211,18 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   float* prod = ap[1] + n_ap;
   float* hidden_bias = prod + n_c;
   float* bias = hidden_bias + round16(gemm.ldc);
-  for (int64_t u = 0; u < nu; ++u)
-    for (int64_t q = 0; q < ng; ++q) {
-      // Sliver (u, q) is W_hh^T's columns q*H + u*NR + [0, NR), i.e. those rows of W_hh, transposed.
-      const int64_t j0 = u * nr, cols = std::min(nr, H - j0);
-      transpose_block(bp + (u * ng + q) * H * nr, nr, w_hh + (q * H + j0) * H, cols, H, H);
-      for (int64_t jj = 0; jj < nr; ++jj)
-        if (gru) hidden_bias[(u * ng + q) * nr + jj] = (jj < cols && b_hh) ? b_hh[q * H + j0 + jj] : 0.0f;
-    }
+  // Sliver (u, q) of the packed W_hh is W_hh^T's columns q*H + u*NR + [0, NR), i.e. those rows of
+  // W_hh, transposed. Only the thread that owns unit block u reads its slivers: each thread packs
+  // its own inside the step team (in parallel, and into the cache of the core that reads them).
+  auto pack_units = [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u)
+      for (int64_t q = 0; q < ng; ++q) {
+        const int64_t j0 = u * nr, cols = std::min(nr, H - j0);
+        transpose_block(bp + (u * ng + q) * H * nr, nr, w_hh + (q * H + j0) * H, cols, H, H);
+        for (int64_t jj = 0; jj < nr; ++jj)
+          if (gru) hidden_bias[(u * ng + q) * nr + jj] = (jj < cols && b_hh) ? b_hh[q * H + j0 + jj] : 0.0f;
+      }
+  };
   gemm.bp = bp;
   gemm.bias = gru && b_hh ? hidden_bias : nullptr;
   std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
@@ -241,6 +251,7 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
     DenormalsOff thread_ftz;
     int64_t u0, u1;
     split_range(nu, tid, nt, &u0, &u1);
+    pack_units(u0, u1);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? T - 1 - step : step;
       const int64_t prev = reverse ? t + 1 : t - 1;
@@ -324,14 +335,18 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
   float* bp = ws + n_da * (gru ? 2 : 1);
   float* ap[2] = {bp + n_bp, bp + n_bp + n_ap};
   float* prod = ap[1] + n_ap;
-  for (int64_t u = 0; u < nu; ++u) {
-    const int64_t j0 = u * nr, cols = std::min(nr, H - j0);
-    float* dst = bp + u * G * nr;
-    for (int64_t p = 0; p < G; ++p) {
-      std::memcpy(dst + p * nr, w_hh + p * H + j0, sizeof(float) * static_cast<size_t>(cols));
-      std::fill(dst + p * nr + cols, dst + (p + 1) * nr, 0.0f);
+  // Sliver u of the packed W_hh: its columns u*NR + [0, NR) over all G rows; each thread packs
+  // the slivers of its own units inside the step team, as in the forward.
+  auto pack_units = [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t j0 = u * nr, cols = std::min(nr, H - j0);
+      float* dst = bp + u * G * nr;
+      for (int64_t p = 0; p < G; ++p) {
+        std::memcpy(dst + p * nr, w_hh + p * H + j0, sizeof(float) * static_cast<size_t>(cols));
+        std::fill(dst + p * nr + cols, dst + (p + 1) * nr, 0.0f);
+      }
     }
-  }
+  };
   gemm.bp = bp;
   std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
   std::fill(prod, prod + n_c, 0.0f);         // no recurrent gradient before the last step
@@ -346,6 +361,7 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
     DenormalsOff thread_ftz;
     int64_t u0, u1;
     split_range(nu, tid, nt, &u0, &u1);
+    pack_units(u0, u1);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? step : T - 1 - step;  // the forward's steps, last first
       const int64_t prev = reverse ? t + 1 : t - 1;
