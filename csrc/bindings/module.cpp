@@ -22,6 +22,7 @@ void bind_rnn(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_cuda(py::module_& m);
 }
 
 namespace py = pybind11;
@@ -87,6 +88,7 @@ PYBIND11_MODULE(_C, m) {
   bind_pool(m);
   bind_norm(m);
   bind_conv(m);
+  bind_cuda(m);
   m.def("buffer_cache_bytes", &buffer_cache_bytes, "Bytes of freed output buffers kept for reuse.");
   m.def("buffer_cache_limit", &buffer_cache_limit, "The most bytes of freed output buffers kept (default 1 GiB).");
   m.def("set_buffer_cache_limit", [](int64_t bytes) {

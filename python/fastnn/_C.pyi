@@ -142,3 +142,7 @@ def conv2d_workspace_budget() -> int: ...
 def set_conv2d_workspace_budget(bytes: int) -> int:
     """Set the convolution work-buffer budget (bytes); returns the previous one (tests, tuning)."""
     ...
+
+# fastnn._C.cuda (csrc/bindings/cuda.cpp): is_built(), device_count(), unavailable_reason(), the
+# device Array type and the CUDA kernels' entry points; used through fastnn.cuda and fastnn._device.
+cuda: object

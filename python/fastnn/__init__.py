@@ -11,7 +11,7 @@ from fastnn.ops.reduce import max, mean, sum
 from fastnn.ops.shape import cat, concatenate, flatten, permute, reshape, stack, transpose
 
 # The training stack, in dependency order (nn needs io and model; model needs callbacks, progress).
-from fastnn import callbacks, data, datasets, metrics, nn, optim
+from fastnn import callbacks, cuda, data, datasets, metrics, nn, optim
 from fastnn.io import load, save
 
 __version__ = _C.__version__

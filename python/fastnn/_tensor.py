@@ -2,7 +2,9 @@
 
 A CPU Tensor is a float32 numpy array (`.data`) plus what autograd needs: `requires_grad`,
 `grad`, and `grad_fn`, the graph node of the op that made it (None for leaves). `from_numpy`,
-`numpy()`, `__array__` and DLPack share memory with numpy; `tensor()` copies.
+`numpy()`, `__array__` and DLPack share memory with numpy; `tensor()` copies. A CUDA tensor's
+`.data` is a device array (see fastnn._device); `to()`, `cuda()` and `cpu()` copy between the
+two, and gradients flow back across the copy.
 """
 from __future__ import annotations
 
@@ -135,7 +137,12 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False):
         if isinstance(data, Tensor):
             data = data.data
-        self.data = np.asarray(data, dtype=np.float32)
+        if not isinstance(data, np.ndarray) and _device.is_device_array(data):
+            if data.dtype != np.float32:
+                raise TypeError(f"Tensor: fastnn computes in float32, got a device array of {data.dtype}")
+            self.data = data
+        else:
+            self.data = np.asarray(data, dtype=np.float32)
         self._requires_grad = bool(requires_grad)
         self.grad = None
         self.grad_fn = None
@@ -193,7 +200,10 @@ class Tensor:
     def zero_(self) -> "Tensor":
         if self.requires_grad and self.is_leaf and is_grad_enabled():
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
-        self.data[...] = 0.0
+        if _device.is_device_array(self.data):
+            _device.backend.fill(self.data, 0.0)
+        else:
+            self.data[...] = 0.0
         return self
 
     # -- description --------------------------------------------------------------------------
@@ -214,7 +224,16 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return "cpu"
+        """'cpu' or 'cuda:N'."""
+        return _device.name_of(self.data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return _device.is_device_array(self.data)
+
+    def _host(self) -> np.ndarray:
+        """The values in host memory: the array itself on the CPU, a copy from a GPU."""
+        return self.data.numpy() if _device.is_device_array(self.data) else self.data
 
     def size(self, dim=None):
         if dim is None:
@@ -237,7 +256,7 @@ class Tensor:
     def item(self) -> float:
         if self.data.size != 1:
             raise RuntimeError(f"a Tensor with {self.data.size} elements cannot be converted to Scalar")
-        return float(self.data.reshape(-1)[0])
+        return float(self._host().reshape(-1)[0])
 
     def __float__(self) -> float:
         return self.item()
@@ -245,12 +264,14 @@ class Tensor:
     def __bool__(self) -> bool:
         if self.data.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
-        return bool(self.data.reshape(-1)[0])
+        return bool(self._host().reshape(-1)[0])
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(")
+        body = np.array2string(self._host(), precision=4, separator=", ", prefix="tensor(")
         if self.data.size == 0 and self.ndim != 1:  # "[]" alone does not tell the shape
             body += f", size={self.shape}"
+        if self.is_cuda:
+            body += f", device='{self.device}'"
         if self.grad_fn is not None:
             return f"tensor({body}, grad_fn={self.grad_fn!r})"
         if self.requires_grad:
@@ -262,6 +283,9 @@ class Tensor:
         if self.requires_grad:
             raise RuntimeError(f"Can't call {what} on Tensor that requires grad. "
                                f"Use tensor.detach().{what} instead.")
+        if self.is_cuda and what != "__dlpack__()":
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to "
+                            f"copy the tensor to host memory first.")
 
     def numpy(self) -> np.ndarray:
         """The underlying array, without a copy."""
@@ -285,16 +309,21 @@ class Tensor:
         return self.data.__dlpack_device__()
 
     def to(self, device) -> "Tensor":
-        name = str(device)
-        if name in ("cpu", "cpu:0"):
+        """This tensor on `device` ('cpu', 'cuda', 'cuda:N'): itself when it is there already,
+        else a copy through which gradients flow back (as in PyTorch)."""
+        index = _device.parse("to", device)
+        if _device.name_of(self.data) == ("cpu" if index is None else f"cuda:{index}"):
             return self
-        if name.startswith("cuda"):
-            raise RuntimeError(f"to: CUDA is not available in this build of fastnn "
-                               f"(fastnn.config()['cuda_built'] is False); got device={name!r}, use 'cpu'")
-        raise ValueError(f"to: unknown device {name!r}; expected 'cpu' or 'cuda'")
+        if index is not None:
+            _device.require("to", index)
+        return _shape.ToDevice.apply(self, index)
 
     def cpu(self) -> "Tensor":
-        return self
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> "Tensor":
+        index = 0 if device is None else _device.parse("cuda", device)
+        return self.to(f"cuda:{index}")
 
     # -- operators (numpy broadcasting; Python scalars and numpy arrays are constants) -------
     def __add__(self, other): return _elementwise.add(self, other)
@@ -354,10 +383,12 @@ class Tensor:
 # ---------------------------------------------------------------------------------------------
 # Factories
 
-def tensor(data, requires_grad: bool = False) -> Tensor:
+def tensor(data, requires_grad: bool = False, device=None) -> Tensor:
     """A new tensor holding a float32 copy of data (nested lists, scalars, arrays, tensors)."""
+    if device is not None:
+        return _on_device("tensor", tensor(data, requires_grad=requires_grad), device)
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._host()
     try:
         array = np.asarray(data)
     except ValueError as error:  # ragged nested lists
@@ -382,37 +413,63 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 def from_dlpack(obj) -> Tensor:
-    """A tensor sharing memory with any CPU DLPack exporter (a torch tensor, a numpy array...)."""
+    """A tensor sharing memory with any DLPack exporter (a torch or CuPy tensor, a numpy array...),
+    in host or CUDA memory."""
     if not hasattr(obj, "__dlpack__"):
         raise TypeError(f"from_dlpack: expected an object with __dlpack__, got {type(obj).__name__}")
+    device_type = obj.__dlpack_device__()[0] if hasattr(obj, "__dlpack_device__") else 1
+    if device_type == 2:  # kDLCUDA
+        _device.require("from_dlpack", int(obj.__dlpack_device__()[1]))
+        _device.cuda_used = True
+        return Tensor(_device.backend.from_dlpack(obj.__dlpack__()))
     return from_numpy(np.from_dlpack(obj))
 
 
-def zeros(*shape, requires_grad: bool = False) -> Tensor:
+def _on_device(fn: str, t: Tensor, device) -> Tensor:
+    """A factory's CPU result moved to `device` (None or 'cpu': left where it is)."""
+    if device is None:
+        return t
+    index = _device.parse(fn, device)
+    if index is None:
+        return t
+    _device.require(fn, index)
+    return Tensor(_device.to_device(fn, t.data, index), requires_grad=t.requires_grad)
+
+
+def zeros(*shape, requires_grad: bool = False, device=None) -> Tensor:
     dims = parse_shape("zeros", _shape_arg(shape))
+    if device is not None:
+        return _on_device("zeros", zeros(dims, requires_grad=requires_grad), device)
     return Tensor(_allocate("zeros", lambda s: np.zeros(s, np.float32), dims), requires_grad)
 
 
-def ones(*shape, requires_grad: bool = False) -> Tensor:
+def ones(*shape, requires_grad: bool = False, device=None) -> Tensor:
     dims = parse_shape("ones", _shape_arg(shape))
+    if device is not None:
+        return _on_device("ones", ones(dims, requires_grad=requires_grad), device)
     return Tensor(_allocate("ones", lambda s: np.ones(s, np.float32), dims), requires_grad)
 
 
-def randn(*shape, requires_grad: bool = False) -> Tensor:
+def randn(*shape, requires_grad: bool = False, device=None) -> Tensor:
     """Standard normal samples from the global generator (see manual_seed)."""
     dims = parse_shape("randn", _shape_arg(shape))
+    if device is not None:
+        return _on_device("randn", randn(dims, requires_grad=requires_grad), device)
     return Tensor(_allocate("randn", lambda s: _generator.standard_normal(s, dtype=np.float32), dims),
                   requires_grad)
 
 
-def rand(*shape, requires_grad: bool = False) -> Tensor:
+def rand(*shape, requires_grad: bool = False, device=None) -> Tensor:
     """Uniform samples in [0, 1) from the global generator (see manual_seed)."""
     dims = parse_shape("rand", _shape_arg(shape))
+    if device is not None:
+        return _on_device("rand", rand(dims, requires_grad=requires_grad), device)
     return Tensor(_allocate("rand", lambda s: _generator.random(s, dtype=np.float32), dims), requires_grad)
 
 
 # The ops modules import Tensor from here, so they are imported after it is defined; Tensor's
 # methods look them up when called.
+from fastnn import _device  # noqa: E402
 from fastnn import autograd  # noqa: E402
 from fastnn.ops import _common  # noqa: E402
 from fastnn.ops import elementwise as _elementwise  # noqa: E402

@@ -34,6 +34,7 @@ import weakref
 
 import numpy as np
 
+from fastnn import _device
 from fastnn._tensor import Tensor, is_grad_enabled
 
 _FREED_MESSAGE = (
@@ -90,8 +91,13 @@ class Function:
     def backward(ctx: Context, grad: np.ndarray):
         raise NotImplementedError
 
+    # Whether forward and backward also take device arrays (the op has CUDA kernels).
+    cuda = False
+
     @classmethod
     def apply(cls, *args) -> Tensor:
+        if _device.cuda_used:  # a CPU-only process skips the device checks
+            _device.check_op(cls, args)
         ctx = Context(cls, args)
         raw_args = [x.data if isinstance(x, Tensor) else x for x in args]
         # Ops follow IEEE like PyTorch (log(0) = -inf, 0/0 = nan) instead of warning.
@@ -138,7 +144,7 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
                 _accumulate(x, x_grad)
             else:
                 previous = grads.get(x.grad_fn)
-                grads[x.grad_fn] = x_grad if previous is None else previous + x_grad
+                grads[x.grad_fn] = x_grad if previous is None else _device.add(previous, x_grad)
         if not retain_graph:
             node._release()
 
@@ -148,8 +154,15 @@ def _initial_gradient(tensor: Tensor, gradient) -> np.ndarray:
         if tensor.data.size != 1:
             raise RuntimeError(f"grad can be implicitly created only for scalar outputs; the output has "
                                f"shape {tensor.shape}: pass backward(gradient=...) of that shape")
+        if tensor.is_cuda:
+            return _device.full(tensor.shape, 1.0, tensor.data.device)
         return np.ones(tensor.shape, dtype=np.float32)
     array = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient, dtype=np.float32)
+    if _device.name_of(array) != tensor.device:
+        raise ValueError(f"backward: gradient is on {_device.name_of(array)} but the output is on "
+                         f"{tensor.device}; move the gradient with .to('{tensor.device}')")
+    if _device.is_device_array(array):
+        return array
     if array.shape != tensor.shape:
         raise ValueError(f"backward: gradient has shape {array.shape} but the output has shape "
                          f"{tensor.shape}; expected gradient of shape {tensor.shape}")
@@ -181,7 +194,9 @@ def _topological_order(root: Context) -> list:
 def _accumulate(tensor: Tensor, grad: np.ndarray) -> None:
     # A fresh array every time: the gradient handed in may be a read-only broadcast view, or the
     # same array another input received, and users may scale .grad in place.
-    if tensor.grad is None:
+    if _device.is_device_array(grad):
+        tensor.grad = Tensor(grad.copy() if tensor.grad is None else _device.add(tensor.grad.data, grad))
+    elif tensor.grad is None:
         tensor.grad = Tensor(np.array(grad, dtype=np.float32, order="C"))
     else:
         tensor.grad = Tensor(tensor.grad.data + grad)

@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from fastnn import _C
+from fastnn import _C, _device
 from fastnn._config import get_check_finite
 from fastnn._tensor import Tensor
 from fastnn.autograd import Function
@@ -41,9 +41,15 @@ def _shape_text(shape: tuple) -> str:
 
 class Linear(Function):
     """x (..., K) @ weight (N, K)^T + bias (N,), optionally followed by a ReLU."""
+    cuda = True
 
     @staticmethod
     def forward(ctx, x, weight, bias, relu):
+        if _device.is_device_array(x):
+            out = _device.backend.gemm(x.reshape([x.size // x.shape[-1], x.shape[-1]]), weight,
+                                       trans_b=True, bias=bias, relu=relu)
+            ctx.save_for_backward(x, weight, out if relu else None)
+            return out.reshape(list(x.shape[:-1]) + [weight.shape[0]])
         rows = _fold(x)                        # (M, K): the leading dims folded
         a, trans_a = _gemm_operand(rows)
         b, trans_b = _gemm_operand(weight.T)   # op(b) = weight^T (K, N): weight itself, trans_b=True
@@ -57,6 +63,8 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, out = ctx.saved_tensors
+        if _device.is_device_array(grad):
+            return Linear._backward_cuda(ctx, grad, x, weight, out)
         g = _fold(grad)
         grad_b = None
         if out is not None or ctx.needs_input_grad[2]:
@@ -66,6 +74,19 @@ class Linear(Function):
                                                     bias_grad=ctx.needs_input_grad[2])
         grad_x = gemm2d(g, weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
         grad_w = gemm2d(g.T, _fold(x)) if ctx.needs_input_grad[1] else None  # (N, M) @ (M, K)
+        return grad_x, grad_w, grad_b, None
+
+    @staticmethod
+    def _backward_cuda(ctx, grad, x, weight, out):
+        cuda = _device.backend
+        N, K = weight.shape
+        g = grad.reshape([grad.size // N, N])
+        if out is not None:  # the fused ReLU's mask
+            g = cuda.relu_backward(g, out)
+        rows = x.reshape([x.size // K, K])
+        grad_x = cuda.gemm(g, weight).reshape(list(x.shape)) if ctx.needs_input_grad[0] else None
+        grad_w = cuda.gemm(g, rows, trans_a=True) if ctx.needs_input_grad[1] else None  # (N, M) @ (M, K)
+        grad_b = cuda.column_sums(g) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None
 
 
@@ -520,6 +541,38 @@ class CrossEntropy(Function):
         return grad_x, grad_t, None, None, None, None
 
 
+class CrossEntropyCuda(Function):
+    """The GPU's fused softmax cross-entropy: logits (N, C), int64 labels on the device, mean."""
+    cuda = True
+
+    @staticmethod
+    def forward(ctx, logits, labels):
+        ctx.save_for_backward(logits, labels)
+        return _device.backend.cross_entropy_forward(logits, labels)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, labels = ctx.saved_tensors
+        return _device.backend.cross_entropy_backward(logits, labels, grad), None
+
+
+def _cross_entropy_cuda(fn: str, x, target, weight, ignore_index, reduction, label_smoothing):
+    if x.ndim != 2 or weight is not None or label_smoothing != 0.0 or reduction != "mean":
+        raise NotImplementedError(f"{fn}: on CUDA only (N, C) logits with class indices, no weight, no label "
+                                  f"smoothing and reduction='mean' have a kernel yet")
+    labels = _class_indices(fn, target._host() if isinstance(target, Tensor) else target).reshape(-1)
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"{fn}: expected target of shape ({x.shape[0]},) for input of shape "
+                         f"{_shape_text(x.shape)}, got {_shape_text(labels.shape)}")
+    bad = (labels < 0) | (labels >= x.shape[1])
+    if np.any(bad & (labels != ignore_index)):
+        raise ValueError(f"{fn}: target holds class indices outside [0, {x.shape[1]}), e.g. "
+                         f"{int(labels[bad][0])}")
+    if np.any(labels == ignore_index):
+        raise NotImplementedError(f"{fn}: ignore_index has no CUDA kernel yet")
+    return CrossEntropyCuda.apply(x, _device.labels_to_device(fn, labels, x.data.device))
+
+
 def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",  # noqa: A002
                   label_smoothing: float = 0.0):
     """log_softmax + nll_loss in one fused kernel, PyTorch's semantics.
@@ -532,6 +585,8 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     """
     fn = "cross_entropy"
     x = as_tensor(input)
+    if _device.cuda_used and x.is_cuda:
+        return _cross_entropy_cuda(fn, x, target, weight, ignore_index, reduction, label_smoothing)
     probabilities, unbatched = _batched(fn, x, target)
     _check_reduction(fn, reduction)
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \

@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from fastnn import _device
 from fastnn._tensor import Tensor
 from fastnn.model import TrainingMixin
 
@@ -276,16 +277,35 @@ class Module(TrainingMixin):
                 continue
             if set_to_none:
                 param.grad = None
+            elif param.is_cuda:
+                param.grad = Tensor(_device.full(param.shape, 0.0, param.data.device))
             else:
                 param.grad = Tensor(np.zeros_like(param.data))
 
     def to(self, device):
-        """Move parameters and buffers to `device`; CPU is the only device of this build."""
-        Tensor(np.zeros(0, np.float32)).to(device)  # raises for a device this build cannot use
+        """Move every parameter, its gradient and every Tensor buffer to `device` ('cpu', 'cuda',
+        'cuda:N') in place, keeping the Parameter objects (an optimizer made before still holds
+        them); returns self."""
+        index = _device.parse("Module.to", device)
+        if index is not None:
+            _device.require("Module.to", index)
+        for module in self.modules():
+            for param in module._parameters.values():
+                if param is None:
+                    continue
+                param.data = _device.to_device("Module.to", param.data, index)
+                if param.grad is not None:
+                    param.grad = Tensor(_device.to_device("Module.to", param.grad.data, index))
+            for buffer in module._buffers.values():
+                if isinstance(buffer, Tensor):
+                    buffer.data = _device.to_device("Module.to", buffer.data, index)
         return self
 
     def cpu(self):
-        return self
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else f"cuda:{_device.parse('Module.cuda', device) or 0}")
 
     # -- state dict ---------------------------------------------------------------------------
     def _own_state(self, prefix: str):

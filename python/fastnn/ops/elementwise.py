@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import _C
+from fastnn import _C, _device
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 
@@ -29,6 +29,11 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 def _binary(fn: str, function: type, a, b):
     a, b = as_tensor(a), as_tensor(b)
+    if _device.cuda_used and a.is_cuda != b.is_cuda:  # a constant scalar follows the tensor to its device
+        if b.is_cuda and a.ndim == 0 and not a.requires_grad:
+            a = a.to(b.device)
+        elif a.is_cuda and b.ndim == 0 and not b.requires_grad:
+            b = b.to(a.device)
     if a.shape != b.shape:
         try:
             np.broadcast_shapes(a.shape, b.shape)
@@ -40,38 +45,72 @@ def _binary(fn: str, function: type, a, b):
 
 # -- binary -----------------------------------------------------------------------------------
 
+def _cuda_binary(op: int, a, b, commutes: bool):
+    """a op b on the GPU, where the kernel broadcasts b only (same shape, a last-axis row, or one
+    element); a commuting op swaps a broadcast a to that side."""
+    def fits(x, y):  # y broadcasts over x
+        return x.shape == y.shape or y.size == 1 or (y.ndim == 1 and x.ndim >= 1 and y.shape[0] == x.shape[-1])
+    if fits(a, b):
+        return _device.backend.binary(op, a, b)
+    if commutes and fits(b, a):
+        return _device.backend.binary(op, b, a)
+    raise NotImplementedError(f"this broadcast of shapes {tuple(a.shape)} and {tuple(b.shape)} has no CUDA kernel "
+                              f"yet (same shapes, a row over the last axis, or a scalar do)")
+
+
 class Add(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.a_shape, ctx.b_shape = a.shape, b.shape
+        if _device.is_device_array(a):
+            return _cuda_binary(0, a, b, commutes=True)
         return a + b
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            return _device.reduce_to(grad, ctx.a_shape), _device.reduce_to(grad, ctx.b_shape)
         return unbroadcast(grad, ctx.a_shape), unbroadcast(grad, ctx.b_shape)
 
 
 class Sub(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.a_shape, ctx.b_shape = a.shape, b.shape
+        if _device.is_device_array(a):
+            return _cuda_binary(1, a, b, commutes=False)
         return a - b
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            grad_b = _device.scaled(_device.reduce_to(grad, ctx.b_shape), -1.0) if ctx.needs_input_grad[1] else None
+            return _device.reduce_to(grad, ctx.a_shape), grad_b
         grad_b = unbroadcast(-grad, ctx.b_shape) if ctx.needs_input_grad[1] else None
         return unbroadcast(grad, ctx.a_shape), grad_b
 
 
 class Mul(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        if _device.is_device_array(a):
+            return _cuda_binary(2, a, b, commutes=True)
         return a * b
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
+        if _device.is_device_array(grad):
+            grad_a = _device.reduce_to(_cuda_binary(2, grad, b, True), a.shape) if ctx.needs_input_grad[0] else None
+            grad_b = _device.reduce_to(_cuda_binary(2, grad, a, True), b.shape) if ctx.needs_input_grad[1] else None
+            return grad_a, grad_b
         grad_a = unbroadcast(grad * b, a.shape) if ctx.needs_input_grad[0] else None
         grad_b = unbroadcast(grad * a, b.shape) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
@@ -174,15 +213,22 @@ class ReLU(Function):
     """max(a, 0) (NaN stays NaN, as torch.relu) and its gradient, 0 at a == 0 as in PyTorch; one
     threaded C++ pass each (_C.relu, _C.relu_backward: the mask is read from the output)."""
 
+    cuda = True
+
     @staticmethod
     def forward(ctx, a):
-        out = _C.relu(np.ascontiguousarray(a, dtype=np.float32)).reshape(a.shape)  # (ascontiguousarray makes 0-d 1-d)
+        if _device.is_device_array(a):
+            out = _device.backend.relu_forward(a)
+        else:
+            out = _C.relu(np.ascontiguousarray(a, dtype=np.float32)).reshape(a.shape)  # (ascontiguousarray makes 0-d 1-d)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         out, = ctx.saved_tensors
+        if _device.is_device_array(out):
+            return _device.backend.relu_backward(grad, out)
         return _C.relu_backward(np.ascontiguousarray(grad, dtype=np.float32).reshape(out.shape), out)
 
 

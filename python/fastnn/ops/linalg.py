@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from fastnn import _C
+from fastnn import _C, _device
 from fastnn._config import get_check_finite
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
@@ -71,10 +71,15 @@ def batched_gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class MatMul(Function):
     """a (..., M, K) @ b (..., K, N), both at least 2-D."""
+    cuda = True
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        if _device.is_device_array(a):
+            if a.ndim != 2 or b.ndim != 2:
+                raise NotImplementedError("matmul of tensors with more than 2 dimensions has no CUDA kernel yet")
+            return _device.backend.gemm(a, b)
         if b.ndim == 2:
             return gemm2d(_fold(a), b).reshape(a.shape[:-1] + (b.shape[1],))
         return batched_gemm(a, b)
@@ -83,6 +88,12 @@ class MatMul(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         grad_a = grad_b = None
+        if _device.is_device_array(grad):
+            if ctx.needs_input_grad[0]:
+                grad_a = _device.backend.gemm(grad, b, trans_b=True)  # dA = dC @ B^T
+            if ctx.needs_input_grad[1]:
+                grad_b = _device.backend.gemm(a, grad, trans_a=True)  # dB = A^T @ dC
+            return grad_a, grad_b
         if b.ndim == 2:
             grad_rows = _fold(grad)
             if ctx.needs_input_grad[0]:

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from fastnn import _device
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor, normalize_axes, resolve_dim_alias
 
@@ -21,26 +22,44 @@ def _expand(grad: np.ndarray, axes: tuple, keepdim: bool, shape: tuple) -> np.nd
     return np.broadcast_to(grad, shape)
 
 
+def _cuda_sum_all(a, axes: tuple, keepdim: bool, scale: float):
+    if len(axes) != a.ndim:
+        raise NotImplementedError("sum/mean over some axes has no CUDA kernel yet (over all axes it has)")
+    return _device.backend.sum_all(a, scale).reshape([1] * a.ndim if keepdim else [])
+
+
 class Sum(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         ctx.a_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
+        if _device.is_device_array(a):
+            return _cuda_sum_all(a, axes, keepdim, 1.0)
         return np.sum(a, axis=axes, keepdims=keepdim)
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            return _device.broadcast_scalar(grad, ctx.a_shape), None, None
         return _expand(grad, ctx.axes, ctx.keepdim, ctx.a_shape), None, None
 
 
 class Mean(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         ctx.a_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
         ctx.count = math.prod(a.shape[i] for i in axes)
+        if _device.is_device_array(a):
+            return _cuda_sum_all(a, axes, keepdim, 1.0 / ctx.count)
         return np.sum(a, axis=axes, keepdims=keepdim) / np.float32(ctx.count)
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            return _device.broadcast_scalar(grad, ctx.a_shape, 1.0 / ctx.count), None, None
         return _expand(grad / np.float32(ctx.count), ctx.axes, ctx.keepdim, ctx.a_shape), None, None
 
 

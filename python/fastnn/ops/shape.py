@@ -10,9 +10,24 @@ import math
 import numpy as np
 
 from fastnn._tensor import Tensor, parse_shape
+from fastnn import _device
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor, normalize_axis
 
+
+
+class ToDevice(Function):
+    """A copy on another device (index None: the host); the gradient is copied back."""
+    cuda = True
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.source = None if not _device.is_device_array(x) else x.device
+        return _device.to_device("to", x, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _device.to_device("to", grad, ctx.source), None
 
 class Reshape(Function):
     @staticmethod

@@ -8,7 +8,7 @@ p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), t counted per
 """
 from __future__ import annotations
 
-from fastnn import _C
+from fastnn import _C, _device
 from fastnn.optim.optimizer import Optimizer, check_hyper, new_buffer
 
 
@@ -28,11 +28,15 @@ class Adam(Optimizer):
                                       amsgrad=amsgrad, maximize=maximize,
                                       decoupled_weight_decay=decoupled_weight_decay))
 
+    cuda = True
+
     def _update_group(self, group: dict) -> None:
         items = self._with_grads(group)
         if not items:
             return
         amsgrad = bool(group["amsgrad"])
+        if items[0][0].is_cuda and amsgrad:
+            raise NotImplementedError("Adam(amsgrad=True) has no CUDA kernel yet")
         states = []
         for p, _, state in items:
             if not state:
@@ -44,6 +48,18 @@ class Adam(Optimizer):
             states.append(state)
         steps = [int(s["step"]) + 1 for s in states]
         beta1, beta2 = group["betas"]
+        if items[0][0].is_cuda:
+            settings = dict(lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2), eps=float(group["eps"]),
+                            weight_decay=float(group["weight_decay"]), maximize=bool(group["maximize"]),
+                            decoupled=bool(group["decoupled_weight_decay"]))
+            for step in sorted(set(steps)):  # one launch per step count (normally a single one)
+                chosen = [i for i, s in enumerate(steps) if s == step]
+                _device.backend.adam_step([items[i][0].data for i in chosen], [items[i][1] for i in chosen],
+                                          [states[i]["exp_avg"] for i in chosen],
+                                          [states[i]["exp_avg_sq"] for i in chosen], step=step, **settings)
+            for state, step in zip(states, steps):
+                state["step"] = step
+            return
         _C.adam_step([p.data for p, _, _ in items], [g for _, g, _ in items],
                      [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                      [s["max_exp_avg_sq"] for s in states] if amsgrad else [],

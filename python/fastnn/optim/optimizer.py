@@ -14,6 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from fastnn import _device
 from fastnn._tensor import Tensor
 
 
@@ -35,12 +36,15 @@ def grad_array(p: Tensor):
     return g.data if isinstance(g, Tensor) else g
 
 
-def new_buffer(p: Tensor, fill: float = 0.0) -> np.ndarray:
-    """A C-contiguous float32 state buffer of p's shape, filled with `fill`."""
+def new_buffer(p: Tensor, fill: float = 0.0):
+    """A C-contiguous float32 state buffer of p's shape, filled with `fill`, on p's device."""
+    if p.is_cuda:
+        return _device.full(p.shape, fill, p.data.device)
     return np.full(p.data.shape, fill, dtype=np.float32)
 
 
 class Optimizer:
+    cuda = False  # whether _update_group also updates parameters held on a GPU
     """Base class: `Optimizer(params, defaults)`.
 
     params: an iterable of Tensors, of (name, Tensor) pairs, or of dicts that define parameter
@@ -117,6 +121,8 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
+                elif _device.is_device_array(grad_array(p)):
+                    _device.backend.fill(grad_array(p), 0.0)
                 else:
                     grad_array(p)[...] = 0.0
 
@@ -130,6 +136,8 @@ class Optimizer:
         if closure is not None:
             loss = closure()
         for group in self.param_groups:
+            if _device.cuda_used and not type(self).cuda and any(p.is_cuda for p in group["params"]):
+                raise NotImplementedError(f"{type(self).__name__} has no CUDA kernel yet; SGD, Adam and AdamW do")
             self._update_group(group)
         return loss
 

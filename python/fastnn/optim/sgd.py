@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import _C
-from fastnn.optim.optimizer import Optimizer, check_hyper
+from fastnn import _C, _device
+from fastnn.optim.optimizer import Optimizer, check_hyper, new_buffer
 
 
 class SGD(Optimizer):
@@ -24,10 +24,14 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize))
 
+    cuda = True
+
     def _update_group(self, group: dict) -> None:
         items = self._with_grads(group)
         if not items:
             return
+        if items[0][0].is_cuda:
+            return self._update_cuda(group, items)
         momentum = float(group["momentum"])
         buffers, new, created = [], [], []
         if momentum != 0.0:
@@ -45,3 +49,23 @@ class SGD(Optimizer):
                     maximize=bool(group["maximize"]), new_buffers=new or None)
         for state, buf in created:  # kept only once the step succeeded
             state["momentum_buffer"] = buf
+
+    def _update_cuda(self, group: dict, items: list) -> None:
+        momentum = float(group["momentum"])
+        settings = dict(lr=float(group["lr"]), momentum=momentum, dampening=float(group["dampening"]),
+                        weight_decay=float(group["weight_decay"]), nesterov=bool(group["nesterov"]),
+                        maximize=bool(group["maximize"]))
+        if momentum == 0.0:
+            _device.backend.sgd_step([p.data for p, _, _ in items], [g for _, g, _ in items], [],
+                                     first_step=False, **settings)
+            return
+        fresh = [("momentum_buffer" not in s) for _, _, s in items]  # before any buffer is made
+        for first in (True, False):  # the first step sets the buffer to the gradient
+            chosen = [item for item, new in zip(items, fresh) if new == first]
+            if not chosen:
+                continue
+            buffers = [s["momentum_buffer"] if not first else new_buffer(p) for p, _, s in chosen]
+            _device.backend.sgd_step([p.data for p, _, _ in chosen], [g for _, g, _ in chosen], buffers,
+                                     first_step=first, **settings)
+            for (_, _, state), buf in zip(chosen, buffers):
+                state["momentum_buffer"] = buf

@@ -1,0 +1,564 @@
+// fastnn._C.cuda: device arrays and the CUDA kernels' entry points (checks and GIL release only).
+//
+// `Array` is a contiguous float32 or int64 array in device memory from the caching allocator
+// (cuda/runtime.h), or borrowed from another library through DLPack; views (reshape) share the
+// block, which returns to the allocator when the last view goes. It never converts to numpy
+// implicitly (`numpy.asarray` raises, as for a torch CUDA tensor): `.numpy()` copies to the host.
+//
+// Without the CUDA toolkit at build time the submodule still exists: is_built() is False,
+// device_count() is 0 and unavailable_reason() says why.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bindings/checks.h"
+
+#if FASTNN_CUDA_BUILT
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#endif
+
+namespace fastnn {
+
+#if FASTNN_CUDA_BUILT
+namespace {
+
+// ---- DLPack (the structs of the DLPack 0.x ABI, which every exchanger supports) ----------------
+struct DLDevice { int32_t device_type, device_id; };
+struct DLDataType { uint8_t code, bits; uint16_t lanes; };
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  int32_t ndim;
+  DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides;
+  uint64_t byte_offset;
+};
+struct DLManagedTensor {
+  DLTensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensor*);
+};
+constexpr int32_t kDLCUDA = 2;
+constexpr uint8_t kDLInt = 0, kDLFloat = 2;
+
+enum class Dtype { float32, int64 };
+size_t itemsize(Dtype d) { return d == Dtype::float32 ? 4 : 8; }
+const char* dtype_name(Dtype d) { return d == Dtype::float32 ? "float32" : "int64"; }
+
+// Device memory: ours (returned to the allocator) or borrowed through DLPack (its deleter runs).
+struct Block {
+  void* ptr = nullptr;
+  int device = 0;
+  DLManagedTensor* borrowed = nullptr;
+  ~Block() {
+    if (borrowed) {
+      if (borrowed->deleter) borrowed->deleter(borrowed);
+    } else {
+      cuda::release(ptr, device);
+    }
+  }
+};
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+int64_t element_count(const std::vector<int64_t>& shape, const char* fn) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) raise_value(std::string(fn) + ": shape must be non-negative, got " + shape_text(shape));
+    if (d != 0 && n > (int64_t(1) << 40) / d)
+      raise_value(std::string(fn) + ": shape " + shape_text(shape) + " asks for more than 2**40 elements");
+    n *= d;
+  }
+  return n;
+}
+
+struct Array {
+  std::shared_ptr<Block> block;
+  size_t offset = 0;  // bytes into the block
+  std::vector<int64_t> shape;
+  Dtype dtype = Dtype::float32;
+  int device = 0;
+
+  int64_t size() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  size_t nbytes() const { return static_cast<size_t>(size()) * itemsize(dtype); }
+  void* data() const { return static_cast<char*>(block->ptr) + offset; }
+  float* f() const { return static_cast<float*>(data()); }
+};
+
+void check_device(int device, const char* fn) {
+  const int n = cuda::device_count();
+  if (n == 0) raise_value(std::string(fn) + ": no CUDA device: " + cuda::unavailable_reason());
+  if (device < 0 || device >= n)
+    raise_value(std::string(fn) + ": device must be in [0, " + std::to_string(n) + "), got device=" +
+                std::to_string(device));
+}
+
+Array empty(const std::vector<int64_t>& shape, Dtype dtype, int device, const char* fn) {
+  check_device(device, fn);
+  Array a;
+  a.shape = shape;
+  a.dtype = dtype;
+  a.device = device;
+  const size_t bytes = static_cast<size_t>(element_count(shape, fn)) * itemsize(dtype);
+  a.block = std::make_shared<Block>();
+  a.block->device = device;
+  {
+    py::gil_scoped_release release;
+    a.block->ptr = cuda::allocate(bytes, device);
+  }
+  return a;
+}
+
+Dtype parse_dtype(const std::string& name, const char* fn) {
+  if (name == "float32") return Dtype::float32;
+  if (name == "int64") return Dtype::int64;
+  raise_type(std::string(fn) + ": dtype must be 'float32' or 'int64', got '" + name + "'");
+}
+
+Array from_numpy(const py::array& host, int device) {
+  constexpr const char* fn = "cuda.from_numpy";
+  Dtype dtype;
+  if (host.dtype().is(py::dtype::of<float>()))
+    dtype = Dtype::float32;
+  else if (host.dtype().is(py::dtype::of<int64_t>()))
+    dtype = Dtype::int64;
+  else
+    raise_type(std::string(fn) + ": argument 'array' must be float32 or int64, got " + std::string(py::str(host.dtype())));
+  if (!(host.flags() & py::array::c_style))
+    raise_value(std::string(fn) + ": argument 'array' must be C-contiguous; pass numpy.ascontiguousarray(array)");
+  std::vector<int64_t> shape(host.shape(), host.shape() + host.ndim());
+  Array a = empty(shape, dtype, device, fn);
+  py::gil_scoped_release release;
+  cuda::copy_to_device(a.data(), host.data(), a.nbytes(), device);
+  return a;
+}
+
+py::array to_numpy(const Array& a) {
+  std::vector<py::ssize_t> shape(a.shape.begin(), a.shape.end());
+  py::array host = a.dtype == Dtype::float32 ? py::array(py::dtype::of<float>(), shape)
+                                             : py::array(py::dtype::of<int64_t>(), shape);
+  void* dst = host.mutable_data();
+  py::gil_scoped_release release;
+  cuda::copy_to_host(dst, a.data(), a.nbytes(), a.device);
+  return host;
+}
+
+Array reshape(const Array& a, const std::vector<int64_t>& shape) {
+  if (element_count(shape, "cuda.Array.reshape") != a.size())
+    raise_value("cuda.Array.reshape: cannot reshape an array of shape " + shape_text(a.shape) + " (" +
+                std::to_string(a.size()) + " elements) to " + shape_text(shape));
+  Array v = a;
+  v.shape = shape;
+  return v;
+}
+
+Array copy(const Array& a) {
+  Array c = empty(a.shape, a.dtype, a.device, "cuda.Array.copy");
+  py::gil_scoped_release release;
+  cuda::copy_on_device(c.data(), a.data(), a.nbytes(), a.device);
+  return c;
+}
+
+// ---- DLPack export and import ------------------------------------------------------------------
+struct ExportContext {
+  Array array;  // keeps the block alive while the consumer holds the tensor
+  std::vector<int64_t> shape, strides;
+  DLManagedTensor managed;
+};
+
+void delete_export(DLManagedTensor* t) { delete static_cast<ExportContext*>(t->manager_ctx); }
+
+// Export waits for fastnn's queued work on the array (the consumer's stream knows nothing of
+// ours); import waits for the whole device (the producer's stream is not known to us). Both are
+// one synchronization per exchange, not per kernel.
+py::capsule to_dlpack(const Array& a) {
+  {
+    py::gil_scoped_release release;
+    cuda::synchronize(a.device);
+  }
+  auto* ctx = new ExportContext{a, a.shape, std::vector<int64_t>(a.shape.size()), {}};
+  int64_t stride = 1;
+  for (size_t i = a.shape.size(); i-- > 0;) {
+    ctx->strides[i] = stride;
+    stride *= a.shape[i];
+  }
+  DLTensor& t = ctx->managed.dl_tensor;
+  t.data = a.data();
+  t.device = {kDLCUDA, a.device};
+  t.ndim = static_cast<int32_t>(a.shape.size());
+  t.dtype = a.dtype == Dtype::float32 ? DLDataType{kDLFloat, 32, 1} : DLDataType{kDLInt, 64, 1};
+  t.shape = ctx->shape.data();
+  t.strides = ctx->strides.data();
+  t.byte_offset = 0;
+  ctx->managed.manager_ctx = ctx;
+  ctx->managed.deleter = delete_export;
+  // A consumer renames the capsule to "used_dltensor" and takes over the deleter; an unconsumed
+  // capsule frees the export itself.
+  return py::capsule(&ctx->managed, "dltensor", [](PyObject* cap) {
+    if (PyCapsule_IsValid(cap, "dltensor")) {
+      auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
+      if (m && m->deleter) m->deleter(m);
+    }
+  });
+}
+
+Array from_dlpack(const py::capsule& cap) {
+  constexpr const char* fn = "cuda.from_dlpack";
+  if (!PyCapsule_IsValid(cap.ptr(), "dltensor"))
+    raise_value(std::string(fn) + ": expected an unused 'dltensor' capsule");
+  auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap.ptr(), "dltensor"));
+  const DLTensor& t = m->dl_tensor;
+  if (t.device.device_type != kDLCUDA)
+    raise_value(std::string(fn) + ": the tensor is not in CUDA memory (DLPack device type " +
+                std::to_string(t.device.device_type) + "); use fastnn.from_dlpack for CPU tensors");
+  Dtype dtype;
+  if (t.dtype.code == kDLFloat && t.dtype.bits == 32 && t.dtype.lanes == 1)
+    dtype = Dtype::float32;
+  else if (t.dtype.code == kDLInt && t.dtype.bits == 64 && t.dtype.lanes == 1)
+    dtype = Dtype::int64;
+  else
+    raise_type(std::string(fn) + ": only float32 and int64 tensors can be shared, got DLPack type code " +
+               std::to_string(t.dtype.code) + " with " + std::to_string(t.dtype.bits) + " bits");
+  std::vector<int64_t> shape(t.shape, t.shape + t.ndim);
+  if (t.strides) {
+    int64_t expected = 1;
+    for (int i = t.ndim; i-- > 0;) {
+      if (shape[i] != 1 && t.strides[i] != expected)
+        raise_value(std::string(fn) + ": the tensor must be contiguous (call .contiguous() on it first)");
+      expected *= shape[i];
+    }
+  }
+  check_device(t.device.device_id, fn);
+  Array a;
+  a.shape = shape;
+  a.dtype = dtype;
+  a.device = t.device.device_id;
+  a.block = std::make_shared<Block>();
+  a.block->ptr = static_cast<char*>(t.data) + t.byte_offset;
+  a.block->device = a.device;
+  a.block->borrowed = m;
+  PyCapsule_SetName(cap.ptr(), "used_dltensor");  // we own the deleter now
+  py::gil_scoped_release release;
+  cuda::device_synchronize(a.device);
+  return a;
+}
+
+// ---- argument checks -------------------------------------------------------------------------
+const Array& check_float(const Array& a, const char* fn, const char* arg) {
+  if (a.dtype != Dtype::float32)
+    raise_type(std::string(fn) + ": argument '" + arg + "' must be float32, got " + dtype_name(a.dtype));
+  return a;
+}
+
+void check_rank(const Array& a, size_t rank, const char* fn, const char* arg, const std::string& expected) {
+  if (a.shape.size() != rank)
+    raise_value(std::string(fn) + ": argument '" + arg + "' must be " + std::to_string(rank) + "-D of shape " +
+                expected + ", got shape " + shape_text(a.shape));
+}
+
+void check_same_device(const Array& a, const Array& b, const char* fn, const char* arg_a, const char* arg_b) {
+  if (a.device != b.device)
+    raise_value(std::string(fn) + ": arguments '" + arg_a + "' and '" + arg_b + "' are on different devices (cuda:" +
+                std::to_string(a.device) + " and cuda:" + std::to_string(b.device) + ")");
+}
+
+void check_same_shape(const Array& a, const Array& b, const char* fn, const char* arg_a, const char* arg_b) {
+  if (a.shape != b.shape)
+    raise_value(std::string(fn) + ": argument '" + arg_b + "' must have the shape of '" + arg_a + "', " +
+                shape_text(a.shape) + ", got " + shape_text(b.shape));
+  check_same_device(a, b, fn, arg_a, arg_b);
+}
+
+// ---- kernels -----------------------------------------------------------------------------------
+Array gemm(const Array& a, const Array& b, bool trans_a, bool trans_b, const Array* bias, bool relu, float alpha) {
+  constexpr const char* fn = "cuda.gemm";
+  check_float(a, fn, "a");
+  check_float(b, fn, "b");
+  check_rank(a, 2, fn, "a", trans_a ? "(K, M)" : "(M, K)");
+  check_rank(b, 2, fn, "b", trans_b ? "(N, K)" : "(K, N)");
+  check_same_device(a, b, fn, "a", "b");
+  const int64_t M = trans_a ? a.shape[1] : a.shape[0], K = trans_a ? a.shape[0] : a.shape[1];
+  const int64_t N = trans_b ? b.shape[0] : b.shape[1], Kb = trans_b ? b.shape[1] : b.shape[0];
+  if (K != Kb)
+    raise_value(std::string(fn) + ": inner dimensions differ: op(a) is (" + std::to_string(M) + ", " +
+                std::to_string(K) + "), op(b) is (" + std::to_string(Kb) + ", " + std::to_string(N) +
+                "); expected b of shape " + (trans_b ? "(N, " : "(") + std::to_string(K) + (trans_b ? ")" : ", N)"));
+  constexpr int64_t kMaxDim = int64_t(65535) * 64;  // the grid's y extent times the tile
+  if (M > kMaxDim || N > kMaxDim)
+    raise_value(std::string(fn) + ": M and N must be at most " + std::to_string(kMaxDim) + ", got M=" +
+                std::to_string(M) + ", N=" + std::to_string(N));
+  if (bias) {
+    check_float(*bias, fn, "bias");
+    if (bias->shape != std::vector<int64_t>{N})
+      raise_value(std::string(fn) + ": argument 'bias' must have shape (" + std::to_string(N) + ",), got " +
+                  shape_text(bias->shape));
+    check_same_device(a, *bias, fn, "a", "bias");
+  }
+  Array c = empty({M, N}, Dtype::float32, a.device, fn);
+  py::gil_scoped_release release;
+  cuda::sgemm(c.f(), N, a.f(), a.shape[1], b.f(), b.shape[1], M, N, K, trans_a, trans_b, alpha, 0.0f,
+              bias ? bias->f() : nullptr, relu, a.device);
+  return c;
+}
+
+Array binary(int op, const Array& a, const Array& b) {
+  constexpr const char* fn = "cuda.binary";
+  check_float(a, fn, "a");
+  check_float(b, fn, "b");
+  check_same_device(a, b, fn, "a", "b");
+  if (op < 0 || op > 3) raise_value(std::string(fn) + ": op must be 0 (add), 1 (sub), 2 (mul) or 3 (div)");
+  // b is a's shape, a row matching a's last axis (a bias), or one element.
+  const int64_t n = a.size(), bn = b.size();
+  const bool same = a.shape == b.shape;
+  const bool row = !a.shape.empty() && b.shape.size() == 1 && b.shape[0] == a.shape.back();
+  if (!same && !row && bn != 1)
+    raise_value(std::string(fn) + ": argument 'b' must have a's shape " + shape_text(a.shape) +
+                ", the shape of its last axis, or one element; got " + shape_text(b.shape));
+  Array out = empty(a.shape, Dtype::float32, a.device, fn);
+  py::gil_scoped_release release;
+  cuda::binary(static_cast<cuda::Binary>(op), out.f(), a.f(), b.f(), n, same ? n : bn, a.device);
+  return out;
+}
+
+void axpby(Array& y, float alpha, const Array& x, float beta) {
+  constexpr const char* fn = "cuda.axpby";
+  check_float(y, fn, "y");
+  check_float(x, fn, "x");
+  check_same_shape(y, x, fn, "y", "x");
+  py::gil_scoped_release release;
+  cuda::axpby(y.f(), alpha, x.f(), beta, y.size(), y.device);
+}
+
+void fill(Array& y, float value) {
+  check_float(y, "cuda.fill", "y");
+  py::gil_scoped_release release;
+  cuda::fill(y.f(), value, y.size(), y.device);
+}
+
+Array relu_forward(const Array& x) {
+  check_float(x, "cuda.relu_forward", "x");
+  Array y = empty(x.shape, Dtype::float32, x.device, "cuda.relu_forward");
+  py::gil_scoped_release release;
+  cuda::relu_forward(y.f(), x.f(), x.size(), x.device);
+  return y;
+}
+
+Array relu_backward(const Array& dy, const Array& y) {
+  constexpr const char* fn = "cuda.relu_backward";
+  check_float(dy, fn, "grad_out");
+  check_float(y, fn, "out");
+  check_same_shape(y, dy, fn, "out", "grad_out");
+  Array dx = empty(y.shape, Dtype::float32, y.device, fn);
+  py::gil_scoped_release release;
+  cuda::relu_backward(dx.f(), dy.f(), y.f(), y.size(), y.device);
+  return dx;
+}
+
+Array column_sums(const Array& x) {
+  constexpr const char* fn = "cuda.column_sums";
+  check_float(x, fn, "x");
+  check_rank(x, 2, fn, "x", "(rows, cols)");
+  Array out = empty({x.shape[1]}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::column_sums(out.f(), x.f(), x.shape[0], x.shape[1], x.device);
+  return out;
+}
+
+Array sum_all(const Array& x, float scale) {
+  check_float(x, "cuda.sum_all", "x");
+  Array out = empty({}, Dtype::float32, x.device, "cuda.sum_all");
+  py::gil_scoped_release release;
+  cuda::sum_all(out.f(), x.f(), x.size(), scale, x.device);
+  return out;
+}
+
+void check_labels(const Array& logits, const Array& labels, const char* fn) {
+  check_float(logits, fn, "logits");
+  check_rank(logits, 2, fn, "logits", "(N, C)");
+  if (labels.dtype != Dtype::int64)
+    raise_type(std::string(fn) + ": argument 'labels' must be int64, got " + dtype_name(labels.dtype));
+  if (labels.shape != std::vector<int64_t>{logits.shape[0]})
+    raise_value(std::string(fn) + ": argument 'labels' must have shape (" + std::to_string(logits.shape[0]) +
+                ",), got " + shape_text(labels.shape));
+  check_same_device(logits, labels, fn, "logits", "labels");
+}
+
+Array cross_entropy_forward(const Array& logits, const Array& labels) {
+  constexpr const char* fn = "cuda.cross_entropy_forward";
+  check_labels(logits, labels, fn);
+  Array loss = empty({}, Dtype::float32, logits.device, fn);
+  py::gil_scoped_release release;
+  cuda::cross_entropy_forward(loss.f(), logits.f(), static_cast<const int64_t*>(labels.data()), logits.shape[0],
+                              logits.shape[1], logits.device);
+  return loss;
+}
+
+Array cross_entropy_backward(const Array& logits, const Array& labels, const Array& grad_loss) {
+  constexpr const char* fn = "cuda.cross_entropy_backward";
+  check_labels(logits, labels, fn);
+  check_float(grad_loss, fn, "grad_loss");
+  if (grad_loss.size() != 1)
+    raise_value(std::string(fn) + ": argument 'grad_loss' must hold one element, got shape " +
+                shape_text(grad_loss.shape));
+  check_same_device(logits, grad_loss, fn, "logits", "grad_loss");
+  Array d = empty(logits.shape, Dtype::float32, logits.device, fn);
+  py::gil_scoped_release release;
+  cuda::cross_entropy_backward(d.f(), logits.f(), static_cast<const int64_t*>(labels.data()), grad_loss.f(),
+                               logits.shape[0], logits.shape[1], logits.device);
+  return d;
+}
+
+// The optimizer's slots: params[i], grads[i] and each state list's [i] share one shape and device.
+std::vector<cuda::ParamSlot> check_slots(const char* fn, const std::vector<Array*>& params,
+                                         const std::vector<Array*>& grads, const std::vector<Array*>& state0,
+                                         const std::vector<Array*>& state1, int* device) {
+  if (grads.size() != params.size() || (!state0.empty() && state0.size() != params.size()) ||
+      (!state1.empty() && state1.size() != params.size()))
+    raise_value(std::string(fn) + ": params, grads and the state lists must have the same length, got " +
+                std::to_string(params.size()) + ", " + std::to_string(grads.size()) + ", " +
+                std::to_string(state0.size()) + ", " + std::to_string(state1.size()));
+  std::vector<cuda::ParamSlot> slots;
+  *device = params.empty() ? 0 : params[0]->device;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Array& p = check_float(*params[i], fn, "params");
+    if (p.device != *device) raise_value(std::string(fn) + ": all parameters must be on one device");
+    check_same_shape(p, check_float(*grads[i], fn, "grads"), fn, "params[i]", "grads[i]");
+    if (!state0.empty()) check_same_shape(p, check_float(*state0[i], fn, "state"), fn, "params[i]", "state[i]");
+    if (!state1.empty()) check_same_shape(p, check_float(*state1[i], fn, "state"), fn, "params[i]", "state[i]");
+    slots.push_back({p.f(), grads[i]->f(), state0.empty() ? nullptr : state0[i]->f(),
+                     state1.empty() ? nullptr : state1[i]->f(), p.size()});
+  }
+  return slots;
+}
+
+void adam_step(const std::vector<Array*>& params, const std::vector<Array*>& grads, const std::vector<Array*>& m,
+               const std::vector<Array*>& v, double lr, double beta1, double beta2, double eps, double weight_decay,
+               bool decoupled, bool maximize, int64_t step) {
+  constexpr const char* fn = "cuda.adam_step";
+  if (step < 1) raise_value(std::string(fn) + ": step must be >= 1, got " + std::to_string(step));
+  int device = 0;
+  std::vector<cuda::ParamSlot> slots = check_slots(fn, params, grads, m, v, &device);
+  if (slots.empty()) return;
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  cuda::AdamSettings s{static_cast<float>(lr / bc1), static_cast<float>(std::sqrt(bc2)),
+                       static_cast<float>(1.0 - beta1), static_cast<float>(beta2), static_cast<float>(1.0 - beta2),
+                       static_cast<float>(eps), static_cast<float>(weight_decay),
+                       static_cast<float>(decoupled ? 1.0 - lr * weight_decay : 1.0), decoupled, maximize};
+  py::gil_scoped_release release;
+  cuda::adam_step(slots.data(), static_cast<int>(slots.size()), s, device);
+}
+
+void sgd_step(const std::vector<Array*>& params, const std::vector<Array*>& grads, const std::vector<Array*>& bufs,
+              double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
+              bool first_step) {
+  constexpr const char* fn = "cuda.sgd_step";
+  if (momentum != 0.0 && bufs.empty())
+    raise_value(std::string(fn) + ": momentum needs one buffer per parameter in 'momentum_buffers'");
+  int device = 0;
+  std::vector<cuda::ParamSlot> slots = check_slots(fn, params, grads, bufs, {}, &device);
+  if (slots.empty()) return;
+  cuda::SgdSettings s{static_cast<float>(lr), static_cast<float>(momentum), static_cast<float>(1.0 - dampening),
+                      static_cast<float>(weight_decay), nesterov, maximize, first_step};
+  py::gil_scoped_release release;
+  cuda::sgd_step(slots.data(), static_cast<int>(slots.size()), s, device);
+}
+
+}  // namespace
+#endif  // FASTNN_CUDA_BUILT
+
+void bind_cuda(py::module_& parent) {
+  py::module_ m = parent.def_submodule("cuda", "CUDA device arrays and kernels");
+#if FASTNN_CUDA_BUILT
+  m.def("is_built", [] { return true; });
+  m.def("device_count", [] { return cuda::device_count(); });
+  m.def("unavailable_reason", [] { return cuda::unavailable_reason(); });
+  m.def("synchronize", [](int device) {
+    check_device(device, "cuda.synchronize");
+    py::gil_scoped_release release;
+    cuda::synchronize(device);
+  }, py::arg("device") = 0);
+  m.def("empty_cache", [] {
+    py::gil_scoped_release release;
+    cuda::empty_cache();
+  });
+  m.def("memory_allocated", &cuda::memory_allocated, py::arg("device") = 0);
+  m.def("memory_reserved", &cuda::memory_reserved, py::arg("device") = 0);
+
+  py::class_<Array>(m, "Array", "A contiguous float32 or int64 array in CUDA memory.")
+      .def_property_readonly("shape", [](const Array& a) {
+        py::tuple t(a.shape.size());
+        for (size_t i = 0; i < a.shape.size(); ++i) t[i] = a.shape[i];
+        return t;
+      })
+      .def_property_readonly("ndim", [](const Array& a) { return a.shape.size(); })
+      .def_property_readonly("size", &Array::size)
+      .def_property_readonly("nbytes", &Array::nbytes)
+      .def_property_readonly("dtype", [](const Array& a) {
+        return a.dtype == Dtype::float32 ? py::dtype::of<float>() : py::dtype::of<int64_t>();
+      })
+      .def_property_readonly("device", [](const Array& a) { return a.device; })
+      .def_property_readonly("data_ptr", [](const Array& a) { return reinterpret_cast<uintptr_t>(a.data()); })
+      .def("numpy", &to_numpy, "A copy in host memory.")
+      .def("reshape", &reshape, py::arg("shape"))
+      .def("copy", &copy)
+      .def("__array__", [](const Array&, py::args, py::kwargs) -> py::object {
+        raise_type("can't convert a CUDA array to numpy implicitly: copy it to the host with .cpu() or .numpy()");
+      })
+      .def("__dlpack__", [](const Array& a, py::kwargs) { return to_dlpack(a); })
+      .def("__dlpack_device__", [](const Array& a) { return py::make_tuple(kDLCUDA, a.device); })
+      .def("__repr__", [](const Array& a) {
+        return "<fastnn._C.cuda.Array " + std::string(dtype_name(a.dtype)) + " " + shape_text(a.shape) + " on cuda:" +
+               std::to_string(a.device) + ">";
+      });
+
+  m.def("empty", [](const std::vector<int64_t>& shape, const std::string& dtype, int device) {
+    return empty(shape, parse_dtype(dtype, "cuda.empty"), device, "cuda.empty");
+  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = 0);
+  m.def("from_numpy", &from_numpy, py::arg("array"), py::arg("device") = 0, "A copy of a host array on the device.");
+  m.def("from_dlpack", &from_dlpack, py::arg("capsule"), "Share a CUDA DLPack tensor (no copy).");
+  m.def("gemm", [](const Array& a, const Array& b, bool ta, bool tb, std::optional<Array> bias, bool relu, float alpha) {
+    return gemm(a, b, ta, tb, bias ? &*bias : nullptr, relu, alpha);
+  }, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("bias") = py::none(),
+     py::arg("relu") = false, py::arg("alpha") = 1.0f, "op(a) @ op(b) [+ bias] [relu] (fp32).");
+  m.def("binary", &binary, py::arg("op"), py::arg("a"), py::arg("b"),
+        "a op b, op 0 add, 1 sub, 2 mul, 3 div; b has a's shape, its last axis' or one element.");
+  m.def("axpby", &axpby, py::arg("y"), py::arg("alpha"), py::arg("x"), py::arg("beta"), "y = alpha x + beta y");
+  m.def("fill", &fill, py::arg("y"), py::arg("value"));
+  m.def("relu_forward", &relu_forward, py::arg("x"));
+  m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("out"));
+  m.def("column_sums", &column_sums, py::arg("x"));
+  m.def("sum_all", &sum_all, py::arg("x"), py::arg("scale") = 1.0f);
+  m.def("cross_entropy_forward", &cross_entropy_forward, py::arg("logits"), py::arg("labels"));
+  m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("logits"), py::arg("labels"), py::arg("grad_loss"));
+  m.def("adam_step", &adam_step, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
+        py::kw_only(), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+        py::arg("decoupled"), py::arg("maximize"), py::arg("step"));
+  m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::kw_only(),
+        py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
+        py::arg("maximize"), py::arg("first_step"));
+#else
+  m.def("is_built", [] { return false; });
+  m.def("device_count", [] { return 0; });
+  m.def("unavailable_reason", [] {
+    return std::string("this fastnn was built without CUDA (no CUDA compiler was found, or FASTNN_CUDA=OFF)");
+  });
+#endif
+}
+
+}  // namespace fastnn

@@ -1,0 +1,37 @@
+// Error checks and launch helpers shared by the .cu files (CUDA code only).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "cuda/runtime.h"
+
+namespace fastnn {
+namespace cuda {
+
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear a non-sticky error so the next call reports its own
+    throw CudaError(std::string(what) + ": " + cudaGetErrorString(e));
+  }
+}
+
+// After a launch: a bad configuration shows here; a fault inside the kernel shows at the next
+// synchronizing call, which names itself.
+inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+inline cudaStream_t stream_of(int device) {
+  set_device(device);
+  return static_cast<cudaStream_t>(stream(device));
+}
+
+// Blocks of `threads` covering n items, capped (the kernels loop with a grid stride).
+inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  return static_cast<unsigned>(blocks < cap ? blocks : cap);
+}
+
+}  // namespace cuda
+}  // namespace fastnn

@@ -1,0 +1,66 @@
+// The CUDA kernels' entry points, callable from C++ (no CUDA types). Every function takes the
+// device that owns its pointers last, runs on fastnn's stream of that device (runtime.h), returns
+// as soon as the work is queued, and throws CudaError when the launch fails. Pointers are device
+// pointers; arguments go outputs, inputs, then sizes, as in csrc/cpu. The bindings check shapes.
+#pragma once
+#include <cstdint>
+
+namespace fastnn {
+namespace cuda {
+
+// ---- gemm.cu (M, N, K) ----
+// C (M, N) = alpha * op(A) op(B) + beta * C, then + bias_n[j] and max(., 0) when asked; row-major
+// with leading dimensions. beta == 0 never reads C (it may hold NaN).
+void sgemm(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+           int64_t K, bool trans_a, bool trans_b, float alpha, float beta, const float* bias_n, bool relu,
+           int device);
+
+// ---- elementwise.cu (n elements) ----
+enum class Binary { add = 0, sub = 1, mul = 2, div = 3 };
+void fill(float* y, float value, int64_t n, int device);
+// out[i] = a[i] op b[i % b_period]: b_period == n for equal shapes, the row width to broadcast a
+// bias row over (rows, b_period), 1 for a scalar held on the device.
+void binary(Binary op, float* out, const float* a, const float* b, int64_t n, int64_t b_period, int device);
+// y = alpha * x + beta * y (beta == 0 never reads y).
+void axpby(float* y, float alpha, const float* x, float beta, int64_t n, int device);
+void relu_forward(float* y, const float* x, int64_t n, int device);
+void relu_backward(float* dx, const float* dy, const float* y, int64_t n, int device);
+// out (cols,) = the sums of x's columns (x is rows x cols, row-major): a bias gradient.
+void column_sums(float* out, const float* x, int64_t rows, int64_t cols, int device);
+// out (1,) = scale * the sum of x's n elements.
+void sum_all(float* out, const float* x, int64_t n, float scale, int device);
+
+// ---- loss.cu (N rows, C classes) ----
+// loss (1,) = mean over rows of logsumexp(logits) - logits[label]; labels are int64 in [0, C).
+void cross_entropy_forward(float* loss, const float* logits, const int64_t* labels, int64_t N, int64_t C,
+                           int device);
+// dlogits = grad_loss[0] / N * (softmax(logits) - onehot(label)); grad_loss is a device scalar.
+void cross_entropy_backward(float* dlogits, const float* logits, const int64_t* labels, const float* grad_loss,
+                            int64_t N, int64_t C, int device);
+
+// ---- optim.cu: all parameters in one launch per 64 of them ----
+struct ParamSlot {
+  float* param;
+  const float* grad;
+  float* state0;  // Adam: first moment; SGD: momentum buffer (or null without momentum)
+  float* state1;  // Adam: second moment
+  int64_t n;
+};
+// The same settings, and the same per-element arithmetic, as the CPU kernels (cpu/optim.h).
+struct AdamSettings {
+  float step_size, bc2_sqrt;  // lr / (1 - beta1^step) and sqrt(1 - beta2^step), from adam_bias_corrections
+  float one_minus_beta1, beta2, one_minus_beta2, eps;
+  float weight_decay;  // Adam: added to the gradient (L2); AdamW: see decay_factor
+  float decay_factor;  // AdamW: 1 - lr * weight_decay, applied to the weights; Adam: 1
+  bool decoupled, maximize;
+};
+void adam_step(const ParamSlot* slots, int count, const AdamSettings& s, int device);
+struct SgdSettings {
+  float lr, momentum, one_minus_dampening, weight_decay;
+  bool nesterov, maximize;
+  bool first_step;  // the momentum buffer starts as the gradient
+};
+void sgd_step(const ParamSlot* slots, int count, const SgdSettings& s, int device);
+
+}  // namespace cuda
+}  // namespace fastnn

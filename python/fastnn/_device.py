@@ -1,0 +1,131 @@
+"""Devices: names, moving arrays between host and GPU, and the checks ops make about devices.
+
+A CPU tensor's storage is a numpy array; a CUDA tensor's is a `_C.cuda.Array` (device memory
+owned by the compiled module). `backend` is the module that makes and runs device arrays:
+`_C.cuda` (tests swap in a host-memory stand-in to exercise this layer on machines without a
+GPU). `cuda_used` stays False until the first device array is made, so a CPU-only process pays
+nothing for the device checks in `Function.apply`.
+"""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from fastnn import _C
+
+backend = _C.cuda
+cuda_used = False
+
+
+def is_device_array(x) -> bool:
+    array_type = getattr(backend, "Array", None)
+    return array_type is not None and isinstance(x, array_type)
+
+
+def name_of(array) -> str:
+    """'cpu' or 'cuda:N' for a tensor's storage."""
+    return f"cuda:{array.device}" if is_device_array(array) else "cpu"
+
+
+def parse(fn: str, device):
+    """None for the CPU, the device index for CUDA ('cuda', 'cuda:N', torch.device objects too)."""
+    if isinstance(device, (int, np.integer)) and not isinstance(device, bool):
+        index = operator.index(device)
+        if index < 0:
+            raise ValueError(f"{fn}: device index must be >= 0, got device={index}")
+        return index
+    name = str(device).strip().lower()
+    if name in ("cpu", "cpu:0"):
+        return None
+    if name == "cuda":
+        return 0
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return int(name[5:])
+    raise ValueError(f"{fn}: unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+def require(fn: str, index: int) -> None:
+    """Raise RuntimeError unless CUDA device `index` can be used."""
+    count = backend.device_count()
+    if count == 0:
+        raise RuntimeError(f"{fn}: CUDA is not available ({backend.unavailable_reason()}); "
+                           f"use device='cpu', or check fastnn.cuda.is_available() first")
+    if index >= count:
+        raise RuntimeError(f"{fn}: there is no device cuda:{index}; this machine has {count} CUDA "
+                           f"device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})")
+
+
+def to_device(fn: str, array, index):
+    """The array on device `index` (None: the host); the same array when it is there already."""
+    global cuda_used
+    if index is None:
+        return array.numpy() if is_device_array(array) else array
+    if is_device_array(array) and array.device == index:
+        return array
+    require(fn, index)
+    host = array.numpy() if is_device_array(array) else np.ascontiguousarray(array, dtype=np.float32)
+    cuda_used = True
+    return backend.from_numpy(host, index)
+
+
+def labels_to_device(fn: str, labels: np.ndarray, index: int):
+    """Integer class labels (checked on the host by the caller) as an int64 device array."""
+    global cuda_used
+    require(fn, index)
+    cuda_used = True
+    return backend.from_numpy(np.ascontiguousarray(labels, dtype=np.int64), index)
+
+
+def full(shape: tuple, value: float, index: int):
+    global cuda_used
+    cuda_used = True
+    array = backend.empty(list(shape), "float32", index)
+    backend.fill(array, float(value))
+    return array
+
+
+def add(a, b):
+    """a + b for two gradients of one shape on one device (numpy arrays or device arrays)."""
+    if is_device_array(a):
+        return backend.binary(0, a, b)
+    return a + b
+
+
+def check_op(function: type, args: tuple) -> None:
+    """Raise when an op's tensors sit on different devices, or it has no CUDA kernel yet."""
+    from fastnn._tensor import Tensor
+    devices = {x.device for x in args if isinstance(x, Tensor)}
+    if len(devices) > 1:
+        first, second = sorted(devices)[:2]
+        raise RuntimeError(f"{function.__name__}: expected all tensors to be on the same device, but found at "
+                           f"least two devices, {first} and {second}; move them with .to(device)")
+    if devices and next(iter(devices)) != "cpu" and not getattr(function, "cuda", False):
+        raise NotImplementedError(f"{function.__name__} has no CUDA kernel yet; run it on the CPU "
+                                  f"(tensor.cpu()) or see fastnn.cuda's docstring for the ops CUDA has")
+
+
+# -- helpers for the ops' CUDA branches ----------------------------------------------------------
+
+def scaled(x, alpha: float):
+    """alpha * x as a new device array."""
+    out = backend.empty(list(x.shape), "float32", x.device)
+    backend.axpby(out, float(alpha), x, 0.0)
+    return out
+
+
+def reduce_to(grad, shape: tuple):
+    """A device gradient summed back to `shape`: itself, a bias row's column sums, or one element."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    size = 1
+    for d in shape:
+        size *= d
+    if size == 1:
+        return backend.sum_all(grad, 1.0).reshape(list(shape))
+    return backend.column_sums(grad.reshape([grad.size // shape[-1], shape[-1]])).reshape(list(shape))
+
+
+def broadcast_scalar(grad, shape: tuple, scale: float = 1.0):
+    """A one-element device gradient spread over `shape`, times `scale`."""
+    return backend.binary(2, full(shape, scale, grad.device), grad.reshape([1]))

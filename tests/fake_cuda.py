@@ -1,0 +1,119 @@
+"""A stand-in for fastnn._C.cuda that keeps "device" arrays in host memory and computes with numpy.
+
+It lets the tests drive the Python side of the CUDA backend (device names, moves, dispatch in
+the ops, autograd across devices, Module.to, the optimizers' device paths, the error messages)
+on machines without a GPU; the same tests run against the real kernels where a GPU is present.
+Its kernels are plain numpy: they check the Python layer, never the CUDA code.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Array:
+    """Host memory posing as device memory: no implicit conversion to numpy."""
+
+    def __init__(self, host: np.ndarray, device: int):
+        self._host = host
+        self.device = device
+
+    shape = property(lambda self: self._host.shape)
+    ndim = property(lambda self: self._host.ndim)
+    size = property(lambda self: self._host.size)
+    dtype = property(lambda self: self._host.dtype)
+
+    def numpy(self):
+        return self._host.copy()
+
+    def reshape(self, shape):
+        return Array(self._host.reshape(shape), self.device)
+
+    def copy(self):
+        return Array(self._host.copy(), self.device)
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("can't convert a CUDA array to numpy implicitly")
+
+
+def _new(x, device):
+    return Array(np.ascontiguousarray(x, dtype=np.float32), device)
+
+
+class FakeCuda:
+    Array = Array
+
+    def is_built(self): return True
+    def device_count(self): return 1
+    def unavailable_reason(self): return ""
+    def synchronize(self, device=0): pass
+    def empty_cache(self): pass
+    def memory_allocated(self, device=0): return 0
+    def memory_reserved(self, device=0): return 0
+
+    def empty(self, shape, dtype="float32", device=0):
+        return Array(np.empty(shape, dtype=dtype), device)
+
+    def from_numpy(self, array, device=0):
+        return Array(np.array(array, copy=True), device)
+
+    def fill(self, y, value):
+        y._host[...] = value
+
+    def gemm(self, a, b, trans_a=False, trans_b=False, bias=None, relu=False, alpha=1.0):
+        A = a._host.T if trans_a else a._host
+        B = b._host.T if trans_b else b._host
+        c = alpha * (A.astype(np.float64) @ B)
+        if bias is not None:
+            c = c + bias._host
+        return _new(np.maximum(c, 0) if relu else c, a.device)
+
+    def binary(self, op, a, b):
+        x, y = a._host, b._host.reshape(-1) if b.size == 1 else b._host
+        return _new([x + y, x - y, x * y, x / y][op], a.device)
+
+    def axpby(self, y, alpha, x, beta):
+        y._host[...] = alpha * x._host + (beta * y._host if beta != 0 else 0)
+
+    def relu_forward(self, x):
+        return _new(np.where(x._host > 0, x._host, 0), x.device)
+
+    def relu_backward(self, grad_out, out):
+        return _new(np.where(out._host > 0, grad_out._host, 0), out.device)
+
+    def column_sums(self, x):
+        return _new(x._host.sum(axis=0, dtype=np.float64), x.device)
+
+    def sum_all(self, x, scale=1.0):
+        return _new(scale * x._host.sum(dtype=np.float64), x.device)
+
+    def cross_entropy_forward(self, logits, labels):
+        x = logits._host.astype(np.float64)
+        lse = np.log(np.exp(x - x.max(1, keepdims=True)).sum(1)) + x.max(1)
+        return _new(np.mean(lse - x[np.arange(len(x)), labels._host]), logits.device)
+
+    def cross_entropy_backward(self, logits, labels, grad_loss):
+        x = logits._host.astype(np.float64)
+        p = np.exp(x - x.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[np.arange(len(x)), labels._host] -= 1
+        return _new(p * grad_loss._host.reshape(()) / len(x), logits.device)
+
+    def sgd_step(self, params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
+                 maximize, first_step):
+        for i, (p, g) in enumerate(zip(params, grads)):
+            d = (-1 if maximize else 1) * g._host + weight_decay * p._host
+            if momentum:
+                buf = momentum_buffers[i]._host
+                buf[...] = d if first_step else momentum * buf + (1 - dampening) * d
+                d = d + momentum * buf if nesterov else buf
+            p._host[...] -= lr * d
+
+    def adam_step(self, params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, decoupled,
+                  maximize, step):
+        for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
+            w = p._host * (1 - lr * weight_decay) if decoupled else p._host
+            d = (-1 if maximize else 1) * g._host + (0 if decoupled else weight_decay * w)
+            m._host[...] = beta1 * m._host + (1 - beta1) * d
+            v._host[...] = beta2 * v._host + (1 - beta2) * d * d
+            bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+            p._host[...] = w - lr / bc1 * m._host / (np.sqrt(v._host) / np.sqrt(bc2) + eps)

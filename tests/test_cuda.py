@@ -1,0 +1,221 @@
+"""The CUDA backend: device names and errors, moves between host and GPU, ops, autograd, models
+and optimizers on the GPU.
+
+Tests taking the `backend` fixture run twice: against tests/fake_cuda.py (numpy posing as a GPU,
+so the Python side runs everywhere) and against the real kernels, which skips with "no CUDA
+device" where there is none. Kernel results are compared with float64 numpy references and with
+the CPU path of the same op.
+"""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _device, nn
+from fake_cuda import FakeCuda
+
+rng = np.random.default_rng(7)
+
+
+@pytest.fixture(params=["fake", pytest.param("cuda", marks=pytest.mark.cuda)])
+def backend(request, monkeypatch):
+    monkeypatch.setattr(_device, "cuda_used", _device.cuda_used)  # restored after the test
+    if request.param == "fake":
+        monkeypatch.setattr(_device, "backend", FakeCuda())
+    elif not fastnn.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return _device.backend
+
+
+# -- without a GPU ---------------------------------------------------------------------------------
+
+def test_reports_match_the_build():
+    assert fastnn.config()["cuda_built"] == fastnn.cuda.is_built()
+    assert fastnn.cuda.is_available() == (fastnn.cuda.device_count() > 0)
+    if not fastnn.cuda.is_available():
+        assert fastnn.cuda.unavailable_reason()
+        assert fastnn.cuda.memory_allocated() == 0
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None or os.environ.get("FASTNN_CUDA", "").upper() == "OFF",
+                    reason="no nvcc on PATH (or FASTNN_CUDA=OFF): this build is CPU-only by design")
+def test_cuda_sources_are_built_where_nvcc_is_present():
+    # So that a CUDA build break, or a CMake that stopped finding nvcc, fails CI on its machine.
+    assert fastnn.cuda.is_built(), "nvcc is on PATH but fastnn was built without its CUDA kernels"
+
+
+@pytest.mark.skipif(fastnn.cuda.is_available(), reason="a CUDA device is present")
+def test_asking_for_cuda_without_a_device_raises_clearly():
+    t = fastnn.ones(2)
+    for make in (lambda: t.to("cuda"), lambda: t.cuda(), lambda: fastnn.zeros(3, device="cuda"),
+                 lambda: fastnn.randn(2, 2, device="cuda:0"), lambda: fastnn.tensor([1.0], device="cuda"),
+                 lambda: nn.Linear(2, 3).to("cuda"), lambda: fastnn.cuda.synchronize()):
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            make()
+
+
+@pytest.mark.parametrize("bad", ["tpu", "cuda:x", "cuda:-1", -1, "gpu"])
+def test_unknown_devices_are_value_errors(bad):
+    with pytest.raises(ValueError, match="device"):
+        fastnn.ones(2).to(bad)
+
+
+def test_cpu_moves_are_identity():
+    t = fastnn.ones(2)
+    assert t.to("cpu") is t and t.cpu() is t and t.device == "cpu" and not t.is_cuda
+    assert fastnn.zeros(2, device="cpu").device == "cpu"
+
+
+# -- moves, autograd and errors on a device ------------------------------------------------------
+
+def test_to_device_and_back_keeps_values_and_gradients(backend):
+    x = fastnn.tensor(rng.standard_normal((3, 5)), requires_grad=True)
+    y = x.to("cuda")
+    assert y.device == "cuda:0" and y.is_cuda and y.requires_grad and y.shape == (3, 5)
+    assert y.to("cuda:0") is y
+    np.testing.assert_array_equal(y.cpu().detach().numpy(), x.detach().numpy())
+    (y * y).sum().backward()  # the gradient comes back to the CPU leaf through the copy
+    assert x.grad.device == "cpu"
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.detach().numpy(), rtol=1e-6)
+
+
+def test_device_tensor_refuses_implicit_numpy_and_prints(backend):
+    t = fastnn.tensor([[1.5, -2.0]], device="cuda")
+    with pytest.raises(TypeError, match="cpu()"):
+        t.numpy()
+    with pytest.raises(TypeError):
+        np.asarray(t)
+    assert "device='cuda:0'" in repr(t)
+    assert fastnn.tensor([3.0], device="cuda").item() == 3.0
+
+
+def test_tensors_on_different_devices_do_not_meet(backend):
+    a, b = fastnn.ones(2, 3), fastnn.ones(2, 3, device="cuda")
+    with pytest.raises(RuntimeError, match="same device.*cpu.*cuda:0|same device.*cuda:0.*cpu"):
+        a + b
+    with pytest.raises(RuntimeError, match="same device"):
+        nn.functional.linear(b, fastnn.ones(4, 3))
+
+
+def test_op_without_cuda_kernel_names_itself(backend):
+    with pytest.raises(NotImplementedError, match="Exp has no CUDA kernel"):
+        fastnn.ones(2, device="cuda").exp()
+
+
+def test_scalars_follow_the_tensor(backend):
+    x = fastnn.tensor([1.0, -2.0, 3.0], device="cuda")
+    np.testing.assert_allclose((x * 2.0 + 1.0).cpu().numpy(), [3.0, -3.0, 7.0])
+
+
+# -- kernels against references -----------------------------------------------------------------
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_matches_float64(backend, trans_a, trans_b):
+    for M, N, K in [(1, 1, 1), (3, 17, 65), (64, 256, 784), (130, 129, 7), (257, 3, 300), (5, 600, 1)]:
+        a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+        b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
+        bias = rng.standard_normal(N).astype(np.float32)
+        ref = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+        A, B = backend.from_numpy(a, 0), backend.from_numpy(b, 0)
+        got = backend.gemm(A, B, trans_a=trans_a, trans_b=trans_b).numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+        fused = backend.gemm(A, B, trans_a=trans_a, trans_b=trans_b, bias=backend.from_numpy(bias, 0),
+                             relu=True).numpy()
+        np.testing.assert_allclose(fused, np.maximum(ref + bias, 0), rtol=1e-4, atol=1e-4 * np.sqrt(K))
+
+
+def test_elementwise_and_reductions_match_numpy(backend):
+    for shape in [(1,), (3, 17), (65, 129)]:
+        a = rng.standard_normal(shape).astype(np.float32)
+        b = rng.standard_normal(shape).astype(np.float32)
+        row = rng.standard_normal(shape[-1:]).astype(np.float32)
+        A, B, R = (backend.from_numpy(v, 0) for v in (a, b, row))
+        for op, ref in enumerate([a + b, a - b, a * b, a / b]):
+            np.testing.assert_allclose(backend.binary(op, A, B).numpy(), ref, rtol=1e-6)
+        np.testing.assert_allclose(backend.binary(0, A, R).numpy(), a + row, rtol=1e-6)
+        np.testing.assert_allclose(backend.relu_forward(A).numpy(), np.maximum(a, 0))
+        np.testing.assert_allclose(backend.relu_backward(B, backend.relu_forward(A)).numpy(), np.where(a > 0, b, 0))
+        np.testing.assert_allclose(backend.sum_all(A, 0.5).numpy(), 0.5 * a.sum(dtype=np.float64), rtol=1e-5,
+                                   atol=1e-5)
+        m = a.reshape(-1, shape[-1])
+        np.testing.assert_allclose(backend.column_sums(backend.from_numpy(m, 0)).numpy(),
+                                   m.sum(0, dtype=np.float64), rtol=1e-5, atol=1e-5)
+
+
+def test_cross_entropy_matches_the_cpu(backend):
+    for N, C in [(1, 1), (3, 10), (64, 10), (17, 1000)]:
+        logits = rng.standard_normal((N, C)).astype(np.float32) * 3
+        labels = rng.integers(0, C, N)
+        x_cpu = fastnn.tensor(logits, requires_grad=True)
+        x_gpu = fastnn.tensor(logits, device="cuda", requires_grad=True)
+        loss_cpu = nn.functional.cross_entropy(x_cpu, labels)
+        loss_gpu = nn.functional.cross_entropy(x_gpu, labels)
+        np.testing.assert_allclose(loss_gpu.item(), loss_cpu.item(), rtol=1e-5)
+        loss_cpu.backward()
+        loss_gpu.backward()
+        np.testing.assert_allclose(x_gpu.grad.cpu().numpy(), x_cpu.grad.numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"outside \[0, 10\)"):
+        nn.functional.cross_entropy(fastnn.zeros(2, 10, device="cuda"), [0, 10])
+
+
+# -- models and optimizers --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda p: fastnn.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda p: fastnn.optim.SGD(p, lr=0.05),
+    lambda p: fastnn.optim.Adam(p, lr=1e-2, weight_decay=1e-3),
+    lambda p: fastnn.optim.AdamW(p, lr=1e-2)], ids=["sgd-nesterov", "sgd", "adam", "adamw"])
+def test_mlp_training_on_the_device_matches_the_cpu(backend, make_optimizer):
+    def mlp():
+        fastnn.manual_seed(3)
+        return nn.Sequential(nn.Linear(20, 17), nn.ReLU(), nn.Linear(17, 10))
+    cpu_model, gpu_model = mlp(), mlp().to("cuda")
+    assert all(p.device == "cuda:0" for p in gpu_model.parameters())
+    cpu_opt, gpu_opt = make_optimizer(cpu_model.parameters()), make_optimizer(gpu_model.parameters())
+    for _ in range(3):
+        x = rng.standard_normal((33, 20)).astype(np.float32)
+        y = rng.integers(0, 10, 33)
+        losses = []
+        for model, opt, device in ((cpu_model, cpu_opt, "cpu"), (gpu_model, gpu_opt, "cuda")):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(fastnn.tensor(x, device=device)), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    for p_cpu, p_gpu in zip(cpu_model.parameters(), gpu_model.cpu().parameters()):
+        assert p_gpu.device == "cpu"
+        np.testing.assert_allclose(p_gpu.detach().numpy(), p_cpu.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_zero_grad_keeps_gradients_on_the_device(backend):
+    model = nn.Linear(3, 2).to("cuda")
+    opt = fastnn.optim.SGD(model.parameters(), lr=0.1)
+    model(fastnn.ones(4, 3, device="cuda")).sum().backward()
+    opt.zero_grad(set_to_none=False)
+    assert model.weight.grad.device == "cuda:0" and not np.any(model.weight.grad.cpu().numpy())
+    model.zero_grad(set_to_none=False)
+    assert model.bias.grad.device == "cuda:0" and not np.any(model.bias.grad.cpu().numpy())
+
+
+def test_optimizer_without_cuda_kernel_raises(backend):
+    model = nn.Linear(3, 2).to("cuda")
+    model(fastnn.ones(4, 3, device="cuda")).sum().backward()
+    with pytest.raises(NotImplementedError, match="RMSprop has no CUDA kernel"):
+        fastnn.optim.RMSprop(model.parameters()).step()
+
+
+@pytest.mark.cuda
+def test_dlpack_exchange_with_torch_cuda():
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    if not fastnn.cuda.is_available() or not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    t = torch.arange(6, dtype=torch.float32, device="cuda").reshape(2, 3)
+    f = fastnn.from_dlpack(t)
+    assert f.device == "cuda:0"
+    np.testing.assert_array_equal(f.cpu().numpy(), t.cpu().numpy())
+    back = torch.from_dlpack(f.detach() * 2.0)
+    np.testing.assert_array_equal(back.cpu().numpy(), 2 * t.cpu().numpy())
