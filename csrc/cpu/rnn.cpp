@@ -40,34 +40,33 @@ size_t round16(int64_t n) { return static_cast<size_t>((n + 15) / 16 * 16); }
 // (ap[ir * K * mr + p * mr + i], rows past M zero). C is a scratch whose tiles are all full, so
 // the micro-kernel never meets an edge. Columns come in blocks of NR units, `ng` slivers (one
 // per gate) to a block, so the thread that owns a block of units computes all of their gates.
+// K is never blocked: every element of C is one FMA chain over k from zero, whichever register
+// tile computes it, so the results do not depend on the tile, and so not on the thread count
+// (which picks the tile, see plan_steps).
 struct StepGemm {
   const GemmKernelInfo* kr;
-  int64_t mr, nr, kc, K, n_ir, Mp, ldc;
+  int64_t mr, nr, K, n_ir, Mp, ldc;
   const float* bp;
   const float* bias;  // (ldc,) added at the last K block, or null
   // For M * 4 <= MR (batches of a few rows), row by row instead: the tile would be mostly padding.
   RowProduct row_product;
   int64_t M;
 
-  // The tiles of slivers [s0, s1), all rows.
-  void run(const float* ap, int64_t s0, int64_t s1, float* c) const {
+  // The tiles of row tiles [ir0, ir1) x slivers [s0, s1).
+  void run(const float* ap, int64_t ir0, int64_t ir1, int64_t s0, int64_t s1, float* c) const {
     if (row_product) {
       for (int64_t s = s0; s < s1; ++s)
-        for (int64_t b = 0; b < M; ++b)
+        for (int64_t b = ir0 * mr; b < std::min(M, ir1 * mr); ++b)
           row_product(c + b * ldc + s * nr, ap + (b / mr) * K * mr + b % mr, mr, bp + s * K * nr, K, nr,
                       bias ? bias + s * nr : nullptr);
       return;
     }
     int nonfinite = 0;  // not checked: NaN propagates as in PyTorch
-    for (int64_t pc = 0; pc < K; pc += kc) {
-      const int64_t k = std::min(kc, K - pc);
-      GemmTile tile{1.0f, pc == 0 ? 0.0f : 1.0f, nullptr, nullptr, false, pc + k == K, &nonfinite};
-      for (int64_t s = s0; s < s1; ++s) {
-        tile.bias_n = bias ? bias + s * nr : nullptr;
-        const float* b = bp + s * K * nr + pc * nr;
-        for (int64_t ir = 0; ir < n_ir; ++ir)
-          kr->ukernel(k, ap + ir * K * mr + pc * mr, b, nr, c + ir * mr * ldc + s * nr, ldc, tile);
-      }
+    GemmTile tile{1.0f, 0.0f, nullptr, nullptr, false, true, &nonfinite};
+    for (int64_t s = s0; s < s1; ++s) {
+      tile.bias_n = bias ? bias + s * nr : nullptr;
+      for (int64_t ir = ir0; ir < ir1; ++ir)
+        kr->ukernel(K, ap + ir * K * mr, bp + s * K * nr, nr, c + ir * mr * ldc + s * nr, ldc, tile);
     }
   }
 };
@@ -93,9 +92,7 @@ const GemmKernelInfo& step_kernel(int64_t M, int64_t H, int64_t ng) {
 
 StepGemm make_step_gemm(const GemmKernelInfo& kr, const RnnPointwise& k, int64_t M, int64_t K, int64_t n_slivers) {
   const int64_t n_ir = (M + kr.mr - 1) / kr.mr;
-  // Even K blocks, as sgemm cuts them: 256 is 2 x 128, not 192 + 64 (a thin block is all overhead).
-  const int64_t blocks = (K + kr.kc - 1) / kr.kc, kc = (K + blocks - 1) / blocks;
-  return {&kr, kr.mr, kr.nr, kc, K, n_ir, n_ir * kr.mr, n_slivers * kr.nr, nullptr, nullptr,
+  return {&kr, kr.mr, kr.nr, K, n_ir, n_ir * kr.mr, n_slivers * kr.nr, nullptr, nullptr,
           M * 4 <= kr.mr ? k.row_product : nullptr, M};
 }
 
@@ -167,10 +164,42 @@ class StepBarrier {
 // Per step, enough multiply-adds to make a thread worth a barrier.
 constexpr double kStepWorkPerThread = 1 << 19;
 
-int step_threads(int64_t B, int64_t G, int64_t H, int64_t unit_blocks) {
-  const int t = threads_for_work(static_cast<double>(B) * static_cast<double>(G) * static_cast<double>(H),
-                                 kStepWorkPerThread);
-  return static_cast<int>(std::min<int64_t>(t, unit_blocks));
+// How the steps' work is shared. By units: every thread takes all rows and its blocks of units,
+// and the threads meet at a barrier after each step (h_t, or dA_t, is made by all of them and
+// read whole by each). By rows: every thread takes its row tiles and all units, and runs the
+// recurrence of its own rows alone: no barrier, and nothing crosses between cores but the
+// packed W_hh. Rows are taken when some register tile gives each thread no more padded work
+// than splitting units would (which also pays the barriers and the traffic), and that tile is
+// then the one with the least padded work per thread.
+struct StepPlan {
+  const GemmKernelInfo* kr;
+  int threads;
+  bool by_rows;
+};
+
+StepPlan plan_steps(int64_t B, int64_t H, int64_t ng, int64_t G) {
+  const int wanted = threads_for_work(static_cast<double>(B) * static_cast<double>(G) * static_cast<double>(H),
+                                      kStepWorkPerThread);
+  const GemmKernelInfo& general = step_kernel(B, H, ng);
+  const int64_t nu = (H + general.nr - 1) / general.nr;
+  StepPlan plan{&general, static_cast<int>(std::min<int64_t>(wanted, nu)), false};
+  if (plan.threads <= 1 || B * 4 <= general.mr) return plan;  // a few rows: row products over units
+  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  const int64_t mp = ceil_div(B, general.mr) * general.mr;
+  double best = static_cast<double>(mp * ceil_div(nu, plan.threads) * ng * general.nr);
+  const GemmKernelTable table = gemm_kernels_for(active_isa());
+  for (int r = 0; r < table.count; ++r) {
+    const GemmKernelInfo& kr = table.rows[r];
+    const int64_t n_ir = ceil_div(B, kr.mr);
+    const int t = static_cast<int>(std::min<int64_t>(wanted, n_ir));
+    if (t < 2) continue;
+    const double work = static_cast<double>(ceil_div(n_ir, t) * kr.mr * ng * ceil_div(H, kr.nr) * kr.nr);
+    if (plan.by_rows ? work < best : work <= best * 1.1) {  // ties keep the earlier (general) tile
+      plan = {&kr, t, true};
+      best = work;
+    }
+  }
+  return plan;
 }
 
 inline bool active(const int64_t* lengths, int64_t t, int64_t b) { return !lengths || t < lengths[b]; }
@@ -198,7 +227,8 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
     return;
   }
   const RnnPointwise& k = rnn_pointwise_for(active_isa());
-  const GemmKernelInfo& kr = step_kernel(B, H, ng);
+  const StepPlan plan = plan_steps(B, H, ng, G);
+  const GemmKernelInfo& kr = *plan.kr;
   const int64_t nr = kr.nr, mr = kr.mr, nu = (H + nr - 1) / nr;
   StepGemm gemm = make_step_gemm(kr, k, B, H, nu * ng);
 
@@ -212,8 +242,8 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   float* hidden_bias = prod + n_c;
   float* bias = hidden_bias + round16(gemm.ldc);
   // Sliver (u, q) of the packed W_hh is W_hh^T's columns q*H + u*NR + [0, NR), i.e. those rows of
-  // W_hh, transposed. Only the thread that owns unit block u reads its slivers: each thread packs
-  // its own inside the step team (in parallel, and into the cache of the core that reads them).
+  // W_hh, transposed. The step team packs them, each thread its own units (in parallel, and,
+  // split by units, into the cache of the core that reads them).
   auto pack_units = [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u)
       for (int64_t q = 0; q < ng; ++q) {
@@ -243,15 +273,22 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   proj_ep.bias_n = proj_bias;
   sgemm(false, true, T * B, G, I, 1.0f, x, I, w_ih, I, 0.0f, proj, lstm || gru ? S : H, proj_ep);
 
-  // The steps: one team for the whole sequence, each thread owning blocks of units (all their
-  // gates): its slivers of the product, then the fused pass over its units of every row, which
-  // also packs h_t for the next product; one barrier per step.
+  // The steps: one team for the whole sequence, each thread owning a rectangle of row tiles x
+  // blocks of units (all their gates; see plan_steps): its tiles of the product, then the fused
+  // pass over its units of its rows, which also packs h_t for the next product; split by units,
+  // one barrier per step.
   StepBarrier barrier;
-  run_parallel(step_threads(B, G, H, nu), [&](int tid, int nt) {
+  run_parallel(plan.threads, [&](int tid, int nt) {
     DenormalsOff thread_ftz;
-    int64_t u0, u1;
+    int64_t u0, u1, ir0 = 0, ir1 = gemm.n_ir;
     split_range(nu, tid, nt, &u0, &u1);
     pack_units(u0, u1);
+    if (plan.by_rows) {
+      barrier.wait(nt);  // every thread reads every sliver
+      u0 = 0, u1 = nu;
+      split_range(gemm.n_ir, tid, nt, &ir0, &ir1);
+    }
+    const int64_t b0 = std::min(B, ir0 * mr), b1 = std::min(B, ir1 * mr);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? T - 1 - step : step;
       const int64_t prev = reverse ? t + 1 : t - 1;
@@ -264,8 +301,8 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
       const float* a_cur = ap[step % 2];
       float* a_next = ap[(step + 1) % 2];
 
-      gemm.run(a_cur, u0 * ng, u1 * ng, prod);
-      for (int64_t b = 0; b < B; ++b) {
+      gemm.run(a_cur, ir0, ir1, u0 * ng, u1 * ng, prod);
+      for (int64_t b = b0; b < b1; ++b) {
         const bool on = active(lengths, t, b);
         float* h = h_t + b * H;
         float* yb = y_t + b * H;
@@ -287,7 +324,7 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
           pack_rows(a_next, H, mr, h_t, H, b, j0, j1);
         }
       }
-      barrier.wait(nt);  // h_t complete (and packed) before any thread's next product
+      if (!plan.by_rows) barrier.wait(nt);  // h_t complete (and packed) before any thread's next product
     }
   });
 
@@ -320,7 +357,8 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
   }
   const RnnPointwise& k = rnn_pointwise_for(active_isa());
   // The step's product dh_rec (B, H) = dA_h (B, G) W_hh (G, H): N = the units, K = the gates.
-  const GemmKernelInfo& kr = step_kernel(B, H, 1);
+  const StepPlan plan = plan_steps(B, H, 1, G);
+  const GemmKernelInfo& kr = *plan.kr;
   const int64_t nr = kr.nr, mr = kr.mr, nu = (H + nr - 1) / nr;
   StepGemm gemm = make_step_gemm(kr, k, B, G, nu);
 
@@ -353,15 +391,22 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
   float* dh = dh0;
   float* dc = dc0;
 
-  // The steps, last first: one team, each thread owning blocks of units. The fused pass over its
-  // units of every row writes dA_t and packs dA_h for the product; after one barrier, each
-  // thread computes the product for its own units, which its next fused pass reads.
+  // The steps, last first: one team, each thread owning a rectangle of row tiles x blocks of
+  // units (see plan_steps). The fused pass over its units of its rows writes dA_t and packs dA_h
+  // for the product; after a barrier when split by units, each thread computes the product for
+  // its own rectangle, which its next fused pass reads.
   StepBarrier barrier;
-  run_parallel(step_threads(B, G, H, nu), [&](int tid, int nt) {
+  run_parallel(plan.threads, [&](int tid, int nt) {
     DenormalsOff thread_ftz;
-    int64_t u0, u1;
+    int64_t u0, u1, ir0 = 0, ir1 = gemm.n_ir;
     split_range(nu, tid, nt, &u0, &u1);
     pack_units(u0, u1);
+    if (plan.by_rows) {
+      barrier.wait(nt);  // every thread reads every sliver
+      u0 = 0, u1 = nu;
+      split_range(gemm.n_ir, tid, nt, &ir0, &ir1);
+    }
+    const int64_t b0 = std::min(B, ir0 * mr), b1 = std::min(B, ir1 * mr);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? step : T - 1 - step;  // the forward's steps, last first
       const int64_t prev = reverse ? t + 1 : t - 1;
@@ -374,7 +419,7 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
       float* dah_t = dah + t * B * G;
       float* a_next = ap[step % 2];
 
-      for (int64_t b = 0; b < B; ++b) {
+      for (int64_t b = b0; b < b1; ++b) {
         const bool on = active(lengths, t, b);
         const float* dhg = prod + b * gemm.ldc;  // unit j at j
         for (int64_t u = u0; u < u1; ++u) {
@@ -398,10 +443,10 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
           for (int64_t q = 0; q < ng; ++q) pack_rows(a_next + q * H * mr, G, mr, dah_t + q * H, G, b, j0, j1);
         }
       }
-      barrier.wait(nt);  // dA_h complete (and packed) before any thread's product
-      gemm.run(a_next, u0, u1, prod);  // the recurrent part of dh_{t-1}, for this thread's units
+      if (!plan.by_rows) barrier.wait(nt);  // dA_h complete (and packed) before any thread's product
+      gemm.run(a_next, ir0, ir1, u0, u1, prod);  // the recurrent part of dh_{t-1}, for this thread's part
     }
-    for (int64_t b = 0; b < B; ++b)  // dh0 = direct part + recurrent part
+    for (int64_t b = b0; b < b1; ++b)  // dh0 = direct part + recurrent part
       for (int64_t j = u0 * nr; j < std::min(H, u1 * nr); ++j) dh[b * H + j] += prod[b * gemm.ldc + j];
   });
 

@@ -36,12 +36,16 @@
 //
 // Threading: the projection and the weight-gradient GEMMs parallelize inside sgemm. The steps
 // run in ONE team for the whole sequence (when a step has enough work: B * G * H >= 2^20 per two
-// threads): each thread owns blocks of units, computes their slivers of the product and then
-// the fused pass over their units in every row; one barrier per step (our own: it spins briefly,
-// then yields, where OpenMP's would spin through a time slice when another process shares the
-// cores -- a 2-thread call then ran 50x slower). Every value is computed by the same
-// instructions whatever the thread count, so results do not depend on it. The pointwise loops
-// (rnn_kernels.h) are compiled per ISA and chosen by active_isa().
+// threads), each thread owning a rectangle of the step's product and of its fused pass, in one
+// of two ways (plan_steps in rnn.cpp). By rows, when every thread can have register tiles of
+// rows of its own at no more padded work than a split of units: each thread runs the recurrence
+// of its own rows alone, all units, with no barrier between steps and nothing shared but the
+// packed W_hh. By units otherwise (a batch of a few rows): each thread computes all rows of its blocks of units, and the team meets at one
+// barrier per step (our own: it spins briefly, then yields, where OpenMP's would spin through a
+// time slice when another process shares the cores -- a 2-thread call then ran 50x slower).
+// The per-step product runs over the whole K without blocking, so every value is the same FMA
+// chain whichever tile and split the thread count picks: results do not depend on it. The
+// pointwise loops (rnn_kernels.h) are compiled per ISA and chosen by active_isa().
 //
 // Denormals: every call sets MXCSR flush-to-zero and denormals-are-zero on its thread and on
 // every thread of its step team (common/denormals.h), as every kernel's run_parallel does, and
