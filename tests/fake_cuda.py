@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn import _C
+
 
 class Array:
     """Host memory posing as device memory: no implicit conversion to numpy."""
@@ -97,6 +99,25 @@ class FakeCuda:
         p /= p.sum(1, keepdims=True)
         p[np.arange(len(x)), labels._host] -= 1
         return _new(p * grad_loss._host.reshape(()) / len(x), logits.device)
+
+    # convolution and pooling: the CPU kernels on the host copies
+    def conv2d_forward(self, input, weight, bias, stride, padding, dilation, groups):
+        out = _C.conv2d_forward(input._host, weight._host, None if bias is None else bias._host, stride, padding,
+                                dilation, groups)
+        return _new(out, input.device)
+
+    def conv2d_backward(self, grad_output, input, weight, stride, padding, dilation, groups, needs):
+        grads = _C.conv2d_backward(np.ascontiguousarray(grad_output._host), input._host, weight._host, stride,
+                                   padding, dilation, groups, tuple(needs))
+        return tuple(None if g is None else _new(g, input.device) for g in grads)
+
+    def max_pool2d_forward(self, input, kernel_size, stride, padding, dilation, ceil_mode):
+        out, indices = _C.max_pool2d_forward(input._host, kernel_size, stride, padding, dilation, ceil_mode)
+        return _new(out, input.device), Array(indices.astype(np.int64), input.device)
+
+    def max_pool2d_backward(self, grad_output, indices, input_size):
+        return _new(_C.max_pool2d_backward(np.ascontiguousarray(grad_output._host),
+                                           indices._host.astype(np.int32), input_size), grad_output.device)
 
     def sgd_step(self, params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
                  maximize, first_step):

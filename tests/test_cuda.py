@@ -191,6 +191,63 @@ def test_mlp_training_on_the_device_matches_the_cpu(backend, make_optimizer):
         np.testing.assert_allclose(p_gpu.detach().numpy(), p_cpu.detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("case", [
+    dict(N=2, C=3, H=9, W=8, K=4, R=3, S=3, stride=1, padding=1, dilation=1, groups=1),
+    dict(N=3, C=4, H=17, W=5, K=6, R=5, S=2, stride=(2, 1), padding=(2, 0), dilation=1, groups=2),
+    dict(N=1, C=6, H=11, W=11, K=6, R=3, S=3, stride=2, padding=0, dilation=2, groups=6),
+    dict(N=5, C=1, H=28, W=28, K=6, R=5, S=5, stride=1, padding=2, dilation=1, groups=1)])
+def test_conv2d_matches_the_cpu(backend, case):
+    c = dict(case)
+    x = rng.standard_normal((c.pop("N"), c.pop("C"), c.pop("H"), c.pop("W"))).astype(np.float32)
+    K, R, S, groups = c.pop("K"), c.pop("R"), c.pop("S"), c["groups"]
+    w = rng.standard_normal((K, x.shape[1] // groups, R, S)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        xt, wt, bt = (fastnn.tensor(v, device=device, requires_grad=True) for v in (x, w, b))
+        out = nn.functional.conv2d(xt, wt, bt, **c)
+        (out * out).sum().backward()
+        results.append([out.cpu().detach().numpy()] + [t.grad.cpu().numpy() for t in (xt, wt, bt)])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_max_pool2d_matches_the_cpu(backend):
+    for shape, kernel, stride, padding, ceil_mode in [((2, 3, 8, 8), 2, 2, 0, False), ((1, 2, 7, 9), 3, 2, 1, True),
+                                                      ((3, 1, 5, 5), (2, 3), 1, 0, False)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        results = []
+        for device in ("cpu", "cuda"):
+            xt = fastnn.tensor(x, device=device, requires_grad=True)
+            out = nn.functional.max_pool2d(xt, kernel, stride, padding, ceil_mode=ceil_mode)
+            (out * out).sum().backward()
+            results.append((out.cpu().detach().numpy(), xt.grad.cpu().numpy()))
+        np.testing.assert_allclose(results[1][0], results[0][0])
+        np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)
+
+
+def test_lenet_step_on_the_device_matches_the_cpu(backend):
+    def lenet():
+        fastnn.manual_seed(5)
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 10))
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+    losses, weights = [], []
+    for device in ("cpu", "cuda"):
+        model = lenet().to(device)
+        opt = fastnn.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(2):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(fastnn.tensor(x, device=device)), y)
+            loss.backward()
+            opt.step()
+        losses.append(loss.item())
+        weights.append(model[0].weight.cpu().detach().numpy())
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    np.testing.assert_allclose(weights[1], weights[0], rtol=1e-4, atol=1e-6)
+
+
 def test_zero_grad_keeps_gradients_on_the_device(backend):
     model = nn.Linear(3, 2).to("cuda")
     opt = fastnn.optim.SGD(model.parameters(), lr=0.1)

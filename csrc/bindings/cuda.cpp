@@ -10,6 +10,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "bindings/checks.h"
 
 #if FASTNN_CUDA_BUILT
+#include "cpu/pool.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #endif
@@ -158,7 +160,15 @@ py::array to_numpy(const Array& a) {
   return host;
 }
 
-Array reshape(const Array& a, const std::vector<int64_t>& shape) {
+Array reshape(const Array& a, std::vector<int64_t> shape) {
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1 && infer < 0)
+      infer = static_cast<int64_t>(i);
+    else
+      known *= shape[i];
+  }
+  if (infer >= 0 && known > 0 && a.size() % known == 0) shape[infer] = a.size() / known;
   if (element_count(shape, "cuda.Array.reshape") != a.size())
     raise_value("cuda.Array.reshape: cannot reshape an array of shape " + shape_text(a.shape) + " (" +
                 std::to_string(a.size()) + " elements) to " + shape_text(shape));
@@ -479,6 +489,125 @@ void sgd_step(const std::vector<Array*>& params, const std::vector<Array*>& grad
   cuda::sgd_step(slots.data(), static_cast<int>(slots.size()), s, device);
 }
 
+// ---- convolution and pooling -----------------------------------------------------------------
+using Pair = std::array<int64_t, 2>;
+
+void check_nchw(const Array& a, const char* fn, const char* arg) {
+  check_float(a, fn, arg);
+  check_rank(a, 4, fn, arg, "(N, C, H, W)");
+}
+
+// settings as the CPU binding takes them: stride (h, w), padding (top, bottom, left, right),
+// dilation (h, w), groups; the Python op (ops/conv.py) has checked them against the shapes.
+cuda::ConvShape conv_shape(const Array& x, const Array& w, const Pair& stride, const std::array<int64_t, 4>& pad,
+                           const Pair& dilation, int64_t groups, const char* fn) {
+  check_nchw(x, fn, "input");
+  check_float(w, fn, "weight");
+  check_rank(w, 4, fn, "weight", "(K, C/groups, R, S)");
+  check_same_device(x, w, fn, "input", "weight");
+  if (groups < 1 || x.shape[1] % groups || w.shape[0] % groups || w.shape[1] * groups != x.shape[1])
+    raise_value(std::string(fn) + ": weight " + shape_text(w.shape) + " does not fit input " + shape_text(x.shape) +
+                " with groups=" + std::to_string(groups));
+  if (stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 || pad[0] < 0 || pad[1] < 0 ||
+      pad[2] < 0 || pad[3] < 0)
+    raise_value(std::string(fn) + ": stride and dilation must be >= 1 and padding >= 0");
+  cuda::ConvShape s{x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3], 0, 0,
+                    stride[0], stride[1], pad[0], pad[2], dilation[0], dilation[1], groups};
+  const int64_t eh = dilation[0] * (s.R - 1) + 1, ew = dilation[1] * (s.S - 1) + 1;
+  const int64_t ph = s.H + pad[0] + pad[1], pw = s.W + pad[2] + pad[3];
+  if (ph < eh || pw < ew)
+    raise_value(std::string(fn) + ": the kernel's extent (" + std::to_string(eh) + ", " + std::to_string(ew) +
+                ") exceeds the padded input (" + std::to_string(ph) + ", " + std::to_string(pw) + ")");
+  s.OH = (ph - eh) / stride[0] + 1;
+  s.OW = (pw - ew) / stride[1] + 1;
+  return s;
+}
+
+Array conv_forward_py(const Array& x, const Array& w, const Array* bias, const Pair& stride,
+                     const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups) {
+  constexpr const char* fn = "cuda.conv2d_forward";
+  const cuda::ConvShape s = conv_shape(x, w, stride, pad, dilation, groups, fn);
+  if (bias) {
+    check_float(*bias, fn, "bias");
+    if (bias->shape != std::vector<int64_t>{s.K})
+      raise_value(std::string(fn) + ": argument 'bias' must have shape (" + std::to_string(s.K) + ",), got " +
+                  shape_text(bias->shape));
+    check_same_device(x, *bias, fn, "input", "bias");
+  }
+  Array out = empty({s.N, s.K, s.OH, s.OW}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::conv2d_forward(out.f(), x.f(), w.f(), bias ? bias->f() : nullptr, s, x.device);
+  return out;
+}
+
+py::tuple conv_backward_py(const Array& dy, const Array& x, const Array& w, const Pair& stride,
+                          const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups,
+                          const std::array<bool, 3>& needs) {
+  constexpr const char* fn = "cuda.conv2d_backward";
+  const cuda::ConvShape s = conv_shape(x, w, stride, pad, dilation, groups, fn);
+  check_nchw(dy, fn, "grad_output");
+  if (dy.shape != std::vector<int64_t>{s.N, s.K, s.OH, s.OW})
+    raise_value(std::string(fn) + ": argument 'grad_output' must have shape " +
+                shape_text({s.N, s.K, s.OH, s.OW}) + ", got " + shape_text(dy.shape));
+  check_same_device(x, dy, fn, "input", "grad_output");
+  std::optional<Array> dx, dw, db;
+  if (needs[0]) dx = empty(x.shape, Dtype::float32, x.device, fn);
+  if (needs[1]) dw = empty(w.shape, Dtype::float32, x.device, fn);
+  if (needs[2]) db = empty({s.K}, Dtype::float32, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::conv2d_backward(dx ? dx->f() : nullptr, dw ? dw->f() : nullptr, db ? db->f() : nullptr, dy.f(), x.f(),
+                          w.f(), s, x.device);
+  }
+  auto wrap = [](std::optional<Array>& a) { return a ? py::cast(*a) : py::object(py::none()); };
+  return py::make_tuple(wrap(dx), wrap(dw), wrap(db));
+}
+
+cuda::PoolShape pool_shape(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,
+                           const Pair& dilation, bool ceil_mode, const char* fn) {
+  check_nchw(x, fn, "input");
+  if (kernel[0] < 1 || kernel[1] < 1 || stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 ||
+      padding[0] < 0 || padding[1] < 0 || padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
+    raise_value(std::string(fn) + ": kernel_size, stride and dilation must be >= 1 and padding between 0 and half "
+                "the kernel_size");
+  const PoolAxis ah{kernel[0], stride[0], padding[0], dilation[0]}, aw{kernel[1], stride[1], padding[1], dilation[1]};
+  cuda::PoolShape s{x.shape[0] * x.shape[1], x.shape[2], x.shape[3], pool_output_size(x.shape[2], ah, ceil_mode),
+                    pool_output_size(x.shape[3], aw, ceil_mode), kernel[0], kernel[1], stride[0], stride[1],
+                    padding[0], padding[1], dilation[0], dilation[1]};
+  if (s.OH < 1 || s.OW < 1)
+    raise_value(std::string(fn) + ": the output would be empty for an input of shape " + shape_text(x.shape));
+  return s;
+}
+
+py::tuple max_pool_forward_py(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,
+                             const Pair& dilation, bool ceil_mode) {
+  constexpr const char* fn = "cuda.max_pool2d_forward";
+  const cuda::PoolShape s = pool_shape(x, kernel, stride, padding, dilation, ceil_mode, fn);
+  Array out = empty({x.shape[0], x.shape[1], s.OH, s.OW}, Dtype::float32, x.device, fn);
+  Array indices = empty({x.shape[0], x.shape[1], s.OH, s.OW}, Dtype::int64, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::max_pool2d_forward(out.f(), static_cast<int64_t*>(indices.data()), x.f(), s, x.device);
+  }
+  return py::make_tuple(out, indices);
+}
+
+Array max_pool_backward_py(const Array& dy, const Array& indices, const Pair& input_size) {
+  constexpr const char* fn = "cuda.max_pool2d_backward";
+  check_nchw(dy, fn, "grad_output");
+  if (indices.dtype != Dtype::int64 || indices.shape != dy.shape)
+    raise_value(std::string(fn) + ": argument 'indices' must be int64 of shape " + shape_text(dy.shape));
+  check_same_device(dy, indices, fn, "grad_output", "indices");
+  if (input_size[0] < 1 || input_size[1] < 1)
+    raise_value(std::string(fn) + ": argument 'input_size' must be positive");
+  cuda::PoolShape s{dy.shape[0] * dy.shape[1], input_size[0], input_size[1], dy.shape[2], dy.shape[3],
+                    0, 0, 0, 0, 0, 0, 0, 0};
+  Array dx = empty({dy.shape[0], dy.shape[1], input_size[0], input_size[1]}, Dtype::float32, dy.device, fn);
+  py::gil_scoped_release release;
+  cuda::max_pool2d_backward(dx.f(), dy.f(), static_cast<const int64_t*>(indices.data()), s, dy.device);
+  return dx;
+}
+
 }  // namespace
 #endif  // FASTNN_CUDA_BUILT
 
@@ -549,6 +678,18 @@ void bind_cuda(py::module_& parent) {
   m.def("adam_step", &adam_step, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
         py::kw_only(), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
         py::arg("decoupled"), py::arg("maximize"), py::arg("step"));
+  m.def("conv2d_forward", [](const Array& x, const Array& w, std::optional<Array> b, const Pair& stride,
+                              const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups) {
+    return conv_forward_py(x, w, b ? &*b : nullptr, stride, pad, dilation, groups);
+  }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+     py::arg("groups"), "As _C.conv2d_forward, on the GPU (padding: top, bottom, left, right).");
+  m.def("conv2d_backward", &conv_backward_py, py::arg("grad_output"), py::arg("input"), py::arg("weight"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("needs"),
+        "(grad_input, grad_weight, grad_bias), each None unless asked for in needs.");
+  m.def("max_pool2d_forward", &max_pool_forward_py, py::arg("input"), py::arg("kernel_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"), "(out, int64 indices), as on the CPU.");
+  m.def("max_pool2d_backward", &max_pool_backward_py, py::arg("grad_output"), py::arg("indices"),
+        py::arg("input_size"));
   m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::kw_only(),
         py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
         py::arg("maximize"), py::arg("first_step"));

@@ -62,5 +62,23 @@ struct SgdSettings {
 };
 void sgd_step(const ParamSlot* slots, int count, const SgdSettings& s, int device);
 
+// ---- conv.cu (N, C, H, W input; K, C/groups, R, S weight; OH, OW output) ----
+struct ConvShape {
+  int64_t N, C, H, W, K, R, S, OH, OW;
+  int64_t stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups;
+};
+void conv2d_forward(float* out, const float* x, const float* w, const float* bias, const ConvShape& s, int device);
+// The gradients whose pointers are not null.
+void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                     const ConvShape& s, int device);
+
+// ---- pool.cu (P = N * C planes of H x W; OH x OW outputs) ----
+struct PoolShape {
+  int64_t P, H, W, OH, OW, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+};
+// indices: the flat index ih * W + iw of each maximum in its plane, as the CPU kernel writes it.
+void max_pool2d_forward(float* out, int64_t* indices, const float* x, const PoolShape& s, int device);
+void max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const PoolShape& s, int device);
+
 }  // namespace cuda
 }  // namespace fastnn

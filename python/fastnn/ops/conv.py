@@ -22,7 +22,7 @@ import operator
 
 import numpy as np
 
-from fastnn import _C
+from fastnn import _C, _device
 from fastnn._config import get_check_finite
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
@@ -37,9 +37,19 @@ class Conv(Function):
     output's own shape. extra_rows: zero rows and columns after a transposed convolution's input
     (output_padding >= stride, see _transposed)."""
 
+    cuda = True  # conv2d and conv1d; not yet the transposed ones
+
     @staticmethod
     def forward(ctx, x, weight, bias, settings, views, transposed=False, extra_rows=(0, 0)):
         x4_shape, w4_shape, out4_shape, out_shape = views
+        if _device.is_device_array(x):
+            if transposed:
+                raise NotImplementedError("conv_transpose2d/1d have no CUDA kernel yet")
+            x4, w4 = x.reshape(list(x4_shape)), weight.reshape(list(w4_shape))
+            ctx.save_for_backward(x4, w4)
+            ctx.settings, ctx.views, ctx.transposed = settings, views, transposed
+            ctx.shapes = (x.shape, weight.shape)
+            return _device.backend.conv2d_forward(x4, w4, bias, *settings).reshape(list(out_shape))
         x4 = np.ascontiguousarray(x).reshape(x4_shape)
         if any(extra_rows):
             x4 = np.pad(x4, ((0, 0), (0, 0), (0, extra_rows[0]), (0, extra_rows[1])))
@@ -55,10 +65,14 @@ class Conv(Function):
     @staticmethod
     def backward(ctx, grad):
         x4, w4 = ctx.saved_tensors
-        grad4 = np.ascontiguousarray(grad, dtype=np.float32).reshape(ctx.views[2])
         needs = tuple(bool(flag) for flag in ctx.needs_input_grad[:3])
-        kernel = _C.conv_transpose2d_backward if ctx.transposed else _C.conv2d_backward
-        gi, gw, gb = kernel(grad4, x4, w4, *ctx.settings, needs)
+        if _device.is_device_array(grad):
+            grad4 = grad.reshape(list(ctx.views[2]))
+            gi, gw, gb = _device.backend.conv2d_backward(grad4, x4, w4, *ctx.settings, needs)
+        else:
+            grad4 = np.ascontiguousarray(grad, dtype=np.float32).reshape(ctx.views[2])
+            kernel = _C.conv_transpose2d_backward if ctx.transposed else _C.conv2d_backward
+            gi, gw, gb = kernel(grad4, x4, w4, *ctx.settings, needs)
         x_shape, w_shape = ctx.shapes
         if gi is not None and gi.shape != ctx.views[0]:  # drop the extra rows/columns
             H, W = ctx.views[0][2:]

@@ -19,7 +19,7 @@ import operator
 
 import numpy as np
 
-from fastnn import _C
+from fastnn import _C, _device
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 from fastnn.ops.shape import reshape
@@ -88,8 +88,18 @@ def _call(fn: str, name: str, kernel, *args):
 # max pooling
 
 class MaxPool2d(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, ceil_mode, fn, sink):
+        if _device.is_device_array(x):
+            if sink is not None:
+                raise NotImplementedError(f"{fn}: return_indices=True has no CUDA kernel yet")
+            out, indices = _call(fn, "cuda.max_pool2d_forward", _device.backend.max_pool2d_forward, x, kernel,
+                                 stride, padding, dilation, ceil_mode)
+            ctx.save_for_backward(indices)
+            ctx.input_size = x.shape[2:]
+            return out
         out, indices = _call(fn, "max_pool2d_forward", _C.max_pool2d_forward, np.ascontiguousarray(x), kernel,
                              stride, padding, dilation, ceil_mode)
         ctx.save_for_backward(indices)
@@ -101,6 +111,9 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, grad):
         indices, = ctx.saved_tensors
+        if _device.is_device_array(grad):
+            return (_device.backend.max_pool2d_backward(grad, indices, tuple(ctx.input_size)),
+                    None, None, None, None, None, None, None)
         return (_C.max_pool2d_backward(np.ascontiguousarray(grad), indices, ctx.input_size),
                 None, None, None, None, None, None, None)
 

@@ -30,6 +30,8 @@ class ToDevice(Function):
         return _device.to_device("to", grad, ctx.source), None
 
 class Reshape(Function):
+    cuda = True  # a device array reshapes as a view too
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.a_shape = a.shape
