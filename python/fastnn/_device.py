@@ -19,6 +19,8 @@ cuda_used = False
 
 
 def is_device_array(x) -> bool:
+    if type(x) is np.ndarray:  # the common case, answered without a look at the backend
+        return False
     array_type = getattr(backend, "Array", None)
     return array_type is not None and isinstance(x, array_type)
 

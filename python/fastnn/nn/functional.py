@@ -42,6 +42,7 @@ def _shape_text(shape: tuple) -> str:
 class Linear(Function):
     """x (..., K) @ weight (N, K)^T + bias (N,), optionally followed by a ReLU."""
     cuda = True
+    numpy_math = False  # kernels only
 
     @staticmethod
     def forward(ctx, x, weight, bias, relu):

@@ -38,6 +38,7 @@ class Conv(Function):
     (output_padding >= stride, see _transposed)."""
 
     cuda = True  # conv2d and conv1d; not yet the transposed ones
+    numpy_math = False
 
     @staticmethod
     def forward(ctx, x, weight, bias, settings, views, transposed=False, extra_rows=(0, 0)):

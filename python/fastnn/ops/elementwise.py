@@ -214,6 +214,7 @@ class ReLU(Function):
     threaded C++ pass each (_C.relu, _C.relu_backward: the mask is read from the output)."""
 
     cuda = True
+    numpy_math = False
 
     @staticmethod
     def forward(ctx, a):

@@ -31,6 +31,7 @@ class ToDevice(Function):
 
 class Reshape(Function):
     cuda = True  # a device array reshapes as a view too
+    numpy_math = False
 
     @staticmethod
     def forward(ctx, a, shape):
