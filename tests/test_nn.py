@@ -12,7 +12,8 @@ import fastnn
 import fastnn.nn as nn
 import fastnn.nn.functional as F
 from fastnn.nn import init
-from helpers import numerical_gradient, random_inputs
+from helpers import check_op, numerical_gradient, random_inputs
+from reference import conv2d_reference
 
 # ---------------------------------------------------------------------------------------------
 # float64 references
@@ -205,6 +206,36 @@ def test_sequential_fuses_linear_relu_into_one_node_and_keeps_its_modules():
     model = nn.Sequential(nn.Linear(4, 3), MyReLU())
     x = fastnn.randn(2, 4)
     np.testing.assert_allclose(model(x).detach().numpy(), 2 * model[0](x).detach().numpy())
+
+
+@pytest.mark.parametrize("in_channels, size, padding", [(1, 28, 2), (3, 9, 0), (6, 14, 1)])  # direct and im2col paths
+def test_sequential_fuses_conv2d_relu_with_unfused_values_and_gradients(in_channels, size, padding):
+    fastnn.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(in_channels, 5, 3, padding=padding), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(5 * (size + 2 * padding - 2) ** 2, 2))
+    x32, = random_inputs([(3, in_channels, size, size)])
+    results = []
+    for run in (model, lambda x: _run_unfused(model, x)):
+        model.zero_grad()
+        x = fastnn.tensor(x32, requires_grad=True)
+        out = run(x)
+        out.sum().backward()
+        results.append((out.detach().numpy(), x.grad.numpy(), [p.grad.numpy() for p in model.parameters()]))
+    (fused, fused_x, fused_p), (plain, plain_x, plain_p) = results
+    np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fused_x, plain_x, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fused_p, plain_p):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    conv_out = nn.Sequential(model[0], model[1])(fastnn.tensor(x32))
+    assert conv_out.grad_fn is None or conv_out.grad_fn.name() == "ConvBackward"
+    assert (conv_out.detach().numpy() >= 0).all()
+
+
+def test_conv2d_relu_matches_relu_of_conv2d():
+    check_op([(2, 3, 7, 6), (4, 3, 3, 2), (4,)],
+             lambda x, w, b: nn.functional.conv2d_relu(x, w, b, stride=(2, 1), padding=1),
+             lambda x, w, b: np.maximum(conv2d_reference(x, w, b, stride=(2, 1), padding=1), 0),
+             atol=1e-4, rtol=1e-4)
 
 
 def test_fused_gradient_at_zero_output_is_zero_like_relu():

@@ -690,6 +690,6 @@ __all__ += ["embedding"]
 # ---------------------------------------------------------------------------------------------
 # convolutions (fastnn.ops.conv: im2col + GEMM kernels in csrc/cpu/conv.cpp)
 
-from fastnn.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: E402
+from fastnn.ops.conv import conv1d, conv2d, conv2d_relu, conv_transpose1d, conv_transpose2d  # noqa: E402
 
-__all__ += ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
+__all__ += ["conv1d", "conv2d", "conv2d_relu", "conv_transpose1d", "conv_transpose2d"]

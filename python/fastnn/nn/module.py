@@ -7,7 +7,8 @@ dotted attribute paths (`0.weight`, `encoder.fc1.bias`), so a PyTorch state dict
 architecture loads, and the values are numpy copies.
 
 `Sequential.forward` runs a `Linear` directly followed by a `ReLU` as one GEMM with the bias and
-the ReLU fused in its epilogue (`F.linear_relu`); the two modules stay visible as they are.
+the ReLU fused in its epilogue (`F.linear_relu`), and a `Conv2d` followed by a `ReLU` as one
+convolution with the ReLU in its epilogue (`F.conv2d_relu`); the modules stay visible as they are.
 """
 from __future__ import annotations
 
@@ -486,8 +487,12 @@ class Sequential(Module):
         while i < len(modules):
             module = modules[i]
             following = modules[i + 1] if i + 1 < len(modules) else None
-            if type(module) is _layers.Linear and type(following) is _layers.ReLU:  # exact types: subclasses may differ
+            if type(following) is _layers.ReLU and type(module) is _layers.Linear:  # exact types: subclasses may differ
                 x = _F.linear_relu(x, module.weight, module.bias)
+                i += 2
+            elif type(following) is _layers.ReLU and type(module) is _conv.Conv2d:
+                x = _F.conv2d_relu(x, module.weight, module.bias, module.stride, module.padding, module.dilation,
+                                   module.groups)
                 i += 2
             else:
                 x = module(x)
@@ -525,4 +530,5 @@ class Sequential(Module):
 
 # The layers import Module from here; Sequential's fusion needs them, looked up at call time.
 from fastnn.nn import functional as _F  # noqa: E402
+from fastnn.nn import conv as _conv  # noqa: E402
 from fastnn.nn import layers as _layers  # noqa: E402

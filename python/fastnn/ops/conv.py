@@ -27,7 +27,7 @@ from fastnn._config import get_check_finite
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 
-__all__ = ["conv2d", "conv1d", "conv_transpose2d", "conv_transpose1d"]
+__all__ = ["conv2d", "conv2d_relu", "conv1d", "conv_transpose2d", "conv_transpose1d"]
 
 
 class Conv(Function):
@@ -35,43 +35,51 @@ class Conv(Function):
     transposed convolution: x (N, C_in, H, W), weight (C_in, C_out/groups, R, S), bias (C_out,).
     x and weight may be 1-D or unbatched views of those: `views` holds the 4-D shapes and the
     output's own shape. extra_rows: zero rows and columns after a transposed convolution's input
-    (output_padding >= stride, see _transposed)."""
+    (output_padding >= stride, see _transposed). relu (convolutions only): a ReLU applied in the
+    kernel's epilogue, its mask taken from the output in backward (conv2d_relu)."""
 
     cuda = True  # conv2d and conv1d; not yet the transposed ones
     numpy_math = False
 
     @staticmethod
-    def forward(ctx, x, weight, bias, settings, views, transposed=False, extra_rows=(0, 0)):
+    def forward(ctx, x, weight, bias, settings, views, transposed=False, extra_rows=(0, 0), relu=False):
         x4_shape, w4_shape, out4_shape, out_shape = views
+        ctx.settings, ctx.views, ctx.transposed = settings, views, transposed
+        ctx.shapes = (x.shape, weight.shape)
         if _device.is_device_array(x):
             if transposed:
                 raise NotImplementedError("conv_transpose2d/1d have no CUDA kernel yet")
             x4, w4 = x.reshape(list(x4_shape)), weight.reshape(list(w4_shape))
-            ctx.save_for_backward(x4, w4)
-            ctx.settings, ctx.views, ctx.transposed = settings, views, transposed
-            ctx.shapes = (x.shape, weight.shape)
-            return _device.backend.conv2d_forward(x4, w4, bias, *settings).reshape(list(out_shape))
+            out = _device.backend.conv2d_forward(x4, w4, bias, *settings)
+            if relu:
+                out = _device.backend.relu_forward(out)
+            ctx.save_for_backward(x4, w4, out if relu else None)
+            return out.reshape(list(out_shape))
         x4 = np.ascontiguousarray(x).reshape(x4_shape)
         if any(extra_rows):
             x4 = np.pad(x4, ((0, 0), (0, 0), (0, extra_rows[0]), (0, extra_rows[1])))
         w4 = np.ascontiguousarray(weight).reshape(w4_shape)
         b = None if bias is None else np.ascontiguousarray(bias)
-        kernel = _C.conv_transpose2d_forward if transposed else _C.conv2d_forward
-        out = kernel(x4, w4, b, *settings, check_finite=get_check_finite())
-        ctx.save_for_backward(x4, w4)
-        ctx.settings, ctx.views, ctx.transposed = settings, views, transposed
-        ctx.shapes = (x.shape, weight.shape)
+        if transposed:
+            out = _C.conv_transpose2d_forward(x4, w4, b, *settings, check_finite=get_check_finite())
+        else:
+            out = _C.conv2d_forward(x4, w4, b, *settings, relu=relu, check_finite=get_check_finite())
+        ctx.save_for_backward(x4, w4, out if relu else None)
         return out.reshape(out_shape)
 
     @staticmethod
     def backward(ctx, grad):
-        x4, w4 = ctx.saved_tensors
+        x4, w4, out4 = ctx.saved_tensors
         needs = tuple(bool(flag) for flag in ctx.needs_input_grad[:3])
         if _device.is_device_array(grad):
             grad4 = grad.reshape(list(ctx.views[2]))
+            if out4 is not None:  # the fused ReLU: the gradient passes where the output is positive
+                grad4 = _device.backend.relu_backward(grad4, out4)
             gi, gw, gb = _device.backend.conv2d_backward(grad4, x4, w4, *ctx.settings, needs)
         else:
             grad4 = np.ascontiguousarray(grad, dtype=np.float32).reshape(ctx.views[2])
+            if out4 is not None:
+                grad4 = _C.relu_backward(grad4, out4)
             kernel = _C.conv_transpose2d_backward if ctx.transposed else _C.conv2d_backward
             gi, gw, gb = kernel(grad4, x4, w4, *ctx.settings, needs)
         x_shape, w_shape = ctx.shapes
@@ -79,7 +87,7 @@ class Conv(Function):
             H, W = ctx.views[0][2:]
             gi = gi[:, :, :H, :W]
         grads = (None if gi is None else gi.reshape(x_shape), None if gw is None else gw.reshape(w_shape), gb)
-        return grads + (None,) * (len(ctx.needs_input_grad) - 3)  # settings, views, transposed, extra_rows
+        return grads + (None,) * (len(ctx.needs_input_grad) - 3)  # settings, views, transposed, extra_rows, relu
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +170,8 @@ def _key(value):
 _PLANS: dict = {}
 
 
-def _convolution(fn: str, n: int, input, weight, bias, stride, padding, dilation, groups):  # noqa: A002
+def _convolution(fn: str, n: int, input, weight, bias, stride, padding, dilation, groups,  # noqa: A002
+                 relu: bool = False):
     """Checks the arguments of an n-d convolution (n = 1 or 2) and applies Conv."""
     x, w, b = _operands(fn, n, input, weight, bias, "C", "out_channels, in_channels/groups")
     b_shape = None if b is None else b.shape
@@ -177,7 +186,7 @@ def _convolution(fn: str, n: int, input, weight, bias, stride, padding, dilation
             if len(_PLANS) >= 1024:
                 _PLANS.clear()
             _PLANS[key] = plan
-    return Conv.apply(x, w, b, *plan)
+    return Conv.apply(x, w, b, *plan, False, (0, 0), relu)
 
 
 def _plan(fn: str, n: int, x_shape: tuple, w_shape: tuple, b_shape, stride, padding, dilation, groups):
@@ -235,6 +244,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     and bias (out_channels,); stride, dilation: int or (h, w); padding: int, (h, w), 'valid' or
     'same'. Output (N, out_channels, H_out, W_out)."""
     return _convolution("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
+    """relu(conv2d(...)) with the ReLU applied in the convolution's epilogue (no separate pass);
+    nn.Sequential uses it for a Conv2d followed by a ReLU."""
+    return _convolution("conv2d", 2, input, weight, bias, stride, padding, dilation, groups, relu=True)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
