@@ -50,7 +50,7 @@ class Context:
     def __init__(self, function: type, inputs: tuple):
         self.function = function
         self.inputs = inputs  # forward's arguments as given: Tensors and plain values
-        self.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        self.needs_input_grad = tuple([isinstance(x, Tensor) and x._requires_grad for x in inputs])
         self._saved = ()
         self._retained_output = None  # weakref to the output, set by Tensor.retain_grad()
         self._freed = False

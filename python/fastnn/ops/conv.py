@@ -157,13 +157,6 @@ def _operands(fn: str, n: int, input, weight, bias, channels: str, weight_dims: 
     return x, w, None if bias is None else as_tensor(bias)
 
 
-def _key(value):
-    """A hashable key for a setting that also tells 1 from True and (1, 1) from [1, 1]."""
-    if isinstance(value, (list, tuple)):
-        return type(value), tuple(_key(v) for v in value)
-    return type(value), value
-
-
 # The checked settings and view shapes of the convolutions seen so far, by shapes and settings:
 # a layer calls conv2d with the same ones at every step, and checking them costs several times
 # what a small convolution's kernel does (a LeNet layer at batch 64: ~40 us against ~30 us).
@@ -176,9 +169,10 @@ def _convolution(fn: str, n: int, input, weight, bias, stride, padding, dilation
     x, w, b = _operands(fn, n, input, weight, bias, "C", "out_channels, in_channels/groups")
     b_shape = None if b is None else b.shape
     try:
-        key = (fn, n, x.shape, w.shape, b_shape, _key(stride), _key(padding), _key(dilation), _key(groups))
+        # repr tells 1 from True, (1, 1) from [1, 1] and 1 from numpy.int64(1), which compare equal
+        key = (fn, n, x.shape, w.shape, b_shape, repr((stride, padding, dilation, groups)))
         plan = _PLANS.get(key)
-    except TypeError:  # an unhashable setting (a numpy array, say): checked every time
+    except TypeError:  # an unhashable shape: checked every time
         key, plan = None, None
     if plan is None:
         plan = _plan(fn, n, x.shape, w.shape, b_shape, stride, padding, dilation, groups)
