@@ -42,7 +42,10 @@ def _new(x, device):
 
 
 class FakeCuda:
+    """During capture() kernels that write into existing arrays do nothing, as a CUDA capture
+    records them without running them; the others compute as usual (their values are not used)."""
     Array = Array
+    capturing = False
 
     def is_built(self): return True
     def device_count(self): return 1
@@ -59,6 +62,8 @@ class FakeCuda:
         return Array(np.array(array, copy=True), device)
 
     def fill(self, y, value):
+        if self.capturing:
+            return
         y._host[...] = value
 
     def gemm(self, a, b, trans_a=False, trans_b=False, bias=None, relu=False, alpha=1.0):
@@ -74,6 +79,8 @@ class FakeCuda:
         return _new([x + y, x - y, x * y, x / y][op], a.device)
 
     def axpby(self, y, alpha, x, beta):
+        if self.capturing:
+            return
         y._host[...] = alpha * x._host + (beta * y._host if beta != 0 else 0)
 
     def relu_forward(self, x):
@@ -91,13 +98,13 @@ class FakeCuda:
     def cross_entropy_forward(self, logits, labels):
         x = logits._host.astype(np.float64)
         lse = np.log(np.exp(x - x.max(1, keepdims=True)).sum(1)) + x.max(1)
-        return _new(np.mean(lse - x[np.arange(len(x)), labels._host]), logits.device)
+        return _new(np.mean(lse - x[np.arange(len(x)), labels._host.astype(np.int64)]), logits.device)
 
     def cross_entropy_backward(self, logits, labels, grad_loss):
         x = logits._host.astype(np.float64)
         p = np.exp(x - x.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
-        p[np.arange(len(x)), labels._host] -= 1
+        p[np.arange(len(x)), labels._host.astype(np.int64)] -= 1
         return _new(p * grad_loss._host.reshape(()) / len(x), logits.device)
 
     # convolution and pooling: the CPU kernels on the host copies
@@ -119,8 +126,24 @@ class FakeCuda:
         return _new(_C.max_pool2d_backward(np.ascontiguousarray(grad_output._host),
                                            indices._host.astype(np.int32), input_size), grad_output.device)
 
+    def copy_(self, dst, src):
+        if self.capturing:
+            return
+        dst._host[...] = src._host if isinstance(src, Array) else np.asarray(src, dtype=dst._host.dtype)
+
+    def capture(self, device, fn):
+        """No graph here: a replay calls fn again and copies its result into the first one's."""
+        self.capturing = True
+        try:
+            result = fn()
+        finally:
+            self.capturing = False
+        return FakeGraph(fn, result), result
+
     def sgd_step(self, params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
                  maximize, first_step):
+        if self.capturing:
+            return
         for i, (p, g) in enumerate(zip(params, grads)):
             d = (-1 if maximize else 1) * g._host + weight_decay * p._host
             if momentum:
@@ -130,7 +153,12 @@ class FakeCuda:
             p._host[...] -= lr * d
 
     def adam_step(self, params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, decoupled,
-                  maximize, step):
+                  maximize, step=0, step_count=None):
+        if self.capturing:
+            return
+        if step_count is not None:  # the capturable form: the count lives on the "device"
+            step_count._host += 1
+            step = float(step_count._host.reshape(-1)[0])
         for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
             w = p._host * (1 - lr * weight_decay) if decoupled else p._host
             d = (-1 if maximize else 1) * g._host + (0 if decoupled else weight_decay * w)
@@ -138,3 +166,11 @@ class FakeCuda:
             v._host[...] = beta2 * v._host + (1 - beta2) * d * d
             bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
             p._host[...] = w - lr / bc1 * m._host / (np.sqrt(v._host) / np.sqrt(bc2) + eps)
+
+
+class FakeGraph:
+    def __init__(self, fn, result):
+        self.fn, self.result = fn, result
+
+    def replay(self):
+        self.result.data._host[...] = self.fn().data._host

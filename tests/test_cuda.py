@@ -258,6 +258,38 @@ def test_zero_grad_keeps_gradients_on_the_device(backend):
     assert model.bias.grad.device == "cuda:0" and not np.any(model.bias.grad.cpu().numpy())
 
 
+@pytest.mark.parametrize("make_optimizer", [
+    lambda p: fastnn.optim.Adam(p, lr=1e-2),
+    lambda p: fastnn.optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+    lambda p: fastnn.optim.SGD(p, lr=0.1, momentum=0.9)], ids=["adam", "adamw", "sgd-momentum"])
+def test_graphed_step_matches_eager_steps(backend, make_optimizer):
+    def mlp():
+        fastnn.manual_seed(4)
+        return nn.Sequential(nn.Linear(20, 17), nn.ReLU(), nn.Linear(17, 10)).to("cuda")
+    eager_model, graph_model = mlp(), mlp()
+    eager_opt, graph_opt = make_optimizer(eager_model.parameters()), make_optimizer(graph_model.parameters())
+    batches = [(rng.standard_normal((16, 20)).astype(np.float32), rng.integers(0, 10, 16)) for _ in range(4)]
+    step = fastnn.cuda.graphed_step(graph_model, nn.functional.cross_entropy, graph_opt, *batches[0])
+    for p_e, p_g in zip(eager_model.parameters(), graph_model.parameters()):  # the warm-up was undone
+        np.testing.assert_array_equal(p_g.cpu().detach().numpy(), p_e.cpu().detach().numpy())
+    for x, y in batches:
+        eager_opt.zero_grad()
+        loss = nn.functional.cross_entropy(eager_model(fastnn.tensor(x, device="cuda")), y)
+        loss.backward()
+        eager_opt.step()
+        graph_loss = step(x, y)
+        np.testing.assert_allclose(graph_loss.item(), loss.item(), rtol=1e-5)
+    for p_e, p_g in zip(eager_model.parameters(), graph_model.parameters()):
+        np.testing.assert_allclose(p_g.cpu().detach().numpy(), p_e.cpu().detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_graphed_step_needs_the_model_on_the_device(backend):
+    model = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="model.to"):
+        fastnn.cuda.graphed_step(model, nn.functional.cross_entropy, fastnn.optim.SGD(model.parameters(), lr=0.1),
+                                 np.zeros((2, 3), np.float32), [0, 1])
+
+
 def test_optimizer_without_cuda_kernel_raises(backend):
     model = nn.Linear(3, 2).to("cuda")
     model(fastnn.ones(4, 3, device="cuda")).sum().backward()

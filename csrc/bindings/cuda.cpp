@@ -397,11 +397,11 @@ Array sum_all(const Array& x, float scale) {
   return out;
 }
 
+// int64 labels, or float32 ones holding whole numbers (a fastnn tensor: checked on the device,
+// where a label that is not a class index gives NaN).
 void check_labels(const Array& logits, const Array& labels, const char* fn) {
   check_float(logits, fn, "logits");
   check_rank(logits, 2, fn, "logits", "(N, C)");
-  if (labels.dtype != Dtype::int64)
-    raise_type(std::string(fn) + ": argument 'labels' must be int64, got " + dtype_name(labels.dtype));
   if (labels.shape != std::vector<int64_t>{logits.shape[0]})
     raise_value(std::string(fn) + ": argument 'labels' must have shape (" + std::to_string(logits.shape[0]) +
                 ",), got " + shape_text(labels.shape));
@@ -413,8 +413,9 @@ Array cross_entropy_forward(const Array& logits, const Array& labels) {
   check_labels(logits, labels, fn);
   Array loss = empty({}, Dtype::float32, logits.device, fn);
   py::gil_scoped_release release;
-  cuda::cross_entropy_forward(loss.f(), logits.f(), static_cast<const int64_t*>(labels.data()), logits.shape[0],
-                              logits.shape[1], logits.device);
+  const bool ints = labels.dtype == Dtype::int64;
+  cuda::cross_entropy_forward(loss.f(), logits.f(), ints ? static_cast<const int64_t*>(labels.data()) : nullptr,
+                              ints ? nullptr : labels.f(), logits.shape[0], logits.shape[1], logits.device);
   return loss;
 }
 
@@ -428,8 +429,10 @@ Array cross_entropy_backward(const Array& logits, const Array& labels, const Arr
   check_same_device(logits, grad_loss, fn, "logits", "grad_loss");
   Array d = empty(logits.shape, Dtype::float32, logits.device, fn);
   py::gil_scoped_release release;
-  cuda::cross_entropy_backward(d.f(), logits.f(), static_cast<const int64_t*>(labels.data()), grad_loss.f(),
-                               logits.shape[0], logits.shape[1], logits.device);
+  const bool ints = labels.dtype == Dtype::int64;
+  cuda::cross_entropy_backward(d.f(), logits.f(), ints ? static_cast<const int64_t*>(labels.data()) : nullptr,
+                               ints ? nullptr : labels.f(), grad_loss.f(), logits.shape[0], logits.shape[1],
+                               logits.device);
   return d;
 }
 
@@ -458,20 +461,27 @@ std::vector<cuda::ParamSlot> check_slots(const char* fn, const std::vector<Array
 
 void adam_step(const std::vector<Array*>& params, const std::vector<Array*>& grads, const std::vector<Array*>& m,
                const std::vector<Array*>& v, double lr, double beta1, double beta2, double eps, double weight_decay,
-               bool decoupled, bool maximize, int64_t step) {
+               bool decoupled, bool maximize, int64_t step, std::optional<Array> step_count) {
   constexpr const char* fn = "cuda.adam_step";
-  if (step < 1) raise_value(std::string(fn) + ": step must be >= 1, got " + std::to_string(step));
+  if (!step_count && step < 1) raise_value(std::string(fn) + ": step must be >= 1, got " + std::to_string(step));
+  if (step_count && (step_count->dtype != Dtype::float32 || step_count->size() != 1))
+    raise_value(std::string(fn) + ": argument 'step_count' must be a float32 device array of one element");
   int device = 0;
   std::vector<cuda::ParamSlot> slots = check_slots(fn, params, grads, m, v, &device);
   if (slots.empty()) return;
-  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(std::max<int64_t>(step, 1)));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(std::max<int64_t>(step, 1)));
   cuda::AdamSettings s{static_cast<float>(lr / bc1), static_cast<float>(std::sqrt(bc2)),
                        static_cast<float>(1.0 - beta1), static_cast<float>(beta2), static_cast<float>(1.0 - beta2),
                        static_cast<float>(eps), static_cast<float>(weight_decay),
                        static_cast<float>(decoupled ? 1.0 - lr * weight_decay : 1.0), decoupled, maximize};
+  if (step_count) check_same_device(*params[0], *step_count, fn, "params", "step_count");
   py::gil_scoped_release release;
-  cuda::adam_step(slots.data(), static_cast<int>(slots.size()), s, device);
+  if (step_count)
+    cuda::adam_step_capturable(slots.data(), static_cast<int>(slots.size()), s, static_cast<float>(lr),
+                               static_cast<float>(beta1), static_cast<float>(beta2), step_count->f(), device);
+  else
+    cuda::adam_step(slots.data(), static_cast<int>(slots.size()), s, device);
 }
 
 void sgd_step(const std::vector<Array*>& params, const std::vector<Array*>& grads, const std::vector<Array*>& bufs,
@@ -608,6 +618,62 @@ Array max_pool_backward_py(const Array& dy, const Array& indices, const Pair& in
   return dx;
 }
 
+// ---- copies into existing arrays and CUDA graphs ---------------------------------------------------
+void copy_into(Array& dst, const py::object& src) {
+  constexpr const char* fn = "cuda.copy_";
+  if (py::isinstance<Array>(src)) {
+    const Array& a = src.cast<const Array&>();
+    if (a.shape != dst.shape || a.dtype != dst.dtype)
+      raise_value(std::string(fn) + ": source " + shape_text(a.shape) + " " + dtype_name(a.dtype) +
+                  " does not match destination " + shape_text(dst.shape) + " " + dtype_name(dst.dtype));
+    check_same_device(dst, a, fn, "dst", "src");
+    py::gil_scoped_release release;
+    cuda::copy_on_device(dst.data(), a.data(), dst.nbytes(), dst.device);
+    return;
+  }
+  py::array host;
+  if (dst.dtype == Dtype::float32)
+    host = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(src);
+  else
+    host = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(src);
+  if (!host) raise_type(std::string(fn) + ": source must be a CUDA array or array-like");
+  std::vector<int64_t> shape(host.shape(), host.shape() + host.ndim());
+  if (shape != dst.shape)
+    raise_value(std::string(fn) + ": source of shape " + shape_text(shape) + " does not match destination " +
+                shape_text(dst.shape));
+  py::gil_scoped_release release;
+  cuda::copy_to_device(dst.data(), host.data(), dst.nbytes(), dst.device);
+}
+
+// A captured graph; destroying it returns its pool's blocks to the shared pool.
+struct Graph {
+  cuda::CapturedGraph g{nullptr, 0, 0};
+  ~Graph() {
+    try {
+      cuda::destroy_graph(g);
+    } catch (...) {
+    }
+  }
+};
+
+py::tuple capture(int device, const py::function& fn) {
+  check_device(device, "cuda.capture");
+  cuda::begin_capture(device);
+  py::object result;
+  try {
+    result = fn();
+  } catch (...) {
+    try {
+      cuda::end_capture(device, false);
+    } catch (...) {
+    }
+    throw;
+  }
+  auto graph = std::make_shared<Graph>();
+  graph->g = cuda::end_capture(device, true);
+  return py::make_tuple(graph, result);
+}
+
 }  // namespace
 #endif  // FASTNN_CUDA_BUILT
 
@@ -677,7 +743,19 @@ void bind_cuda(py::module_& parent) {
   m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("logits"), py::arg("labels"), py::arg("grad_loss"));
   m.def("adam_step", &adam_step, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
         py::kw_only(), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
-        py::arg("decoupled"), py::arg("maximize"), py::arg("step"));
+        py::arg("decoupled"), py::arg("maximize"), py::arg("step") = 0, py::arg("step_count") = py::none(),
+        "One Adam/AdamW update of every parameter. step: the new step count (host); or step_count: a\n"
+        "float32 device array holding the count, advanced by the call on the device (capturable).");
+  m.def("copy_", &copy_into, py::arg("dst"), py::arg("src"),
+        "Copy src (a CUDA array of dst's shape and dtype, or host data) into dst.");
+  py::class_<Graph, std::shared_ptr<Graph>>(m, "Graph", "A captured CUDA graph (see capture).")
+      .def("replay", [](const Graph& g) {
+        py::gil_scoped_release release;
+        cuda::launch_graph(g.g);
+      }, "Queue the captured kernels on fastnn's stream (returns at once).");
+  m.def("capture", &capture, py::arg("device"), py::arg("fn"),
+        "Call fn() while capturing fastnn's kernels on `device` into a CUDA graph (they are recorded, not run);\n"
+        "returns (graph, fn's result). fn must not synchronize (no .item(), no copies to the host).");
   m.def("conv2d_forward", [](const Array& x, const Array& w, std::optional<Array> b, const Pair& stride,
                               const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups) {
     return conv_forward_py(x, w, b ? &*b : nullptr, stride, pad, dilation, groups);

@@ -31,12 +31,13 @@ void column_sums(float* out, const float* x, int64_t rows, int64_t cols, int dev
 void sum_all(float* out, const float* x, int64_t n, float scale, int device);
 
 // ---- loss.cu (N rows, C classes) ----
-// loss (1,) = mean over rows of logsumexp(logits) - logits[label]; labels are int64 in [0, C).
-void cross_entropy_forward(float* loss, const float* logits, const int64_t* labels, int64_t N, int64_t C,
-                           int device);
+// loss (1,) = mean over rows of logsumexp(logits) - logits[label]; labels are int64 in [0, C),
+// or (labels_f32 instead, null labels) whole numbers held as float32 (a fastnn tensor of labels).
+void cross_entropy_forward(float* loss, const float* logits, const int64_t* labels, const float* labels_f32,
+                           int64_t N, int64_t C, int device);
 // dlogits = grad_loss[0] / N * (softmax(logits) - onehot(label)); grad_loss is a device scalar.
-void cross_entropy_backward(float* dlogits, const float* logits, const int64_t* labels, const float* grad_loss,
-                            int64_t N, int64_t C, int device);
+void cross_entropy_backward(float* dlogits, const float* logits, const int64_t* labels, const float* labels_f32,
+                            const float* grad_loss, int64_t N, int64_t C, int device);
 
 // ---- optim.cu: all parameters in one launch per 64 of them ----
 struct ParamSlot {
@@ -55,6 +56,11 @@ struct AdamSettings {
   bool decoupled, maximize;
 };
 void adam_step(const ParamSlot* slots, int count, const AdamSettings& s, int device);
+// The same with the step count held on the device (for CUDA-graph capture, where host values
+// are frozen into the graph): adds 1 to *step, then updates with the bias corrections of the new
+// count, computed on the device in float (step_size and bc2_sqrt of s are not used).
+void adam_step_capturable(const ParamSlot* slots, int count, const AdamSettings& s, float lr, float beta1,
+                          float beta2, float* step, int device);
 struct SgdSettings {
   float lr, momentum, one_minus_dampening, weight_decay;
   bool nesterov, maximize;

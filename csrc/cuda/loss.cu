@@ -37,8 +37,15 @@ __device__ void row_stats(const float* x, int64_t C, int lane, float* max_out, f
   *sum_out = warp_sum(s);
 }
 
-__global__ void cross_entropy_forward_kernel(float* loss, const float* logits, const int64_t* labels, int64_t N,
-                                             int64_t C) {
+// The label of a row, from int64 labels or from whole numbers held as float32 (-1 when not whole).
+__device__ int64_t label_at(const int64_t* labels, const float* labels_f32, int64_t row) {
+  if (labels) return labels[row];
+  const float v = labels_f32[row];
+  return v == floorf(v) && fabsf(v) < 16777216.0f ? static_cast<int64_t>(v) : -1;
+}
+
+__global__ void cross_entropy_forward_kernel(float* loss, const float* logits, const int64_t* labels,
+                                             const float* labels_f32, int64_t N, int64_t C) {
   const int lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= N) return;
@@ -46,14 +53,14 @@ __global__ void cross_entropy_forward_kernel(float* loss, const float* logits, c
   float m, s;
   row_stats(x, C, lane, &m, &s);
   if (lane == 0) {
-    const int64_t label = labels[row];
+    const int64_t label = label_at(labels, labels_f32, row);
     const float value = (label >= 0 && label < C) ? m + logf(s) - x[label] : NAN;
     atomicAdd(loss, value / static_cast<float>(N));
   }
 }
 
 __global__ void cross_entropy_backward_kernel(float* dlogits, const float* logits, const int64_t* labels,
-                                              const float* grad_loss, int64_t N, int64_t C) {
+                                              const float* labels_f32, const float* grad_loss, int64_t N, int64_t C) {
   const int lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= N) return;
@@ -61,7 +68,7 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* logit
   float* d = dlogits + row * C;
   float m, s;
   row_stats(x, C, lane, &m, &s);
-  const int64_t label = labels[row];
+  const int64_t label = label_at(labels, labels_f32, row);
   const bool valid = label >= 0 && label < C;
   const float scale = grad_loss[0] / static_cast<float>(N), inv = 1.0f / s;
   for (int64_t j = lane; j < C; j += 32)
@@ -72,20 +79,20 @@ unsigned row_blocks(int64_t N) { return static_cast<unsigned>((N + kRowsPerBlock
 
 }  // namespace
 
-void cross_entropy_forward(float* loss, const float* logits, const int64_t* labels, int64_t N, int64_t C,
-                           int device) {
+void cross_entropy_forward(float* loss, const float* logits, const int64_t* labels, const float* labels_f32,
+                           int64_t N, int64_t C, int device) {
   cudaStream_t s = stream_of(device);
   check(cudaMemsetAsync(loss, 0, sizeof(float), s), "cross_entropy_forward");
   if (N == 0) return;
-  cross_entropy_forward_kernel<<<row_blocks(N), 32 * kRowsPerBlock, 0, s>>>(loss, logits, labels, N, C);
+  cross_entropy_forward_kernel<<<row_blocks(N), 32 * kRowsPerBlock, 0, s>>>(loss, logits, labels, labels_f32, N, C);
   check_launch("cross_entropy_forward");
 }
 
-void cross_entropy_backward(float* dlogits, const float* logits, const int64_t* labels, const float* grad_loss,
-                            int64_t N, int64_t C, int device) {
+void cross_entropy_backward(float* dlogits, const float* logits, const int64_t* labels, const float* labels_f32,
+                            const float* grad_loss, int64_t N, int64_t C, int device) {
   if (N == 0) return;
   cross_entropy_backward_kernel<<<row_blocks(N), 32 * kRowsPerBlock, 0, stream_of(device)>>>(
-      dlogits, logits, labels, grad_loss, N, C);
+      dlogits, logits, labels, labels_f32, grad_loss, N, C);
   check_launch("cross_entropy_backward");
 }
 

@@ -22,7 +22,14 @@ struct SlotTable {
   ParamSlot slot[kMaxSlots];
 };
 
-__global__ void adam_kernel(SlotTable table, AdamSettings s) {
+// step: null, or the step count on the device (already advanced by advance_step_kernel), whose
+// bias corrections are then computed here, in float (the capturable variant).
+__global__ void adam_kernel(SlotTable table, AdamSettings s, const float* step, float lr, float beta1, float beta2) {
+  if (step) {
+    const float n = *step;
+    s.step_size = lr / (1.0f - powf(beta1, n));
+    s.bc2_sqrt = sqrtf(1.0f - powf(beta2, n));
+  }
   const ParamSlot& t = table.slot[blockIdx.y];
   float* __restrict__ p = t.param;
   const float* __restrict__ g = t.grad;
@@ -42,6 +49,8 @@ __global__ void adam_kernel(SlotTable table, AdamSettings s) {
     p[i] = pi - s.step_size * (mi / (sqrtf(vi) / s.bc2_sqrt + s.eps));
   }
 }
+
+__global__ void advance_step_kernel(float* step) { *step += 1.0f; }
 
 __global__ void sgd_kernel(SlotTable table, SgdSettings s) {
   const ParamSlot& t = table.slot[blockIdx.y];
@@ -83,7 +92,18 @@ void for_each_group(const ParamSlot* slots, int count, int device, Launch launch
 
 void adam_step(const ParamSlot* slots, int count, const AdamSettings& s, int device) {
   for_each_group<AdamSettings>(slots, count, device, [&](dim3 grid, cudaStream_t st, const SlotTable& table) {
-    adam_kernel<<<grid, kThreads, 0, st>>>(table, s);
+    adam_kernel<<<grid, kThreads, 0, st>>>(table, s, nullptr, 0.0f, 0.0f, 0.0f);
+    check_launch("adam_step");
+  });
+}
+
+void adam_step_capturable(const ParamSlot* slots, int count, const AdamSettings& s, float lr, float beta1,
+                          float beta2, float* step, int device) {
+  if (count == 0) return;
+  advance_step_kernel<<<1, 1, 0, stream_of(device)>>>(step);
+  check_launch("adam_step (step count)");
+  for_each_group<AdamSettings>(slots, count, device, [&](dim3 grid, cudaStream_t st, const SlotTable& table) {
+    adam_kernel<<<grid, kThreads, 0, st>>>(table, s, step, lr, beta1, beta2);
     check_launch("adam_step");
   });
 }

@@ -34,16 +34,25 @@ void count_devices() {
   }
 }
 
-// The allocator's books for one device: free blocks by rounded size, live blocks by pointer.
-struct DevicePool {
-  std::multimap<size_t, void*> free_blocks;
-  std::unordered_map<void*, size_t> live;
+// The allocator's books for one device. Blocks belong to a pool: 0, the shared one, or the
+// private pool of one captured CUDA graph (its blocks are handed out again only inside that
+// graph's capture, because every replay reuses them in the same order; when the graph goes, its
+// pool's blocks join the shared pool).
+struct Block {
+  size_t size;
+  int pool;
+};
+struct DeviceBooks {
+  std::unordered_map<void*, Block> live;
+  std::map<int, std::multimap<size_t, void*>> free_blocks;  // by pool
   size_t allocated = 0, cached = 0;
+  int capture_pool = 0;  // the pool of the capture in progress, 0 when none
 };
 
 std::mutex pool_mutex;
-DevicePool pools[kMaxDevices];
+DeviceBooks books[kMaxDevices];
 cudaStream_t streams[kMaxDevices] = {};
+int next_pool = 1;
 
 size_t round_size(size_t bytes) {
   constexpr size_t small = 512, large = size_t(2) << 20;
@@ -56,7 +65,6 @@ void check_device(int device, const char* what) {
     throw CudaError(std::string(what) + ": no CUDA device " + std::to_string(device) + " (this machine has " +
                     std::to_string(device_count()) + ")");
 }
-
 }  // namespace
 
 int device_count() {
@@ -97,23 +105,26 @@ void device_synchronize(int device) {
 void* allocate(size_t bytes, int device) {
   check_device(device, "allocate");
   const size_t size = round_size(bytes);
+  int pool = 0;
   {
     std::lock_guard<std::mutex> lock(pool_mutex);
-    DevicePool& pool = pools[device];
-    auto it = pool.free_blocks.find(size);
-    if (it != pool.free_blocks.end()) {
+    DeviceBooks& b = books[device];
+    pool = b.capture_pool;
+    auto& free_list = b.free_blocks[pool];
+    auto it = free_list.find(size);
+    if (it != free_list.end()) {
       void* p = it->second;
-      pool.free_blocks.erase(it);
-      pool.cached -= size;
-      pool.live[p] = size;
-      pool.allocated += size;
+      free_list.erase(it);
+      b.cached -= size;
+      b.live[p] = {size, pool};
+      b.allocated += size;
       return p;
     }
   }
   set_device(device);
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, size);
-  if (e == cudaErrorMemoryAllocation) {  // give the cached blocks back and try once more
+  if (e == cudaErrorMemoryAllocation && pool == 0) {  // give the cached blocks back and try once more
     cudaGetLastError();
     empty_cache();
     e = cudaMalloc(&p, size);
@@ -124,48 +135,123 @@ void* allocate(size_t bytes, int device) {
                     " failed: " + cudaGetErrorString(e));
   }
   std::lock_guard<std::mutex> lock(pool_mutex);
-  pools[device].live[p] = size;
-  pools[device].allocated += size;
+  books[device].live[p] = {size, pool};
+  books[device].allocated += size;
   return p;
 }
 
 void release(void* ptr, int device) {
   if (!ptr || device < 0 || device >= kMaxDevices) return;
   std::lock_guard<std::mutex> lock(pool_mutex);
-  DevicePool& pool = pools[device];
-  auto it = pool.live.find(ptr);
-  if (it == pool.live.end()) return;  // not ours: never free what we did not allocate
-  const size_t size = it->second;
-  pool.live.erase(it);
-  pool.allocated -= size;
-  pool.free_blocks.emplace(size, ptr);
-  pool.cached += size;
+  DeviceBooks& b = books[device];
+  auto it = b.live.find(ptr);
+  if (it == b.live.end()) return;  // not ours: never free what we did not allocate
+  const Block block = it->second;
+  b.live.erase(it);
+  b.allocated -= block.size;
+  b.free_blocks[block.pool].emplace(block.size, ptr);
+  b.cached += block.size;
 }
 
 void empty_cache() {
   const int n = device_count();
   std::lock_guard<std::mutex> lock(pool_mutex);
   for (int d = 0; d < n; ++d) {
-    DevicePool& pool = pools[d];
-    if (pool.free_blocks.empty()) continue;
+    DeviceBooks& b = books[d];
+    auto shared = b.free_blocks.find(0);  // graphs keep their pools
+    if (shared == b.free_blocks.end() || shared->second.empty()) continue;
     cudaSetDevice(d);
     if (streams[d]) cudaStreamSynchronize(streams[d]);  // queued kernels may still use a free block
-    for (auto& kv : pool.free_blocks) cudaFree(kv.second);
-    pool.free_blocks.clear();
-    pool.cached = 0;
+    for (auto& kv : shared->second) {
+      cudaFree(kv.second);
+      b.cached -= kv.first;
+    }
+    shared->second.clear();
   }
 }
 
 size_t memory_allocated(int device) {
   if (device < 0 || device >= kMaxDevices) return 0;
   std::lock_guard<std::mutex> lock(pool_mutex);
-  return pools[device].allocated;
+  return books[device].allocated;
 }
 
 size_t memory_reserved(int device) {
   if (device < 0 || device >= kMaxDevices) return 0;
   std::lock_guard<std::mutex> lock(pool_mutex);
-  return pools[device].allocated + pools[device].cached;
+  return books[device].allocated + books[device].cached;
+}
+
+// ---- CUDA graphs ---------------------------------------------------------------------------
+void begin_capture(int device) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream(device));
+  set_device(device);
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    if (books[device].capture_pool != 0) throw CudaError("begin_capture: a capture is already in progress on this device");
+    books[device].capture_pool = next_pool++;
+  }
+  const cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed);
+  if (e != cudaSuccess) {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    books[device].capture_pool = 0;
+  }
+  check(e, "begin_capture");
+}
+
+CapturedGraph end_capture(int device, bool keep) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream(device));
+  cudaGraph_t graph = nullptr;
+  const cudaError_t e = cudaStreamEndCapture(s, &graph);
+  int pool;
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    pool = books[device].capture_pool;
+    books[device].capture_pool = 0;
+  }
+  CapturedGraph out{nullptr, pool, device};
+  if (e != cudaSuccess || !keep) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    destroy_graph(out);
+    check(e, "end_capture");
+    return {nullptr, 0, device};
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t ei = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (ei != cudaSuccess) {
+    destroy_graph(out);
+    check(ei, "cudaGraphInstantiate");
+  }
+  out.exec = exec;
+  return out;
+}
+
+void launch_graph(const CapturedGraph& g) {
+  if (!g.exec) throw CudaError("launch_graph: the graph was not captured");
+  cudaStream_t s = static_cast<cudaStream_t>(stream(g.device));
+  set_device(g.device);
+  check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(g.exec), s), "launch_graph");
+}
+
+void destroy_graph(const CapturedGraph& g) {
+  if (g.exec) {
+    cudaStream_t s = static_cast<cudaStream_t>(stream(g.device));
+    cudaStreamSynchronize(s);  // a replay may still run
+    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(g.exec));
+  }
+  if (g.pool == 0) return;
+  // The pool's free blocks, and its live ones when they are released later, join the shared pool.
+  std::lock_guard<std::mutex> lock(pool_mutex);
+  DeviceBooks& b = books[g.device];
+  auto it = b.free_blocks.find(g.pool);
+  if (it != b.free_blocks.end()) {
+    for (auto& kv : it->second) b.free_blocks[0].emplace(kv.first, kv.second);
+    b.free_blocks.erase(it);
+  }
+  for (auto& kv : b.live)
+    if (kv.second.pool == g.pool) kv.second.pool = 0;
 }
 
 void copy_to_device(void* dst, const void* src, size_t bytes, int device) {

@@ -47,6 +47,22 @@ void empty_cache();
 size_t memory_allocated(int device);  // bytes in live blocks (rounded sizes)
 size_t memory_reserved(int device);   // live + cached
 
+// CUDA graphs: the kernels queued on fastnn's stream between begin_capture and end_capture are
+// recorded, not run (relaxed capture mode), and end_capture instantiates them as one graph that
+// launch_graph replays with one call. Memory allocated during the capture comes from the graph's
+// own pool (see runtime.cu); a synchronizing call during the capture fails. One capture at a time
+// per device, from one thread.
+struct CapturedGraph {
+  void* exec;  // a cudaGraphExec_t, null when the capture was dropped
+  int pool;
+  int device;
+};
+void begin_capture(int device);
+// keep = false drops the capture (after an error in the captured code).
+CapturedGraph end_capture(int device, bool keep);
+void launch_graph(const CapturedGraph& g);
+void destroy_graph(const CapturedGraph& g);
+
 // Copies (bytes), ordered on fastnn's stream of `device`; to_host and to_device return when done.
 void copy_to_device(void* dst, const void* src, size_t bytes, int device);
 void copy_to_host(void* dst, const void* src, size_t bytes, int device);

@@ -60,3 +60,99 @@ def memory_reserved(device=None) -> int:
     if not is_available():
         return 0
     return int(_device.backend.memory_reserved(_device.parse("memory_reserved", device or 0) or 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole training step as one CUDA graph
+
+class GraphedStep:
+    """A training step (forward, loss, backward, optimizer update) captured once into a CUDA graph
+    and replayed with one launch per call, for static shapes: a small model on a GPU spends most
+    of an eager step launching kernels one Python call at a time.
+
+        step = fastnn.cuda.graphed_step(model, nn.functional.cross_entropy, optimizer, x0, y0)
+        for x, y in batches:            # numpy arrays or CUDA tensors of x0's and y0's shapes
+            loss = step(x, y)           # a CUDA tensor, rewritten by every call; loss.item() waits
+
+    Building it runs `warmup` eager steps on the example batch (so that every buffer exists
+    before the capture), then puts the parameters and the optimizer's state back as they were:
+    the graph's first replay is the first real step. What the graph freezes: the shapes, the
+    learning rate and the other hyper-parameters (change them, and build a new step), and the
+    arrays of the parameters and their state (do not replace them; in-place updates are fine).
+    Class labels go to the device as float32 (whole numbers; a label outside [0, C) gives a NaN
+    loss instead of an error, since checking it would stop the GPU). Adam keeps its step count
+    on the device. SGD's first step with momentum and dampening > 0 differs from PyTorch's (the
+    buffer starts at zero, not at the gradient).
+    """
+
+    def __init__(self, model, loss_fn, optimizer, example_input, example_target, warmup: int = 3):
+        from fastnn._tensor import Tensor, tensor
+        params = list(model.parameters())
+        if not params or not all(p.is_cuda for p in params):
+            raise ValueError("graphed_step: the model's parameters must all be on a CUDA device; call "
+                             "model.to('cuda') first")
+        index = params[0].data.device
+        self._device = index
+        self._input = tensor(_host_values(example_input), device=f"cuda:{index}")
+        self._target = tensor(_host_values(example_target), device=f"cuda:{index}")
+        optimizer._capturable = True
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(self._input), self._target)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        backend = _device.backend
+        saved_params = [p.data.copy() for p in params]
+        saved_state = {id(p): dict(optimizer.state[p]) for p in params if p in optimizer.state}
+        saved_arrays = {id(p): {k: v.copy() for k, v in s.items() if _device.is_device_array(v)}
+                        for p in params for s in [optimizer.state.get(p, {})]}
+        for _ in range(max(1, int(warmup))):
+            step()
+        for p, saved in zip(params, saved_params):  # undo the warm-up, in place
+            backend.copy_(p.data, saved)
+        for p in params:
+            state = optimizer.state.get(p, {})
+            before, arrays = saved_state.get(id(p), {}), saved_arrays.get(id(p), {})
+            for key, value in list(state.items()):
+                if key in arrays:
+                    backend.copy_(value, arrays[key])
+                elif _device.is_device_array(value):  # made by the warm-up: back to its start
+                    start = before.get(key, 0)
+                    backend.fill(value, float(start) if isinstance(start, (int, float)) else 0.0)
+                else:
+                    state[key] = before.get(key, value)
+        backend.synchronize(index)
+        self._graph, self._loss = backend.capture(index, step)
+        if not isinstance(self._loss, Tensor):
+            raise TypeError(f"graphed_step: loss_fn must return a Tensor, got {type(self._loss).__name__}")
+
+    def __call__(self, input, target):  # noqa: A002
+        backend = _device.backend
+        backend.copy_(self._input.data, _device_values(input))
+        backend.copy_(self._target.data, _device_values(target))
+        self._graph.replay()
+        return self._loss
+
+
+def _host_values(x):
+    from fastnn._tensor import Tensor
+    return x._host() if isinstance(x, Tensor) else x
+
+
+def _device_values(x):
+    """What copy_ takes: a device array as it is, anything else as float32 host data."""
+    from fastnn._tensor import Tensor
+    import numpy as np
+    if isinstance(x, Tensor):
+        return x.data if x.is_cuda else np.asarray(x.data, dtype=np.float32)
+    return np.asarray(x, dtype=np.float32)
+
+
+def graphed_step(model, loss_fn, optimizer, example_input, example_target, warmup: int = 3) -> GraphedStep:
+    """A training step captured as one CUDA graph: see GraphedStep."""
+    if not is_available():
+        raise RuntimeError(f"graphed_step: CUDA is not available ({unavailable_reason()})")
+    return GraphedStep(model, loss_fn, optimizer, example_input, example_target, warmup)

@@ -561,6 +561,11 @@ def _cross_entropy_cuda(fn: str, x, target, weight, ignore_index, reduction, lab
     if x.ndim != 2 or weight is not None or label_smoothing != 0.0 or reduction != "mean":
         raise NotImplementedError(f"{fn}: on CUDA only (N, C) logits with class indices, no weight, no label "
                                   f"smoothing and reduction='mean' have a kernel yet")
+    if isinstance(target, Tensor) and target.is_cuda:  # labels on the device: checked there (NaN if not classes)
+        if target.shape != (x.shape[0],):
+            raise ValueError(f"{fn}: expected target of shape ({x.shape[0]},) for input of shape "
+                             f"{_shape_text(x.shape)}, got {_shape_text(target.shape)}")
+        return CrossEntropyCuda.apply(x, target.data)
     labels = _class_indices(fn, target._host() if isinstance(target, Tensor) else target).reshape(-1)
     if labels.shape != (x.shape[0],):
         raise ValueError(f"{fn}: expected target of shape ({x.shape[0]},) for input of shape "

@@ -46,12 +46,15 @@ class Adam(Optimizer):
             if amsgrad and "max_exp_avg_sq" not in state:
                 state["max_exp_avg_sq"] = new_buffer(p)
             states.append(state)
-        steps = [int(s["step"]) + 1 for s in states]
         beta1, beta2 = group["betas"]
         if items[0][0].is_cuda:
             settings = dict(lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2), eps=float(group["eps"]),
                             weight_decay=float(group["weight_decay"]), maximize=bool(group["maximize"]),
                             decoupled=bool(group["decoupled_weight_decay"]))
+            if self._capturable:
+                return self._update_capturable(items, states, settings)
+        steps = [int(s["step"]) + 1 for s in states]
+        if items[0][0].is_cuda:
             for step in sorted(set(steps)):  # one launch per step count (normally a single one)
                 chosen = [i for i, s in enumerate(steps) if s == step]
                 _device.backend.adam_step([items[i][0].data for i in chosen], [items[i][1] for i in chosen],
@@ -68,6 +71,19 @@ class Adam(Optimizer):
                      decoupled=bool(group["decoupled_weight_decay"]), maximize=bool(group["maximize"]))
         for state, step in zip(states, steps):
             state["step"] = step
+
+    def _update_capturable(self, items: list, states: list, settings: dict) -> None:
+        """The update of a captured CUDA graph: the step count lives on the device, one float32
+        array shared by the group's parameters, advanced by the kernel itself (a host count would
+        be frozen into the graph)."""
+        counter = next((s["step"] for s in states if _device.is_device_array(s["step"])), None)
+        if counter is None:
+            counter = _device.full((1,), float(max(int(s["step"]) for s in states)), items[0][0].data.device)
+        for state in states:
+            state["step"] = counter
+        _device.backend.adam_step([p.data for p, _, _ in items], [g for _, g, _ in items],
+                                  [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                                  step_count=counter, **settings)
 
 
 class AdamW(Adam):

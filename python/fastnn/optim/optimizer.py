@@ -45,6 +45,9 @@ def new_buffer(p: Tensor, fill: float = 0.0):
 
 class Optimizer:
     cuda = False  # whether _update_group also updates parameters held on a GPU
+    # Set by fastnn.cuda.graphed_step: updates must be capturable into a CUDA graph (no host
+    # value that changes from step to step, such as Adam's step count, may reach a kernel).
+    _capturable = False
     """Base class: `Optimizer(params, defaults)`.
 
     params: an iterable of Tensors, of (name, Tensor) pairs, or of dicts that define parameter
