@@ -6,8 +6,10 @@ so the Python side runs everywhere) and against the real kernels, which skips wi
 device" where there is none. Kernel results are compared with float64 numpy references and with
 the CPU path of the same op.
 """
+import importlib.util
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -288,6 +290,20 @@ def test_graphed_step_needs_the_model_on_the_device(backend):
     with pytest.raises(ValueError, match="model.to"):
         fastnn.cuda.graphed_step(model, nn.functional.cross_entropy, fastnn.optim.SGD(model.parameters(), lr=0.1),
                                  np.zeros((2, 3), np.float32), [0, 1])
+
+
+def test_gpu_benchmark_epochs_agree_between_eager_and_graphed(backend):
+    # bench/gpu.py's epoch loops on a small batch set (timing-only figures come from real MNIST there)
+    spec = importlib.util.spec_from_file_location("bench_gpu", Path(__file__).parents[1] / "bench" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    x = rng.random((128, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 128)
+    for make, xs in ((gpu.mlp, x.reshape(128, -1)), (gpu.lenet, x)):
+        _, eager_loss = gpu.fastnn_epoch(make, xs, y, 32, "eager")
+        _, graphed_loss = gpu.fastnn_epoch(make, xs, y, 32, "graphed")
+        assert np.isfinite(eager_loss)
+        np.testing.assert_allclose(graphed_loss, eager_loss, rtol=1e-4)
 
 
 def test_optimizer_without_cuda_kernel_raises(backend):
