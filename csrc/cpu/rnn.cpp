@@ -161,6 +161,13 @@ class StepBarrier {
   std::atomic<unsigned> generation_{0};
 };
 
+// A thread's rectangle of the steps' work: row tiles [ir0, ir1) x blocks of units [u0, u1). The
+// team packs W_hh split by units in both plans (pack(u0, u1)); split by rows, every thread then
+// reads every sliver, so all wait for the whole packing.
+struct StepPart {
+  int64_t ir0, ir1, u0, u1;
+};
+
 // Per step, enough multiply-adds to make a thread worth a barrier.
 constexpr double kStepWorkPerThread = 1 << 19;
 
@@ -200,6 +207,20 @@ StepPlan plan_steps(int64_t B, int64_t H, int64_t ng, int64_t G) {
     }
   }
   return plan;
+}
+
+template <class Pack>
+StepPart step_part(const StepPlan& plan, int64_t n_ir, int64_t nu, int tid, int nt, StepBarrier& barrier,
+                   const Pack& pack) {
+  StepPart part{0, n_ir, 0, nu};
+  split_range(nu, tid, nt, &part.u0, &part.u1);
+  pack(part.u0, part.u1);
+  if (plan.by_rows) {
+    barrier.wait(nt);
+    part.u0 = 0, part.u1 = nu;
+    split_range(n_ir, tid, nt, &part.ir0, &part.ir1);
+  }
+  return part;
 }
 
 inline bool active(const int64_t* lengths, int64_t t, int64_t b) { return !lengths || t < lengths[b]; }
@@ -280,14 +301,8 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   StepBarrier barrier;
   run_parallel(plan.threads, [&](int tid, int nt) {
     DenormalsOff thread_ftz;
-    int64_t u0, u1, ir0 = 0, ir1 = gemm.n_ir;
-    split_range(nu, tid, nt, &u0, &u1);
-    pack_units(u0, u1);
-    if (plan.by_rows) {
-      barrier.wait(nt);  // every thread reads every sliver
-      u0 = 0, u1 = nu;
-      split_range(gemm.n_ir, tid, nt, &ir0, &ir1);
-    }
+    const StepPart part = step_part(plan, gemm.n_ir, nu, tid, nt, barrier, pack_units);
+    const int64_t u0 = part.u0, u1 = part.u1, ir0 = part.ir0, ir1 = part.ir1;
     const int64_t b0 = std::min(B, ir0 * mr), b1 = std::min(B, ir1 * mr);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? T - 1 - step : step;
@@ -398,14 +413,8 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
   StepBarrier barrier;
   run_parallel(plan.threads, [&](int tid, int nt) {
     DenormalsOff thread_ftz;
-    int64_t u0, u1, ir0 = 0, ir1 = gemm.n_ir;
-    split_range(nu, tid, nt, &u0, &u1);
-    pack_units(u0, u1);
-    if (plan.by_rows) {
-      barrier.wait(nt);  // every thread reads every sliver
-      u0 = 0, u1 = nu;
-      split_range(gemm.n_ir, tid, nt, &ir0, &ir1);
-    }
+    const StepPart part = step_part(plan, gemm.n_ir, nu, tid, nt, barrier, pack_units);
+    const int64_t u0 = part.u0, u1 = part.u1, ir0 = part.ir0, ir1 = part.ir1;
     const int64_t b0 = std::min(B, ir0 * mr), b1 = std::min(B, ir1 * mr);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? step : T - 1 - step;  // the forward's steps, last first
