@@ -140,6 +140,25 @@ class FakeCuda:
             self.capturing = False
         return FakeGraph(fn, result), result
 
+    def batch_norm_forward(self, input, weight, bias, running_mean, running_var, *, training, momentum, eps):
+        host = [None if a is None else a._host for a in (weight, bias, running_mean, running_var)]
+        if self.capturing and training and running_mean is not None:  # recorded, not run: leave them be
+            host[2], host[3] = host[2].copy(), host[3].copy()
+        y, mean, invstd = _C.batch_norm_forward(input._host, *host, training=training, momentum=momentum, eps=eps)
+        return tuple(_new(a, input.device) for a in (y, mean, invstd))
+
+    def batch_norm_backward(self, grad_output, input, save_mean, save_invstd, weight, *, training):
+        grads = _C.batch_norm_backward(np.ascontiguousarray(grad_output._host), input._host, save_mean._host,
+                                       save_invstd._host, None if weight is None else weight._host, training=training)
+        return tuple(_new(g, input.device) for g in grads)
+
+    def global_avg_pool_forward(self, input):
+        return _new(input._host.mean(axis=(2, 3), keepdims=True, dtype=np.float64), input.device)
+
+    def global_avg_pool_backward(self, grad_output, input_size):
+        g = grad_output._host / (input_size[0] * input_size[1])
+        return _new(np.broadcast_to(g, g.shape[:2] + tuple(input_size)), grad_output.device)
+
     def sgd_step(self, params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
                  maximize, first_step):
         if self.capturing:

@@ -250,6 +250,32 @@ def test_lenet_step_on_the_device_matches_the_cpu(backend):
     np.testing.assert_allclose(weights[1], weights[0], rtol=1e-4, atol=1e-6)
 
 
+def test_cifar_style_cnn_on_the_device_matches_the_cpu(backend):
+    # conv + batch norm + ReLU + max pooling + global average pooling, trained and then evaluated
+    def cnn():
+        fastnn.manual_seed(6)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(16, 10))
+    x = rng.standard_normal((6, 3, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 10, 6)
+    results = []
+    for device in ("cpu", "cuda"):
+        model = cnn().to(device)
+        opt = fastnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(2):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(fastnn.tensor(x, device=device)), y)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with fastnn.no_grad():
+            logits = model(fastnn.tensor(x, device=device)).cpu().numpy()
+        results.append((loss.item(), logits, model[1].running_var.cpu().numpy(), model[0].weight.cpu().detach().numpy()))
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
+
+
 def test_zero_grad_keeps_gradients_on_the_device(backend):
     model = nn.Linear(3, 2).to("cuda")
     opt = fastnn.optim.SGD(model.parameters(), lr=0.1)

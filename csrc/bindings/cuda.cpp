@@ -618,6 +618,87 @@ Array max_pool_backward_py(const Array& dy, const Array& indices, const Pair& in
   return dx;
 }
 
+// ---- batch normalization and global average pooling ---------------------------------------------
+// (N, C, L): the input's first two axes and the product of the others.
+std::array<int64_t, 3> ncl(const Array& x, const char* fn) {
+  check_float(x, fn, "input");
+  if (x.shape.size() < 2)
+    raise_value(std::string(fn) + ": argument 'input' must be (N, C, *), got shape " + shape_text(x.shape));
+  int64_t L = 1;
+  for (size_t i = 2; i < x.shape.size(); ++i) L *= x.shape[i];
+  return {x.shape[0], x.shape[1], L};
+}
+
+const float* channel_arg(const std::optional<Array>& a, const Array& x, int64_t C, const char* fn, const char* arg) {
+  if (!a) return nullptr;
+  check_float(*a, fn, arg);
+  if (a->shape != std::vector<int64_t>{C})
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape (" + std::to_string(C) + ",), got " +
+                shape_text(a->shape));
+  check_same_device(x, *a, fn, "input", arg);
+  return a->f();
+}
+
+py::tuple batch_norm_forward_cuda(const Array& x, const std::optional<Array>& w, const std::optional<Array>& b,
+                                  const std::optional<Array>& rm, const std::optional<Array>& rv, bool training,
+                                  double momentum, double eps) {
+  constexpr const char* fn = "cuda.batch_norm_forward";
+  const auto [N, C, L] = ncl(x, fn);
+  const float* wp = channel_arg(w, x, C, fn, "weight");
+  const float* bp = channel_arg(b, x, C, fn, "bias");
+  float* rmp = const_cast<float*>(channel_arg(rm, x, C, fn, "running_mean"));
+  float* rvp = const_cast<float*>(channel_arg(rv, x, C, fn, "running_var"));
+  if (!training && (!rmp || !rvp))
+    raise_value(std::string(fn) + ": running_mean and running_var are needed in evaluation mode");
+  Array y = empty(x.shape, Dtype::float32, x.device, fn);
+  Array mean = empty({C}, Dtype::float32, x.device, fn), invstd = empty({C}, Dtype::float32, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::batch_norm_forward(y.f(), mean.f(), invstd.f(), x.f(), wp, bp, rmp, rvp, training,
+                             static_cast<float>(momentum), static_cast<float>(eps), N, C, L, x.device);
+  }
+  return py::make_tuple(y, mean, invstd);
+}
+
+py::tuple batch_norm_backward_cuda(const Array& dy, const Array& x, const Array& mean, const Array& invstd,
+                                   const std::optional<Array>& w, bool training) {
+  constexpr const char* fn = "cuda.batch_norm_backward";
+  const auto [N, C, L] = ncl(x, fn);
+  check_same_shape(x, check_float(dy, fn, "grad_output"), fn, "input", "grad_output");
+  channel_arg(mean, x, C, fn, "save_mean");
+  channel_arg(invstd, x, C, fn, "save_invstd");
+  const float* wp = channel_arg(w, x, C, fn, "weight");
+  Array dx = empty(x.shape, Dtype::float32, x.device, fn);
+  Array dw = empty({C}, Dtype::float32, x.device, fn), db = empty({C}, Dtype::float32, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::batch_norm_backward(dx.f(), dw.f(), db.f(), dy.f(), x.f(), mean.f(), invstd.f(), wp, training, N, C, L,
+                              x.device);
+  }
+  return py::make_tuple(dx, dw, db);
+}
+
+Array global_avg_pool_forward_cuda(const Array& x) {
+  constexpr const char* fn = "cuda.global_avg_pool_forward";
+  check_nchw(x, fn, "input");
+  Array out = empty({x.shape[0], x.shape[1], 1, 1}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::global_avg_pool_forward(out.f(), x.f(), x.shape[0] * x.shape[1], x.shape[2] * x.shape[3], x.device);
+  return out;
+}
+
+Array global_avg_pool_backward_cuda(const Array& dy, const Pair& input_size) {
+  constexpr const char* fn = "cuda.global_avg_pool_backward";
+  check_nchw(dy, fn, "grad_output");
+  if (dy.shape[2] != 1 || dy.shape[3] != 1 || input_size[0] < 1 || input_size[1] < 1)
+    raise_value(std::string(fn) + ": argument 'grad_output' must be (N, C, 1, 1) and input_size positive");
+  Array dx = empty({dy.shape[0], dy.shape[1], input_size[0], input_size[1]}, Dtype::float32, dy.device, fn);
+  py::gil_scoped_release release;
+  cuda::global_avg_pool_backward(dx.f(), dy.f(), dy.shape[0] * dy.shape[1], input_size[0] * input_size[1],
+                                 dy.device);
+  return dx;
+}
+
 // ---- copies into existing arrays and CUDA graphs ---------------------------------------------------
 void copy_into(Array& dst, const py::object& src) {
   constexpr const char* fn = "cuda.copy_";
@@ -768,6 +849,14 @@ void bind_cuda(py::module_& parent) {
         py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"), "(out, int64 indices), as on the CPU.");
   m.def("max_pool2d_backward", &max_pool_backward_py, py::arg("grad_output"), py::arg("indices"),
         py::arg("input_size"));
+  m.def("batch_norm_forward", &batch_norm_forward_cuda, py::arg("input"), py::arg("weight"), py::arg("bias"),
+        py::arg("running_mean"), py::arg("running_var"), py::kw_only(), py::arg("training"), py::arg("momentum"),
+        py::arg("eps"), "As _C.batch_norm_forward, on the GPU: (output, mean, invstd).");
+  m.def("batch_norm_backward", &batch_norm_backward_cuda, py::arg("grad_output"), py::arg("input"),
+        py::arg("save_mean"), py::arg("save_invstd"), py::arg("weight"), py::kw_only(), py::arg("training"),
+        "(grad_input, grad_weight, grad_bias).");
+  m.def("global_avg_pool_forward", &global_avg_pool_forward_cuda, py::arg("input"), "(N, C, H, W) -> (N, C, 1, 1)");
+  m.def("global_avg_pool_backward", &global_avg_pool_backward_cuda, py::arg("grad_output"), py::arg("input_size"));
   m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::kw_only(),
         py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
         py::arg("maximize"), py::arg("first_step"));

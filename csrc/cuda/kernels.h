@@ -86,5 +86,21 @@ struct PoolShape {
 void max_pool2d_forward(float* out, int64_t* indices, const float* x, const PoolShape& s, int device);
 void max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const PoolShape& s, int device);
 
+// ---- norm.cu (N images, C channels, L values per channel of an image) ----
+// Training: the batch's per-channel mean and invstd = 1 / sqrt(biased var + eps) (sums in
+// double), running statistics (or null) updated in place with momentum and the unbiased
+// variance; evaluation: the running statistics. y = (x - mean) * invstd * w + b (w, b may be null).
+void batch_norm_forward(float* y, float* mean, float* invstd, const float* x, const float* w, const float* b,
+                        float* running_mean, float* running_var, bool training, float momentum, float eps,
+                        int64_t N, int64_t C, int64_t L, int device);
+// dw, db (C,) always; dx as the CPU kernel (training: through the batch statistics).
+void batch_norm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* mean,
+                         const float* invstd, const float* w, bool training, int64_t N, int64_t C, int64_t L,
+                         int device);
+
+// ---- pool.cu: global average pooling (adaptive average pooling to 1 x 1), P planes of L values ----
+void global_avg_pool_forward(float* out, const float* x, int64_t P, int64_t L, int device);
+void global_avg_pool_backward(float* dx, const float* dy, int64_t P, int64_t L, int device);
+
 }  // namespace cuda
 }  // namespace fastnn

@@ -1,4 +1,6 @@
-// Max pooling on the GPU. Dimension letters: P = N * C planes of H x W, OH x OW outputs.
+// Max pooling and global average pooling on the GPU. Dimension letters: P = N * C planes of H x W
+// (L = H * W values), OH x OW outputs. Global average: one block per plane sums it in shared
+// memory; its backward spreads each plane's gradient / L over the plane.
 //
 // Forward: one thread per output element scans its window (padding never wins, a NaN does, as on
 // the CPU) and saves the flat index ih * W + iw of the maximum. Backward: the input gradient is
@@ -50,7 +52,40 @@ __global__ void max_pool_backward_kernel(float* dx, const float* dy, const int64
   }
 }
 
+// One block per plane: a block-wide sum through shared memory.
+__global__ void plane_mean_kernel(float* out, const float* x, int64_t L) {
+  __shared__ float partial[kThreads];
+  const float* plane = x + static_cast<int64_t>(blockIdx.x) * L;
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < L; i += blockDim.x) sum += plane[i];
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = partial[0] / static_cast<float>(L);
+}
+
+__global__ void spread_kernel(float* dx, const float* dy, int64_t P, int64_t L) {
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < P * L;
+       e += static_cast<int64_t>(blockDim.x) * gridDim.x)
+    dx[e] = dy[e / L] / static_cast<float>(L);
+}
+
 }  // namespace
+
+void global_avg_pool_forward(float* out, const float* x, int64_t P, int64_t L, int device) {
+  if (P == 0) return;
+  plane_mean_kernel<<<static_cast<unsigned>(P), kThreads, 0, stream_of(device)>>>(out, x, L);
+  check_launch("global_avg_pool_forward");
+}
+
+void global_avg_pool_backward(float* dx, const float* dy, int64_t P, int64_t L, int device) {
+  if (P * L == 0) return;
+  spread_kernel<<<grid_for(P * L, kThreads), kThreads, 0, stream_of(device)>>>(dx, dy, P, L);
+  check_launch("global_avg_pool_backward");
+}
 
 void max_pool2d_forward(float* out, int64_t* indices, const float* x, const PoolShape& s, int device) {
   const int64_t total = s.P * s.OH * s.OW;

@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from fastnn import _C
+from fastnn import _C, _device
 from fastnn._tensor import Tensor
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
@@ -24,8 +24,17 @@ __all__ = ["batch_norm"]
 
 
 class BatchNorm(Function):
+    cuda = True
+    numpy_math = False
+
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        if _device.is_device_array(x):
+            y, mean, invstd = _device.backend.batch_norm_forward(x, weight, bias, running_mean, running_var,
+                                                                 training=training, momentum=momentum, eps=eps)
+            ctx.save_for_backward(x, weight, mean, invstd)
+            ctx.training = training
+            return y
         x = np.ascontiguousarray(x)
         try:
             y, mean, invstd = _C.batch_norm_forward(x, weight, bias, running_mean, running_var,
@@ -39,8 +48,12 @@ class BatchNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, mean, invstd = ctx.saved_tensors
-        grad_x, grad_w, grad_b = _C.batch_norm_backward(np.ascontiguousarray(grad), x, mean, invstd, weight,
-                                                        training=ctx.training)
+        if _device.is_device_array(grad):
+            grad_x, grad_w, grad_b = _device.backend.batch_norm_backward(grad, x, mean, invstd, weight,
+                                                                         training=ctx.training)
+        else:
+            grad_x, grad_w, grad_b = _C.batch_norm_backward(np.ascontiguousarray(grad), x, mean, invstd, weight,
+                                                            training=ctx.training)
         needs = ctx.needs_input_grad
         return (grad_x if needs[0] else None, grad_w if needs[1] else None, grad_b if needs[2] else None,
                 None, None, None, None, None)
@@ -51,7 +64,7 @@ def _channel_array(name: str, value):
     if value is None:
         return None
     array = value.data if isinstance(value, Tensor) else value
-    if not isinstance(array, np.ndarray):
+    if not isinstance(array, np.ndarray) and not _device.is_device_array(array):
         raise TypeError(f"batch_norm: {name} must be a Tensor, a float32 numpy array or None, "
                         f"got {type(value).__name__}")
     return array

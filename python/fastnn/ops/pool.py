@@ -226,8 +226,16 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
 # adaptive average pooling
 
 class AdaptiveAvgPool2d(Function):
+    cuda = True  # global average pooling (output size 1 x 1) only, so far
+    numpy_math = False
+
     @staticmethod
     def forward(ctx, x, output_size, fn):
+        ctx.input_size = x.shape[2:]
+        if _device.is_device_array(x):
+            if tuple(output_size) != (1, 1):
+                raise NotImplementedError(f"{fn}: only output size 1 (global average pooling) has a CUDA kernel yet")
+            return _device.backend.global_avg_pool_forward(x)
         out = _call(fn, "adaptive_avg_pool2d_forward", _C.adaptive_avg_pool2d_forward, np.ascontiguousarray(x),
                     output_size)
         ctx.input_size = x.shape[2:]
@@ -235,6 +243,8 @@ class AdaptiveAvgPool2d(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            return _device.backend.global_avg_pool_backward(grad, tuple(ctx.input_size)), None, None
         return _C.adaptive_avg_pool2d_backward(np.ascontiguousarray(grad), ctx.input_size), None, None
 
 
