@@ -5,6 +5,7 @@ reference, then timing. Sections:
   sgemm    fp32 SGEMM for n = 512 ... 8192 against cuBLAS (through PyTorch), TFLOP/s and ratio
            (issue 6 target: >= 0.8x cuBLAS at n >= 2048)
   conv     LeNet and CIFAR convolution shapes, forward + backward, against cuDNN
+  lstm     one-layer LSTM forward + backward at the CPU benchmark's training shapes, against cuDNN
   adam     one Adam update of the 784-256-128-10 MLP's parameters against torch.optim.Adam
   mnist    one MNIST epoch of the MLP and of LeNet-5 (Adam, batch 64 and 256): fastnn eager,
            fastnn with the step captured as a CUDA graph (fastnn.cuda.graphed_step), PyTorch
@@ -13,7 +14,7 @@ Runs only where fastnn was built with CUDA and a GPU is visible; elsewhere it sa
 Every timing synchronizes the device around each sample: for a library called from Python the
 launches are part of the cost. Record the figures in bench/RESULTS.md.
 
-    python bench/gpu.py [--sections sgemm,conv,adam,mnist] [--data DIR] [--json FILE]
+    python bench/gpu.py [--sections sgemm,conv,lstm,adam,mnist] [--data DIR] [--json FILE]
 """
 import argparse
 import json
@@ -121,6 +122,44 @@ def bench_conv(torch):
     return rows
 
 
+# ---- lstm --------------------------------------------------------------------------------------
+
+def bench_lstm(torch):
+    rows = []
+    for T, B, I, H in ((50, 32, 128, 256), (100, 64, 64, 128)):
+        x = np.random.default_rng(3).standard_normal((T, B, I)).astype(np.float32)
+        fastnn.manual_seed(0)
+        ours = nn.LSTM(I, H).to("cuda")
+        xf = fastnn.tensor(x, device="cuda")
+
+        def fb():
+            ours.zero_grad()
+            out, _ = ours(xf)
+            out.sum().backward()
+        row = {"case": (T, B, I, H), "fastnn_ms": 1e3 * seconds(fb, fastnn_sync)}
+        if torch is not None:
+            theirs = torch.nn.LSTM(I, H).cuda()
+            with torch.no_grad():
+                for name, p in theirs.named_parameters():
+                    p.copy_(torch.from_dlpack(getattr(ours, name).detach()))
+            xt = torch.from_numpy(x).cuda()
+            with fastnn.no_grad():
+                got = ours(xf)[0].cpu().numpy()
+            row["max_abs_error"] = float(np.max(np.abs(got - theirs(xt)[0].detach().cpu().numpy())))
+
+            def tfb():
+                theirs.zero_grad()
+                out, _ = theirs(xt)
+                out.sum().backward()
+            row["torch_ms"] = 1e3 * seconds(tfb, torch.cuda.synchronize)
+            row["ratio"] = row["torch_ms"] / row["fastnn_ms"]
+        rows.append(row)
+        print(f"  LSTM {row['case']} f+b fastnn {row['fastnn_ms']:.2f} ms" + ("" if torch is None else
+              f"  torch {row['torch_ms']:.2f} ms  torch/fastnn {row['ratio']:.2f}  max |diff| {row['max_abs_error']:.1e}"),
+              flush=True)
+    return rows
+
+
 # ---- adam --------------------------------------------------------------------------------------
 
 def mlp(lib):
@@ -224,7 +263,7 @@ def bench_mnist(torch, data):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", default="sgemm,conv,adam,mnist")
+    p.add_argument("--sections", default="sgemm,conv,lstm,adam,mnist")
     p.add_argument("--sizes", default="512,1024,2048,4096,8192")
     p.add_argument("--data", help="directory of the MNIST IDX files (default: as fastnn.datasets.load_mnist)")
     p.add_argument("--json", metavar="FILE")
@@ -246,6 +285,9 @@ def main(argv=None):
     if "conv" in sections:
         print("conv (N=64), forward + backward:")
         results["conv"] = bench_conv(torch)
+    if "lstm" in sections:
+        print("lstm, forward + backward:")
+        results["lstm"] = bench_lstm(torch)
     if "adam" in sections:
         results["adam"] = bench_adam(torch)
     if "mnist" in sections:

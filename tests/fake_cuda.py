@@ -30,6 +30,9 @@ class Array:
     def reshape(self, shape):
         return Array(self._host.reshape(shape), self.device)
 
+    def narrow(self, start, stop):
+        return Array(self._host[start:stop], self.device)
+
     def copy(self):
         return Array(self._host.copy(), self.device)
 
@@ -76,7 +79,8 @@ class FakeCuda:
 
     def binary(self, op, a, b):
         x, y = a._host, b._host.reshape(-1) if b.size == 1 else b._host
-        return _new([x + y, x - y, x * y, x / y][op], a.device)
+        ops = (np.add, np.subtract, np.multiply, np.divide)
+        return _new(ops[op](x, y), a.device)
 
     def axpby(self, y, alpha, x, beta):
         if self.capturing:
@@ -158,6 +162,19 @@ class FakeCuda:
     def global_avg_pool_backward(self, grad_output, input_size):
         g = grad_output._host / (input_size[0] * input_size[1])
         return _new(np.broadcast_to(g, g.shape[:2] + tuple(input_size)), grad_output.device)
+
+    def rnn_forward(self, cell, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, lengths=None,
+                    reverse=False):
+        host = [None if a is None else np.ascontiguousarray(a._host) for a in (x, w_ih, w_hh, b_ih, b_hh, h0, c0)]
+        results = _C.rnn_forward(cell, *host, lengths=lengths, reverse=reverse)
+        return tuple(None if r is None else _new(r, x.device) for r in results)
+
+    def rnn_backward(self, cell, grad_out, x, w_ih, w_hh, h0, c0, out, hs, cs, gates, *, lengths=None, reverse=False,
+                     need_dx=True, bias=True):
+        host = [None if a is None else np.ascontiguousarray(a._host)
+                for a in (grad_out, x, w_ih, w_hh, h0, c0, out, hs, cs, gates)]
+        grads = _C.rnn_backward(cell, *host, lengths=lengths, reverse=reverse, need_dx=need_dx, bias=bias)
+        return tuple(None if g is None else _new(g, x.device) for g in grads)
 
     def sgd_step(self, params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
                  maximize, first_step):

@@ -276,6 +276,28 @@ def test_cifar_style_cnn_on_the_device_matches_the_cpu(backend):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_recurrent_layers_on_the_device_match_the_cpu(backend, cell):
+    T, B, I, H = 7, 5, 4, 6
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lengths = np.array([7, 3, 5, 1, 7])
+    results = []
+    for device in ("cpu", "cuda"):
+        fastnn.manual_seed(8)
+        layer = getattr(nn, cell)(I, H, num_layers=2).to(device)
+        xt = fastnn.tensor(x, device=device, requires_grad=True)
+        out, state = layer(xt, lengths=lengths)
+        h = state[0] if cell == "LSTM" else state
+        (out.sum() + (h * h).sum()).backward()
+        results.append([out.cpu().detach().numpy(), h.cpu().detach().numpy(), xt.grad.cpu().numpy()]
+                       + [p.grad.cpu().numpy() for p in layer.parameters()])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
+    with fastnn.no_grad():  # inference runs the kernel without a graph node
+        out, _ = layer(fastnn.tensor(x, device="cuda"), lengths=lengths)
+    np.testing.assert_allclose(out.cpu().numpy(), results[1][0], rtol=1e-5, atol=1e-6)
+
+
 def test_zero_grad_keeps_gradients_on_the_device(backend):
     model = nn.Linear(3, 2).to("cuda")
     opt = fastnn.optim.SGD(model.parameters(), lr=0.1)
@@ -330,6 +352,7 @@ def test_gpu_benchmark_epochs_agree_between_eager_and_graphed(backend):
         _, graphed_loss = gpu.fastnn_epoch(make, xs, y, 32, "graphed")
         assert np.isfinite(eager_loss)
         np.testing.assert_allclose(graphed_loss, eager_loss, rtol=1e-4)
+    assert [row["case"] for row in gpu.bench_lstm(None)] == [(50, 32, 128, 256), (100, 64, 64, 128)]
 
 
 def test_optimizer_without_cuda_kernel_raises(backend):

@@ -177,6 +177,17 @@ Array reshape(const Array& a, std::vector<int64_t> shape) {
   return v;
 }
 
+// Rows [start, stop) of the first axis: a view sharing the block.
+Array narrow(const Array& a, int64_t start, int64_t stop) {
+  if (a.shape.empty() || start < 0 || stop < start || stop > a.shape[0])
+    raise_value("cuda.Array.narrow: rows [" + std::to_string(start) + ", " + std::to_string(stop) +
+                ") are out of range for an array of shape " + shape_text(a.shape));
+  Array v = a;
+  v.offset += static_cast<size_t>(start) * (a.shape[0] ? a.nbytes() / static_cast<size_t>(a.shape[0]) : 0);
+  v.shape[0] = stop - start;
+  return v;
+}
+
 Array copy(const Array& a) {
   Array c = empty(a.shape, a.dtype, a.device, "cuda.Array.copy");
   py::gil_scoped_release release;
@@ -699,6 +710,148 @@ Array global_avg_pool_backward_cuda(const Array& dy, const Pair& input_size) {
   return dx;
 }
 
+// ---- recurrent layers --------------------------------------------------------------------------
+struct RnnProblem {
+  int cell, gates, states;
+  cuda::RnnDims s;
+  int64_t G, S;
+  std::optional<Array> lengths;  // on the device
+  int device;
+};
+
+RnnProblem rnn_problem(const char* fn, const std::string& cell, const Array& x, const Array& w_ih, const Array& w_hh,
+                       const py::object& lengths) {
+  RnnProblem p{};
+  if (cell == "lstm") p.cell = 0;
+  else if (cell == "gru") p.cell = 1;
+  else if (cell == "rnn_tanh") p.cell = 2;
+  else if (cell == "rnn_relu") p.cell = 3;
+  else raise_value(std::string(fn) + ": cell must be 'lstm', 'gru', 'rnn_tanh' or 'rnn_relu', got '" + cell + "'");
+  p.gates = p.cell == 0 ? 4 : p.cell == 1 ? 3 : 1;
+  p.states = p.cell == 0 ? 2 : 1;
+  check_float(x, fn, "x");
+  check_rank(x, 3, fn, "x", "(T, B, I)");
+  check_float(w_hh, fn, "w_hh");
+  if (w_hh.shape.size() != 2 || w_hh.shape[0] != p.gates * w_hh.shape[1])
+    raise_value(std::string(fn) + ": argument 'w_hh' must have shape (" + std::to_string(p.gates) + " * H, H), got " +
+                shape_text(w_hh.shape));
+  p.s = {x.shape[0], x.shape[1], x.shape[2], w_hh.shape[1]};
+  p.G = p.gates * p.s.H;
+  p.S = p.cell <= 1 ? 4 * p.s.H : 0;
+  check_float(w_ih, fn, "w_ih");
+  if (w_ih.shape != std::vector<int64_t>{p.G, p.s.I})
+    raise_value(std::string(fn) + ": argument 'w_ih' must have shape " + shape_text({p.G, p.s.I}) + ", got " +
+                shape_text(w_ih.shape));
+  check_same_device(x, w_ih, fn, "x", "w_ih");
+  check_same_device(x, w_hh, fn, "x", "w_hh");
+  p.device = x.device;
+  if (!lengths.is_none()) {  // checked by the Python op (ops/rnn.py: check_lengths)
+    auto host = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(lengths);
+    if (!host || host.ndim() != 1 || host.shape(0) != p.s.B)
+      raise_value(std::string(fn) + ": argument 'lengths' must be int64 of shape (" + std::to_string(p.s.B) + ",)");
+    p.lengths = from_numpy(host, p.device);
+  }
+  return p;
+}
+
+// An optional (B, H) state as given, or zeros (kept in `holder`).
+const float* state_arg(const py::object& a, const RnnProblem& p, const char* fn, const char* arg,
+                       std::optional<Array>* holder) {
+  if (a.is_none()) {
+    *holder = empty({p.s.B, p.s.H}, Dtype::float32, p.device, fn);
+    cuda::fill((*holder)->f(), 0.0f, p.s.B * p.s.H, p.device);
+    return (*holder)->f();
+  }
+  const Array& s = a.cast<const Array&>();
+  check_float(s, fn, arg);
+  if (s.shape != std::vector<int64_t>{p.s.B, p.s.H})
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape " + shape_text({p.s.B, p.s.H}) + ", got " +
+                shape_text(s.shape));
+  return s.f();
+}
+
+const float* gate_vector(const py::object& a, const RnnProblem& p, const char* fn, const char* arg) {
+  if (a.is_none()) return nullptr;
+  const Array& v = a.cast<const Array&>();
+  check_float(v, fn, arg);
+  if (v.shape != std::vector<int64_t>{p.G})
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape (" + std::to_string(p.G) + ",), got " +
+                shape_text(v.shape));
+  return v.f();
+}
+
+py::tuple rnn_forward_cuda(const std::string& cell, const Array& x, const Array& w_ih, const Array& w_hh,
+                           const py::object& b_ih, const py::object& b_hh, const py::object& h0, const py::object& c0,
+                           const py::object& lengths, bool reverse) {
+  constexpr const char* fn = "cuda.rnn_forward";
+  const RnnProblem p = rnn_problem(fn, cell, x, w_ih, w_hh, lengths);
+  const auto& s = p.s;
+  const float* bi = gate_vector(b_ih, p, fn, "b_ih");
+  const float* bh = gate_vector(b_hh, p, fn, "b_hh");
+  std::optional<Array> h0_zero, c0_zero;
+  const float* h0p = state_arg(h0, p, fn, "h0", &h0_zero);
+  const float* c0p = p.cell == 0 ? state_arg(c0, p, fn, "c0", &c0_zero) : nullptr;
+  Array out = empty({s.T + p.states, s.B, s.H}, Dtype::float32, p.device, fn);
+  std::optional<Array> hs, cs, gates;
+  if (p.lengths) hs = empty({s.T, s.B, s.H}, Dtype::float32, p.device, fn);
+  if (p.cell == 0) cs = empty({s.T, s.B, s.H}, Dtype::float32, p.device, fn);
+  if (p.S > 0) gates = empty({s.T, s.B, p.S}, Dtype::float32, p.device, fn);
+  float* y = out.f();
+  float* h_n = y + s.T * s.B * s.H;
+  {
+    py::gil_scoped_release release;
+    cuda::rnn_forward(p.cell, y, h_n, p.cell == 0 ? h_n + s.B * s.H : nullptr, hs ? hs->f() : y, cs ? cs->f() : nullptr,
+                      gates ? gates->f() : nullptr, x.f(), w_ih.f(), w_hh.f(), bi, bh, h0p, c0p,
+                      p.lengths ? static_cast<const int64_t*>(p.lengths->data()) : nullptr, reverse, s, p.device);
+  }
+  auto wrap = [](std::optional<Array>& a) { return a ? py::cast(*a) : py::object(py::none()); };
+  return py::make_tuple(out, wrap(hs), wrap(cs), wrap(gates));
+}
+
+py::tuple rnn_backward_cuda(const std::string& cell, const Array& grad_out, const Array& x, const Array& w_ih,
+                            const Array& w_hh, const py::object& h0, const py::object& c0, const Array& out,
+                            const py::object& hs, const py::object& cs, const py::object& gates,
+                            const py::object& lengths, bool reverse, bool need_dx, bool bias) {
+  constexpr const char* fn = "cuda.rnn_backward";
+  const RnnProblem p = rnn_problem(fn, cell, x, w_ih, w_hh, lengths);
+  const auto& s = p.s;
+  const std::vector<int64_t> packed{s.T + p.states, s.B, s.H};
+  if (grad_out.shape != packed || out.shape != packed)
+    raise_value(std::string(fn) + ": arguments 'grad_out' and 'out' must have shape " + shape_text(packed) +
+                " (outputs, then h_n [, c_n])");
+  auto saved = [&](const py::object& a, const char* arg, bool needed) -> const float* {
+    if (!needed) return nullptr;
+    if (a.is_none()) raise_value(std::string(fn) + ": argument '" + std::string(arg) + "' (saved by the forward) is required");
+    return a.cast<const Array&>().f();
+  };
+  const float* hsp = p.lengths ? saved(hs, "hs", true) : out.f();
+  const float* csp = saved(cs, "cs", p.cell == 0);
+  const float* gp = saved(gates, "gates", p.S > 0);
+  std::optional<Array> h0_zero, c0_zero;
+  const float* h0p = state_arg(h0, p, fn, "h0", &h0_zero);
+  const float* c0p = p.cell == 0 ? state_arg(c0, p, fn, "c0", &c0_zero) : nullptr;
+  Array dw_ih = empty({p.G, s.I}, Dtype::float32, p.device, fn), dw_hh = empty({p.G, s.H}, Dtype::float32, p.device, fn);
+  Array dh0 = empty({s.B, s.H}, Dtype::float32, p.device, fn);
+  std::optional<Array> dx, db_ih, db_hh, dc0;
+  if (need_dx) dx = empty({s.T, s.B, s.I}, Dtype::float32, p.device, fn);
+  if (bias) {
+    db_ih = empty({p.G}, Dtype::float32, p.device, fn);
+    db_hh = empty({p.G}, Dtype::float32, p.device, fn);
+  }
+  if (p.cell == 0) dc0 = empty({s.B, s.H}, Dtype::float32, p.device, fn);
+  const int64_t BH = s.B * s.H;
+  const float* g = grad_out.f();
+  {
+    py::gil_scoped_release release;
+    cuda::rnn_backward(p.cell, dx ? dx->f() : nullptr, dw_ih.f(), dw_hh.f(), db_ih ? db_ih->f() : nullptr,
+                       db_hh ? db_hh->f() : nullptr, dh0.f(), dc0 ? dc0->f() : nullptr, g, g + s.T * BH,
+                       p.cell == 0 ? g + (s.T + 1) * BH : nullptr, x.f(), w_ih.f(), w_hh.f(), h0p, c0p, hsp, csp, gp,
+                       p.lengths ? static_cast<const int64_t*>(p.lengths->data()) : nullptr, reverse, s, p.device);
+  }
+  auto wrap = [](std::optional<Array>& a) { return a ? py::cast(*a) : py::object(py::none()); };
+  return py::make_tuple(wrap(dx), dw_ih, dw_hh, wrap(db_ih), wrap(db_hh), dh0, wrap(dc0));
+}
+
 // ---- copies into existing arrays and CUDA graphs ---------------------------------------------------
 void copy_into(Array& dst, const py::object& src) {
   constexpr const char* fn = "cuda.copy_";
@@ -793,6 +946,7 @@ void bind_cuda(py::module_& parent) {
       .def("numpy", &to_numpy, "A copy in host memory.")
       .def("reshape", &reshape, py::arg("shape"))
       .def("copy", &copy)
+      .def("narrow", &narrow, py::arg("start"), py::arg("stop"), "Rows [start, stop) of the first axis, as a view.")
       .def("__array__", [](const Array&, py::args, py::kwargs) -> py::object {
         raise_type("can't convert a CUDA array to numpy implicitly: copy it to the host with .cpu() or .numpy()");
       })
@@ -857,6 +1011,14 @@ void bind_cuda(py::module_& parent) {
         "(grad_input, grad_weight, grad_bias).");
   m.def("global_avg_pool_forward", &global_avg_pool_forward_cuda, py::arg("input"), "(N, C, H, W) -> (N, C, 1, 1)");
   m.def("global_avg_pool_backward", &global_avg_pool_backward_cuda, py::arg("grad_output"), py::arg("input_size"));
+  m.def("rnn_forward", &rnn_forward_cuda, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(),
+        py::arg("c0") = py::none(), py::kw_only(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        "As _C.rnn_forward, on the GPU (lengths: host int64 (B,) or None).");
+  m.def("rnn_backward", &rnn_backward_cuda, py::arg("cell"), py::arg("grad_out"), py::arg("x"), py::arg("w_ih"),
+        py::arg("w_hh"), py::arg("h0"), py::arg("c0"), py::arg("out"), py::arg("hs"), py::arg("cs"), py::arg("gates"),
+        py::kw_only(), py::arg("lengths") = py::none(), py::arg("reverse") = false, py::arg("need_dx") = true,
+        py::arg("bias") = true, "As _C.rnn_backward, on the GPU.");
   m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::kw_only(),
         py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
         py::arg("maximize"), py::arg("first_step"));

@@ -33,5 +33,18 @@ inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535) {
   return static_cast<unsigned>(blocks < cap ? blocks : cap);
 }
 
+// Device scratch from the caching allocator, returned when it goes out of scope (kernels queued on
+// fastnn's stream may still use it: the next user of the block queues after them).
+struct Scratch {
+  float* ptr;
+  int device;
+  Scratch(int64_t floats, int device)
+      : ptr(static_cast<float*>(allocate(sizeof(float) * static_cast<size_t>(floats > 0 ? floats : 1), device))),
+        device(device) {}
+  ~Scratch() { release(ptr, device); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
 }  // namespace cuda
 }  // namespace fastnn

@@ -98,16 +98,6 @@ __global__ void channel_sums_kernel(float* db, const float* dy, int64_t N, int64
   if (threadIdx.x == 0) db[k] = partial[0];
 }
 
-// Device scratch from the caching allocator, returned when it goes out of scope.
-struct Scratch {
-  float* ptr;
-  int device;
-  Scratch(int64_t floats, int device) : ptr(static_cast<float*>(allocate(sizeof(float) * floats, device))), device(device) {}
-  ~Scratch() { release(ptr, device); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
 int64_t chunk_images(const ConvShape& s) {
   const int64_t per_image = std::max(s.C * s.R * s.S, s.K) * s.OH * s.OW;
   return std::max<int64_t>(1, std::min<int64_t>(s.N, kMaxColsFloats / std::max<int64_t>(per_image, 1)));

@@ -98,6 +98,19 @@ void batch_norm_backward(float* dx, float* dw, float* db, const float* dy, const
                          const float* invstd, const float* w, bool training, int64_t N, int64_t C, int64_t L,
                          int device);
 
+// ---- rnn.cu (T steps, B rows, I inputs, H units; see csrc/cpu/rnn.h for the buffers) ----
+// cell: 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu (the CPU's RnnCell); lengths: device int64 (B,) or null.
+struct RnnDims {
+  int64_t T, B, I, H;
+};
+void rnn_forward(int cell, float* y, float* h_n, float* c_n, float* hs, float* cs, float* gates, const float* x,
+                 const float* w_ih, const float* w_hh, const float* b_ih, const float* b_hh, const float* h0,
+                 const float* c0, const int64_t* lengths, bool reverse, const RnnDims& s, int device);
+void rnn_backward(int cell, float* dx, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh, float* dh0, float* dc0,
+                  const float* dy, const float* dh_n, const float* dc_n, const float* x, const float* w_ih,
+                  const float* w_hh, const float* h0, const float* c0, const float* hs, const float* cs,
+                  const float* gates, const int64_t* lengths, bool reverse, const RnnDims& s, int device);
+
 // ---- pool.cu: global average pooling (adaptive average pooling to 1 x 1), P planes of L values ----
 void global_avg_pool_forward(float* out, const float* x, int64_t P, int64_t L, int device);
 void global_avg_pool_backward(float* dx, const float* dy, int64_t P, int64_t L, int device);

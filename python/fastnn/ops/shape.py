@@ -115,14 +115,45 @@ def _is_advanced(index: tuple) -> bool:
     return any(isinstance(i, (list, np.ndarray)) for i in index)
 
 
+def _first_axis_rows(index: tuple, n: int):
+    """(start, stop, keep_axis) when index picks rows of the first axis only (an int, or a slice
+    with step 1, then full slices or Ellipsis), else None: the indexing a device array can do as
+    a view."""
+    if not index or any(not (i is Ellipsis or i == slice(None)) for i in index[1:]):
+        return None
+    first = index[0]
+    if isinstance(first, slice):
+        start, stop, step = first.indices(n)
+        return (start, max(start, stop), True) if step == 1 else None
+    if isinstance(first, (int, np.integer)) and not isinstance(first, bool) and -n <= first < n:
+        row = int(first) % n
+        return row, row + 1, False
+    return None
+
+
 class GetItem(Function):
+    cuda = True  # rows of the first axis (ints and step-1 slices) on a device array
+
     @staticmethod
     def forward(ctx, a, index):
         ctx.a_shape, ctx.index = a.shape, index
+        if _device.is_device_array(a):
+            rows = _first_axis_rows(index, a.shape[0]) if a.ndim else None
+            if rows is None:
+                raise NotImplementedError(f"indexing a CUDA tensor with {index!r}: only rows of the first axis "
+                                          f"(an int or a step-1 slice) have a CUDA path yet")
+            start, stop, keep = ctx.rows = rows
+            view = a.narrow(start, stop)
+            return view if keep else view.reshape(list(a.shape[1:]))
         return a[index]
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            start, stop, _ = ctx.rows
+            grad_a = _device.full(ctx.a_shape, 0.0, grad.device)
+            _device.backend.copy_(grad_a.narrow(start, stop), grad.reshape([stop - start] + list(ctx.a_shape[1:])))
+            return grad_a, None
         grad_a = np.zeros(ctx.a_shape, dtype=np.float32)
         if _is_advanced(ctx.index):
             np.add.at(grad_a, ctx.index, grad)  # an index array may name an element twice
@@ -142,14 +173,29 @@ def getitem(x, index):
 # -- joining ----------------------------------------------------------------------------------
 
 class Cat(Function):
+    cuda = True  # along the first axis on device arrays
+
     @staticmethod
     def forward(ctx, axis, *arrays):
         ctx.axis = axis
         ctx.split_points = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        if _device.is_device_array(arrays[0]):
+            if axis != 0:
+                raise NotImplementedError("cat of CUDA tensors along an axis other than 0 has no CUDA path yet")
+            out = _device.backend.empty([sum(a.shape[0] for a in arrays)] + list(arrays[0].shape[1:]), "float32",
+                                        arrays[0].device)
+            row = 0
+            for a in arrays:
+                _device.backend.copy_(out.narrow(row, row + a.shape[0]), a)
+                row += a.shape[0]
+            return out
         return np.concatenate(arrays, axis=axis)
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):  # views of the gradient's rows
+            bounds = [0, *map(int, ctx.split_points), grad.shape[0]]
+            return (None, *(grad.narrow(a, b) for a, b in zip(bounds[:-1], bounds[1:])))
         return (None, *np.split(grad, ctx.split_points, axis=ctx.axis))
 
 
