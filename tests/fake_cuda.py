@@ -82,6 +82,18 @@ class FakeCuda:
         ops = (np.add, np.subtract, np.multiply, np.divide)
         return _new(ops[op](x, y), a.device)
 
+    def unary(self, op, x):
+        v = x._host.astype(np.float64)
+        with np.errstate(all="ignore"):
+            out = [-v, np.exp(v), np.log(v), np.sqrt(v), 1 / (1 + np.exp(-v)), np.tanh(v)][op]
+        return _new(out, x.device)
+
+    def unary_backward(self, op, grad_out, saved):
+        g, s = grad_out._host, saved._host
+        with np.errstate(all="ignore"):
+            out = [-g, g * s, g / s, g * 0.5 / s, g * s * (1 - s), g * (1 - s * s)][op]
+        return _new(out, grad_out.device)
+
     def axpby(self, y, alpha, x, beta):
         if self.capturing:
             return

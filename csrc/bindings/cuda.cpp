@@ -356,6 +356,28 @@ Array binary(int op, const Array& a, const Array& b) {
   return out;
 }
 
+Array unary(int op, const Array& x) {
+  constexpr const char* fn = "cuda.unary";
+  check_float(x, fn, "x");
+  if (op < 0 || op > 5) raise_value(std::string(fn) + ": op must be 0 (neg) to 5 (tanh), got " + std::to_string(op));
+  Array y = empty(x.shape, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::unary(static_cast<cuda::Unary>(op), y.f(), x.f(), x.size(), x.device);
+  return y;
+}
+
+Array unary_backward(int op, const Array& dy, const Array& saved) {
+  constexpr const char* fn = "cuda.unary_backward";
+  check_float(dy, fn, "grad_out");
+  check_float(saved, fn, "saved");
+  check_same_shape(dy, saved, fn, "grad_out", "saved");
+  if (op < 0 || op > 5) raise_value(std::string(fn) + ": op must be 0 (neg) to 5 (tanh), got " + std::to_string(op));
+  Array dx = empty(dy.shape, Dtype::float32, dy.device, fn);
+  py::gil_scoped_release release;
+  cuda::unary_backward(static_cast<cuda::Unary>(op), dx.f(), dy.f(), saved.f(), dy.size(), dy.device);
+  return dx;
+}
+
 void axpby(Array& y, float alpha, const Array& x, float beta) {
   constexpr const char* fn = "cuda.axpby";
   check_float(y, fn, "y");
@@ -968,6 +990,9 @@ void bind_cuda(py::module_& parent) {
      py::arg("relu") = false, py::arg("alpha") = 1.0f, "op(a) @ op(b) [+ bias] [relu] (fp32).");
   m.def("binary", &binary, py::arg("op"), py::arg("a"), py::arg("b"),
         "a op b, op 0 add, 1 sub, 2 mul, 3 div; b has a's shape, its last axis' or one element.");
+  m.def("unary", &unary, py::arg("op"), py::arg("x"), "f(x): op 0 neg, 1 exp, 2 log, 3 sqrt, 4 sigmoid, 5 tanh");
+  m.def("unary_backward", &unary_backward, py::arg("op"), py::arg("grad_out"), py::arg("saved"),
+        "grad_out * f'(.) from the saved input (log) or output (the others).");
   m.def("axpby", &axpby, py::arg("y"), py::arg("alpha"), py::arg("x"), py::arg("beta"), "y = alpha x + beta y");
   m.def("fill", &fill, py::arg("y"), py::arg("value"));
   m.def("relu_forward", &relu_forward, py::arg("x"));

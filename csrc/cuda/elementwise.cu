@@ -31,6 +31,32 @@ __global__ void binary_kernel(float* out, const float* a, const float* b, int64_
   }
 }
 
+template <Unary op>
+__global__ void unary_kernel(float* y, const float* x, int64_t n) {
+  GRID_STRIDE(i, n) {
+    const float v = x[i];
+    y[i] = op == Unary::neg ? -v
+         : op == Unary::exp ? expf(v)
+         : op == Unary::log ? logf(v)
+         : op == Unary::sqrt ? sqrtf(v)
+         : op == Unary::sigmoid ? 1.0f / (1.0f + expf(-v))
+                                : tanhf(v);
+  }
+}
+
+template <Unary op>
+__global__ void unary_backward_kernel(float* dx, const float* dy, const float* s, int64_t n) {
+  GRID_STRIDE(i, n) {
+    const float g = dy[i];
+    dx[i] = op == Unary::neg ? -g
+          : op == Unary::exp ? g * s[i]
+          : op == Unary::log ? g / s[i]
+          : op == Unary::sqrt ? g * 0.5f / s[i]
+          : op == Unary::sigmoid ? g * s[i] * (1.0f - s[i])
+                                 : g * (1.0f - s[i] * s[i]);
+  }
+}
+
 __global__ void axpby_kernel(float* y, float alpha, const float* x, float beta, int64_t n) {
   GRID_STRIDE(i, n) y[i] = beta == 0.0f ? alpha * x[i] : fmaf(alpha, x[i], beta * y[i]);
 }
@@ -95,6 +121,36 @@ void binary(Binary op, float* out, const float* a, const float* b, int64_t n, in
     case Binary::div: binary_kernel<Binary::div><<<grid, kThreads, 0, s>>>(out, a, b, n, b_period); break;
   }
   check_launch("binary");
+}
+
+void unary(Unary op, float* y, const float* x, int64_t n, int device) {
+  if (n == 0) return;
+  cudaStream_t s = stream_of(device);
+  const unsigned grid = grid_for(n, kThreads);
+  switch (op) {
+    case Unary::neg: unary_kernel<Unary::neg><<<grid, kThreads, 0, s>>>(y, x, n); break;
+    case Unary::exp: unary_kernel<Unary::exp><<<grid, kThreads, 0, s>>>(y, x, n); break;
+    case Unary::log: unary_kernel<Unary::log><<<grid, kThreads, 0, s>>>(y, x, n); break;
+    case Unary::sqrt: unary_kernel<Unary::sqrt><<<grid, kThreads, 0, s>>>(y, x, n); break;
+    case Unary::sigmoid: unary_kernel<Unary::sigmoid><<<grid, kThreads, 0, s>>>(y, x, n); break;
+    case Unary::tanh: unary_kernel<Unary::tanh><<<grid, kThreads, 0, s>>>(y, x, n); break;
+  }
+  check_launch("unary");
+}
+
+void unary_backward(Unary op, float* dx, const float* dy, const float* saved, int64_t n, int device) {
+  if (n == 0) return;
+  cudaStream_t s = stream_of(device);
+  const unsigned grid = grid_for(n, kThreads);
+  switch (op) {
+    case Unary::neg: unary_backward_kernel<Unary::neg><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
+    case Unary::exp: unary_backward_kernel<Unary::exp><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
+    case Unary::log: unary_backward_kernel<Unary::log><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
+    case Unary::sqrt: unary_backward_kernel<Unary::sqrt><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
+    case Unary::sigmoid: unary_backward_kernel<Unary::sigmoid><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
+    case Unary::tanh: unary_backward_kernel<Unary::tanh><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
+  }
+  check_launch("unary_backward");
 }
 
 void axpby(float* y, float alpha, const float* x, float beta, int64_t n, int device) {

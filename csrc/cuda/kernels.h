@@ -21,6 +21,11 @@ void fill(float* y, float value, int64_t n, int device);
 // out[i] = a[i] op b[i % b_period]: b_period == n for equal shapes, the row width to broadcast a
 // bias row over (rows, b_period), 1 for a scalar held on the device.
 void binary(Binary op, float* out, const float* a, const float* b, int64_t n, int64_t b_period, int device);
+// y = f(x); dx = dy * f'(.) from the saved value: the input for log, the output for the others
+// (neg saves nothing).
+enum class Unary { neg = 0, exp = 1, log = 2, sqrt = 3, sigmoid = 4, tanh = 5 };
+void unary(Unary op, float* y, const float* x, int64_t n, int device);
+void unary_backward(Unary op, float* dx, const float* dy, const float* saved, int64_t n, int device);
 // y = alpha * x + beta * y (beta == 0 never reads y).
 void axpby(float* y, float alpha, const float* x, float beta, int64_t n, int device);
 void relu_forward(float* y, const float* x, int64_t n, int device);

@@ -117,14 +117,25 @@ class Mul(Function):
 
 
 class Div(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        if _device.is_device_array(a):
+            return _cuda_binary(3, a, b, commutes=False)
         return a / b
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
+        if _device.is_device_array(grad):
+            grad_a = _device.reduce_to(_cuda_binary(3, grad, b, False), a.shape) if ctx.needs_input_grad[0] else None
+            grad_b = None
+            if ctx.needs_input_grad[1]:  # -grad * a / b^2, as (grad * a / b) / b
+                quotient = _cuda_binary(3, _cuda_binary(3, _cuda_binary(2, grad, a, True), b, False), b, False)
+                grad_b = _device.scaled(_device.reduce_to(quotient, b.shape), -1.0)
+            return grad_a, grad_b
         grad_a = unbroadcast(grad / b, a.shape) if ctx.needs_input_grad[0] else None
         grad_b = unbroadcast(-grad * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
@@ -160,53 +171,52 @@ def pow(base, exponent): return _binary("pow", Pow, base, exponent)  # noqa: A00
 
 
 # -- unary ------------------------------------------------------------------------------------
+# On a device array each runs one kernel forward and one back (_C.cuda.unary, unary_backward:
+# op codes below), saving the input (log) or the output (the others), as the numpy forms do.
 
-class Neg(Function):
-    @staticmethod
-    def forward(ctx, a):
-        return -a
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -grad
+_UNARY = {"Neg": 0, "Exp": 1, "Log": 2, "Sqrt": 3, "Sigmoid": 4, "Tanh": 5}
 
 
-class Exp(Function):
-    @staticmethod
-    def forward(ctx, a):
-        out = np.exp(a)
-        ctx.save_for_backward(out)
+class _Unary(Function):
+    cuda = True
+    saves_input = False  # log's derivative needs the input, the others' their output
+
+    @classmethod
+    def forward(cls, ctx, a):
+        if _device.is_device_array(a):
+            out = _device.backend.unary(_UNARY[cls.__name__], a)
+        else:
+            out = cls.numpy_forward(a)
+        ctx.save_for_backward(a if cls.saves_input else out)
         return out
 
-    @staticmethod
-    def backward(ctx, grad):
-        out, = ctx.saved_tensors
-        return grad * out
+    @classmethod
+    def backward(cls, ctx, grad):
+        saved, = ctx.saved_tensors
+        if _device.is_device_array(grad):
+            return _device.backend.unary_backward(_UNARY[cls.__name__], grad, saved)
+        return cls.numpy_backward(grad, saved)
 
 
-class Log(Function):
-    @staticmethod
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return np.log(a)
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, = ctx.saved_tensors
-        return grad / a
+class Neg(_Unary):
+    numpy_forward = staticmethod(lambda a: -a)
+    numpy_backward = staticmethod(lambda grad, out: -grad)
 
 
-class Sqrt(Function):
-    @staticmethod
-    def forward(ctx, a):
-        out = np.sqrt(a)
-        ctx.save_for_backward(out)
-        return out
+class Exp(_Unary):
+    numpy_forward = staticmethod(np.exp)
+    numpy_backward = staticmethod(lambda grad, out: grad * out)
 
-    @staticmethod
-    def backward(ctx, grad):
-        out, = ctx.saved_tensors
-        return grad / (2 * out)
+
+class Log(_Unary):
+    saves_input = True
+    numpy_forward = staticmethod(np.log)
+    numpy_backward = staticmethod(lambda grad, a: grad / a)
+
+
+class Sqrt(_Unary):
+    numpy_forward = staticmethod(np.sqrt)
+    numpy_backward = staticmethod(lambda grad, out: grad / (2 * out))
 
 
 class ReLU(Function):
@@ -239,33 +249,19 @@ def stable_sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
-class Sigmoid(Function):
-    @staticmethod
-    def forward(ctx, a):
-        out = stable_sigmoid(a)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        out, = ctx.saved_tensors
-        return grad * out * (1 - out)
+class Sigmoid(_Unary):
+    numpy_forward = staticmethod(stable_sigmoid)
+    numpy_backward = staticmethod(lambda grad, out: grad * out * (1 - out))
 
 
-class Tanh(Function):
-    @staticmethod
-    def forward(ctx, a):
-        out = np.tanh(a)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        out, = ctx.saved_tensors
-        return grad * (1 - out * out)
+class Tanh(_Unary):
+    numpy_forward = staticmethod(np.tanh)
+    numpy_backward = staticmethod(lambda grad, out: grad * (1 - out * out))
 
 
 class Clone(Function):
+    cuda = True  # a device array copies itself
+
     @staticmethod
     def forward(ctx, a):
         return a.copy()
