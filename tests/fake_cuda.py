@@ -94,6 +94,15 @@ class FakeCuda:
             out = [-g, g * s, g / s, g * 0.5 / s, g * s * (1 - s), g * (1 - s * s)][op]
         return _new(out, grad_out.device)
 
+    def permute(self, x, dims):
+        return _new(np.transpose(x._host, dims), x.device)
+
+    def cat(self, tensors, axis):
+        return _new(np.concatenate([t._host for t in tensors], axis=axis), tensors[0].device)
+
+    def split(self, x, sizes, axis):
+        return [_new(p, x.device) for p in np.split(x._host, np.cumsum(sizes)[:-1], axis=axis)]
+
     def axpby(self, y, alpha, x, beta):
         if self.capturing:
             return

@@ -276,26 +276,32 @@ def test_cifar_style_cnn_on_the_device_matches_the_cpu(backend):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
-def test_recurrent_layers_on_the_device_match_the_cpu(backend, cell):
+@pytest.mark.parametrize("cell, bidirectional, batch_first", [("LSTM", False, False), ("GRU", False, False),
+                                                              ("RNN", False, False), ("LSTM", True, True),
+                                                              ("GRU", True, False)])
+def test_recurrent_layers_on_the_device_match_the_cpu(backend, cell, bidirectional, batch_first):
     T, B, I, H = 7, 5, 4, 6
-    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
     lengths = np.array([7, 3, 5, 1, 7])
-    results = []
+    results, layers = [], []
     for device in ("cpu", "cuda"):
         fastnn.manual_seed(8)
-        layer = getattr(nn, cell)(I, H, num_layers=2).to(device)
+        layer = getattr(nn, cell)(I, H, num_layers=2, bidirectional=bidirectional, batch_first=batch_first,
+                                  dropout=0.3).to(device)
         xt = fastnn.tensor(x, device=device, requires_grad=True)
         out, state = layer(xt, lengths=lengths)
         h = state[0] if cell == "LSTM" else state
         (out.sum() + (h * h).sum()).backward()
         results.append([out.cpu().detach().numpy(), h.cpu().detach().numpy(), xt.grad.cpu().numpy()]
                        + [p.grad.cpu().numpy() for p in layer.parameters()])
+        layers.append(layer)
     for cpu, gpu in zip(*results):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
-    with fastnn.no_grad():  # inference runs the kernel without a graph node
-        out, _ = layer(fastnn.tensor(x, device="cuda"), lengths=lengths)
-    np.testing.assert_allclose(out.cpu().numpy(), results[1][0], rtol=1e-5, atol=1e-6)
+    outs = []
+    for layer, device in zip(layers, ("cpu", "cuda")):  # inference runs the kernel without a graph node
+        with fastnn.no_grad():
+            outs.append(layer.eval()(fastnn.tensor(x, device=device), lengths=lengths)[0].cpu().numpy())
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("op", ["neg", "exp", "log", "sqrt", "sigmoid", "tanh", "div", "clone"])

@@ -378,6 +378,81 @@ Array unary_backward(int op, const Array& dy, const Array& saved) {
   return dx;
 }
 
+Array permute_py(const Array& x, const std::vector<int>& perm) {
+  constexpr const char* fn = "cuda.permute";
+  check_float(x, fn, "x");
+  const int ndim = static_cast<int>(x.shape.size());
+  std::vector<bool> seen(ndim, false);
+  if (static_cast<int>(perm.size()) != ndim || ndim > 8)
+    raise_value(std::string(fn) + ": dims must reorder the " + std::to_string(ndim) + " axes (at most 8)");
+  std::vector<int64_t> out_shape(ndim);
+  for (int d = 0; d < ndim; ++d) {
+    if (perm[d] < 0 || perm[d] >= ndim || seen[perm[d]]) raise_value(std::string(fn) + ": dims is not a permutation");
+    seen[perm[d]] = true;
+    out_shape[d] = x.shape[perm[d]];
+  }
+  Array out = empty(out_shape, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::permute(out.f(), x.f(), x.shape.data(), perm.data(), ndim, x.device);
+  return out;
+}
+
+// Along `axis`: pieces into a new array (cat), or the array's slabs back into pieces (its backward).
+Array cat_py(const std::vector<Array*>& pieces, int axis) {
+  constexpr const char* fn = "cuda.cat";
+  if (pieces.empty()) raise_value(std::string(fn) + ": nothing to join");
+  const Array& first = check_float(*pieces[0], fn, "tensors");
+  const int ndim = static_cast<int>(first.shape.size());
+  if (axis < 0 || axis >= ndim) raise_value(std::string(fn) + ": axis out of range");
+  int64_t total = 0;
+  for (const Array* p : pieces) {
+    check_float(*p, fn, "tensors");
+    check_same_device(first, *p, fn, "tensors[0]", "tensors[i]");
+    for (int d = 0; d < ndim; ++d)
+      if (d != axis && (static_cast<int>(p->shape.size()) != ndim || p->shape[d] != first.shape[d]))
+        raise_value(std::string(fn) + ": shapes " + shape_text(first.shape) + " and " + shape_text(p->shape) +
+                    " do not join along axis " + std::to_string(axis));
+    total += p->shape[axis];
+  }
+  int64_t A = 1, inner = 1;
+  for (int d = 0; d < axis; ++d) A *= first.shape[d];
+  for (int d = axis + 1; d < ndim; ++d) inner *= first.shape[d];
+  std::vector<int64_t> shape = first.shape;
+  shape[axis] = total;
+  Array out = empty(shape, Dtype::float32, first.device, fn);
+  py::gil_scoped_release release;
+  int64_t offset = 0;
+  for (const Array* p : pieces) {
+    cuda::copy_slab(out.f(), p->f(), A, p->shape[axis], inner, total, offset, true, first.device);
+    offset += p->shape[axis];
+  }
+  return out;
+}
+
+std::vector<Array> split_py(const Array& x, const std::vector<int64_t>& sizes, int axis) {
+  constexpr const char* fn = "cuda.split";
+  check_float(x, fn, "x");
+  const int ndim = static_cast<int>(x.shape.size());
+  if (axis < 0 || axis >= ndim) raise_value(std::string(fn) + ": axis out of range");
+  int64_t sum = 0;
+  for (int64_t s : sizes) sum += s;
+  if (sum != x.shape[axis]) raise_value(std::string(fn) + ": sizes must add up to the axis' length");
+  int64_t A = 1, inner = 1;
+  for (int d = 0; d < axis; ++d) A *= x.shape[d];
+  for (int d = axis + 1; d < ndim; ++d) inner *= x.shape[d];
+  std::vector<Array> pieces;
+  int64_t offset = 0;
+  for (int64_t s : sizes) {
+    std::vector<int64_t> shape = x.shape;
+    shape[axis] = s;
+    pieces.push_back(empty(shape, Dtype::float32, x.device, fn));
+    py::gil_scoped_release release;
+    cuda::copy_slab(x.f(), pieces.back().f(), A, s, inner, x.shape[axis], offset, false, x.device);
+    offset += s;
+  }
+  return pieces;
+}
+
 void axpby(Array& y, float alpha, const Array& x, float beta) {
   constexpr const char* fn = "cuda.axpby";
   check_float(y, fn, "y");
@@ -993,6 +1068,9 @@ void bind_cuda(py::module_& parent) {
   m.def("unary", &unary, py::arg("op"), py::arg("x"), "f(x): op 0 neg, 1 exp, 2 log, 3 sqrt, 4 sigmoid, 5 tanh");
   m.def("unary_backward", &unary_backward, py::arg("op"), py::arg("grad_out"), py::arg("saved"),
         "grad_out * f'(.) from the saved input (log) or output (the others).");
+  m.def("permute", &permute_py, py::arg("x"), py::arg("dims"), "A copy with the axes reordered (out axis i = x's dims[i]).");
+  m.def("cat", &cat_py, py::arg("tensors"), py::arg("axis"), "Join along an existing axis.");
+  m.def("split", &split_py, py::arg("x"), py::arg("sizes"), py::arg("axis"), "Pieces of the given sizes along axis.");
   m.def("axpby", &axpby, py::arg("y"), py::arg("alpha"), py::arg("x"), py::arg("beta"), "y = alpha x + beta y");
   m.def("fill", &fill, py::arg("y"), py::arg("value"));
   m.def("relu_forward", &relu_forward, py::arg("x"));

@@ -102,7 +102,62 @@ __global__ void sum_all_kernel(float* out, const float* x, int64_t n, float scal
   }
 }
 
+constexpr int kMaxAxes = 8;
+struct Axes {
+  int64_t out_shape[kMaxAxes], in_stride[kMaxAxes];  // in_stride[i]: x's stride of out axis i
+  int ndim;
+};
+
+__global__ void permute_kernel(float* out, const float* x, Axes a, int64_t n) {
+  GRID_STRIDE(i, n) {
+    int64_t rest = i, src = 0;
+    for (int d = a.ndim - 1; d >= 0; --d) {
+      src += (rest % a.out_shape[d]) * a.in_stride[d];
+      rest /= a.out_shape[d];
+    }
+    out[i] = x[src];
+  }
+}
+
+__global__ void slab_kernel(float* out, float* piece, int64_t A, int64_t n, int64_t inner, int64_t total,
+                            int64_t offset, bool to_out) {
+  GRID_STRIDE(i, A * n * inner) {
+    const int64_t a = i / (n * inner), r = i % (n * inner);
+    const int64_t o = a * total * inner + offset * inner + r;
+    if (to_out)
+      out[o] = piece[i];
+    else
+      piece[i] = out[o];
+  }
+}
+
 }  // namespace
+
+void permute(float* out, const float* x, const int64_t* shape, const int* perm, int ndim, int device) {
+  if (ndim > kMaxAxes) throw CudaError("permute: at most 8 axes");
+  Axes a{};
+  a.ndim = ndim;
+  int64_t stride[kMaxAxes], n = 1;
+  for (int d = ndim - 1; d >= 0; --d) {
+    stride[d] = n;
+    n *= shape[d];
+  }
+  for (int d = 0; d < ndim; ++d) {
+    a.out_shape[d] = shape[perm[d]];
+    a.in_stride[d] = stride[perm[d]];
+  }
+  if (n == 0) return;
+  permute_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(device)>>>(out, x, a, n);
+  check_launch("permute");
+}
+
+void copy_slab(float* out, float* piece, int64_t A, int64_t n, int64_t inner, int64_t total, int64_t offset,
+               bool to_out, int device) {
+  if (A * n * inner == 0) return;
+  slab_kernel<<<grid_for(A * n * inner, kThreads), kThreads, 0, stream_of(device)>>>(out, piece, A, n, inner, total,
+                                                                                     offset, to_out);
+  check_launch("copy_slab");
+}
 
 void fill(float* y, float value, int64_t n, int device) {
   if (n == 0) return;

@@ -35,6 +35,13 @@ void column_sums(float* out, const float* x, int64_t rows, int64_t cols, int dev
 // out (1,) = scale * the sum of x's n elements.
 void sum_all(float* out, const float* x, int64_t n, float scale, int device);
 
+// out = x with its axes reordered (out axis i is x's axis perm[i]); at most 8 axes.
+void permute(float* out, const float* x, const int64_t* shape, const int* perm, int ndim, int device);
+// The slab [offset, offset + n) of out's middle axis (out is (A, total, inner), piece (A, n, inner))
+// set from piece (to_out) or copied into piece: what cat and its backward do along any axis.
+void copy_slab(float* out, float* piece, int64_t A, int64_t n, int64_t inner, int64_t total, int64_t offset,
+               bool to_out, int device);
+
 // ---- loss.cu (N rows, C classes) ----
 // loss (1,) = mean over rows of logsumexp(logits) - logits[label]; labels are int64 in [0, C),
 // or (labels_f32 instead, null labels) whole numbers held as float32 (a fastnn tensor of labels).

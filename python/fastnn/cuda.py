@@ -7,7 +7,7 @@ with `t.to("cuda")` or `t.cuda()`, a model with `model.to("cuda")`, and factorie
 CUDA kernel raises NotImplementedError naming itself. The ops with CUDA kernels so far: linear
 (with its fused bias and ReLU), 2-D matmul, conv2d and conv1d (im2col + our SGEMM, any stride,
 padding, dilation, groups), max_pool2d/1d, global average pooling, batch norm, the recurrent
-layers (one direction, time-major), first-axis row slices and cat, relu, sigmoid, tanh, exp,
+layers, dropout, transpose/permute, cat, first-axis row slices, relu, sigmoid, tanh, exp,
 log, sqrt, neg, reshape/flatten, add/sub/mul/div (same shape, a bias row, or a scalar), sum and mean over all
 elements, cross_entropy (class indices, mean), and the SGD and Adam/AdamW updates; device
 memory comes from a caching allocator.

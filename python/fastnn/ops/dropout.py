@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from fastnn._tensor import default_generator
+from fastnn import _device
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 
@@ -18,16 +19,25 @@ __all__ = ["dropout", "dropout2d"]
 
 
 class Dropout(Function):
-    """x * mask, mask broadcast against x (one value per element, or per channel)."""
+    """x * mask, mask broadcast against x (one value per element, or per channel). On a device
+    array the mask, drawn on the host from the same generator as on the CPU, is expanded to x's
+    shape and copied over (one copy per call: a dropout step cannot be graph-captured yet)."""
+    cuda = True
 
     @staticmethod
     def forward(ctx, x, mask):
+        if _device.is_device_array(x):
+            mask = _device.to_device("dropout", np.ascontiguousarray(np.broadcast_to(mask, x.shape)), x.device)
+            ctx.save_for_backward(mask)
+            return _device.backend.binary(2, x, mask)
         ctx.save_for_backward(mask)
         return x * mask
 
     @staticmethod
     def backward(ctx, grad):
         mask, = ctx.saved_tensors
+        if _device.is_device_array(grad):
+            return _device.backend.binary(2, grad, mask), None
         return grad * mask, None
 
 

@@ -61,13 +61,20 @@ def reshape(x, shape):
 
 
 class Permute(Function):
+    cuda = True  # on a device array, a copy (numpy's is a view)
+    numpy_math = False
+
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims
+        if _device.is_device_array(a):
+            return _device.backend.permute(a, [int(d) for d in dims])
         return np.transpose(a, dims)
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            return _device.backend.permute(grad, [int(d) for d in np.argsort(ctx.dims)]), None
         return np.transpose(grad, np.argsort(ctx.dims)), None
 
 
@@ -173,29 +180,22 @@ def getitem(x, index):
 # -- joining ----------------------------------------------------------------------------------
 
 class Cat(Function):
-    cuda = True  # along the first axis on device arrays
+    cuda = True
+    numpy_math = False
 
     @staticmethod
     def forward(ctx, axis, *arrays):
         ctx.axis = axis
-        ctx.split_points = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        ctx.sizes = [a.shape[axis] for a in arrays]
+        ctx.split_points = np.cumsum(ctx.sizes)[:-1]
         if _device.is_device_array(arrays[0]):
-            if axis != 0:
-                raise NotImplementedError("cat of CUDA tensors along an axis other than 0 has no CUDA path yet")
-            out = _device.backend.empty([sum(a.shape[0] for a in arrays)] + list(arrays[0].shape[1:]), "float32",
-                                        arrays[0].device)
-            row = 0
-            for a in arrays:
-                _device.backend.copy_(out.narrow(row, row + a.shape[0]), a)
-                row += a.shape[0]
-            return out
+            return _device.backend.cat(list(arrays), axis)
         return np.concatenate(arrays, axis=axis)
 
     @staticmethod
     def backward(ctx, grad):
-        if _device.is_device_array(grad):  # views of the gradient's rows
-            bounds = [0, *map(int, ctx.split_points), grad.shape[0]]
-            return (None, *(grad.narrow(a, b) for a, b in zip(bounds[:-1], bounds[1:])))
+        if _device.is_device_array(grad):
+            return (None, *_device.backend.split(grad, [int(n) for n in ctx.sizes], ctx.axis))
         return (None, *np.split(grad, ctx.split_points, axis=ctx.axis))
 
 
