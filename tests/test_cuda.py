@@ -319,6 +319,30 @@ def test_elementwise_ops_on_the_device_match_the_cpu(backend, op):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-6)
 
 
+def test_fit_evaluate_predict_with_the_model_on_the_device(backend):
+    x = rng.standard_normal((96, 12)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)
+    histories, predictions = [], []
+    for device in ("cpu", "cuda"):
+        fastnn.manual_seed(9)
+        model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4)).to(device)
+        model.compile(optimizer=fastnn.optim.Adam(model.parameters(), lr=1e-2), loss="cross_entropy",
+                      metrics=["accuracy"])
+        histories.append(model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0).history)
+        histories[-1]["eval"] = model.evaluate(x, y)
+        predictions.append(model.predict(x))
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-4)
+    np.testing.assert_allclose(histories[1]["eval"]["loss"], histories[0]["eval"]["loss"], rtol=1e-4)
+    assert isinstance(predictions[1], np.ndarray)
+    np.testing.assert_allclose(predictions[1], predictions[0], rtol=1e-4, atol=1e-5)
+    state = model.state_dict()  # host copies of device memory; loading writes into it in place
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    weight = model[0].weight
+    model.load_state_dict({k: np.zeros_like(v) for k, v in state.items()})
+    assert model[0].weight is weight and weight.device == "cuda:0" and not np.any(weight.cpu().detach().numpy())
+
+
 def test_zero_grad_keeps_gradients_on_the_device(backend):
     model = nn.Linear(3, 2).to("cuda")
     opt = fastnn.optim.SGD(model.parameters(), lr=0.1)

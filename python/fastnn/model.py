@@ -166,21 +166,27 @@ class TrainingMixin:
         callback_list.on_train_end()
         return history
 
+    def _device(self) -> str:
+        """Where the model's parameters are: batches go there, outputs come back for the metrics."""
+        first = next(iter(self.parameters()), None)
+        return "cpu" if first is None else first.device
+
     def _train_epoch(self, loader, callback_list, bar) -> dict:
         self.train()
+        device = self._device()
         totals, seen = {}, 0
         for step, (xb, yb) in enumerate(loader):
             callback_list.on_batch_begin(step)
-            inputs, targets = _input_tensor(xb), _target_array(yb, self.loss_name)
+            inputs, targets = _input_tensor(xb, device), _target_array(yb, self.loss_name)
             output = self(inputs)
-            loss = self.loss_fn(output, Tensor(targets) if not isinstance(targets, Tensor) else targets)
+            loss = self.loss_fn(output, _target_tensor(targets, device, self.loss_name))
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
 
             n = len(targets)
             batch_logs = {"loss": float(loss.item())}
-            out = output.detach().numpy()
+            out = output.detach()._host()
             for name, fn in self.metric_fns:
                 batch_logs[name] = float(fn(out, targets))
             for k, v in batch_logs.items():
@@ -204,16 +210,17 @@ class TrainingMixin:
         loader = x if _is_loader(x) else _ArrayBatches(*_as_arrays("evaluate", x, y), batch_size, False, None)
         was_training = self.training
         self.eval()
+        device = self._device()
         totals, seen = {}, 0
         try:
             with no_grad():
                 for xb, yb in loader:
                     targets = _target_array(yb, self.loss_name)
-                    output = self(_input_tensor(xb))
-                    loss = self.loss_fn(output, Tensor(targets))
+                    output = self(_input_tensor(xb, device))
+                    loss = self.loss_fn(output, _target_tensor(targets, device, self.loss_name))
                     n = len(targets)
                     values = {"loss": float(loss.item())}
-                    out = output.numpy()
+                    out = output._host()
                     for name, fn in self.metric_fns:
                         values[name] = float(fn(out, targets))
                     for k, v in values.items():
@@ -239,11 +246,12 @@ class TrainingMixin:
             batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
         was_training = self.training
         self.eval()
+        device = self._device()
         outputs = []
         try:
             with no_grad():
                 for xb in batches:
-                    outputs.append(self(_input_tensor(xb)).numpy().copy())
+                    outputs.append(np.array(self(_input_tensor(xb, device))._host(), copy=True))
         finally:
             self.train(was_training)
         if not outputs:
@@ -320,13 +328,23 @@ def _as_arrays(who, x, y):
     return x, y
 
 
-def _input_tensor(xb) -> Tensor:
-    if isinstance(xb, Tensor):
-        return xb
-    xb = np.asarray(xb)
-    if xb.dtype != np.float32:
-        xb = xb.astype(np.float32)
-    return Tensor(np.ascontiguousarray(xb))
+def _input_tensor(xb, device: str = "cpu") -> Tensor:
+    if not isinstance(xb, Tensor):
+        xb = np.asarray(xb)
+        if xb.dtype != np.float32:
+            xb = xb.astype(np.float32)
+        xb = Tensor(np.ascontiguousarray(xb))
+    return xb if device == "cpu" else xb.to(device)
+
+
+# Losses whose class-index targets stay on the host, where the op checks them before copying
+# (on the device a bad index could only become a NaN).
+_INDEX_TARGET_LOSSES = ("cross_entropy", "nll_loss")
+
+
+def _target_tensor(targets, device: str, loss_name: str) -> Tensor:
+    t = targets if isinstance(targets, Tensor) else Tensor(targets)
+    return t if device == "cpu" or loss_name in _INDEX_TARGET_LOSSES else t.to(device)
 
 
 def _target_array(yb, loss_name):

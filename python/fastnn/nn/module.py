@@ -56,7 +56,7 @@ IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "
 def _state_array(key: str, value) -> np.ndarray:
     """A state dict value (numpy array, fastnn Tensor, torch tensor, nested list) as an ndarray."""
     if isinstance(value, Tensor):
-        return value.data
+        return value._host()
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
         value = value.detach().cpu().numpy()
     try:
@@ -324,10 +324,11 @@ class Module(TrainingMixin):
                 yield key, value
 
     def state_dict(self, prefix: str = "") -> "OrderedDict[str, np.ndarray]":
-        """Every parameter and persistent buffer, keyed by its dotted name, as a numpy copy."""
+        """Every parameter and persistent buffer, keyed by its dotted name, as a numpy copy (of
+        device memory too: a state dict is portable)."""
         state = OrderedDict()
         for key, value in self._state_items(prefix):
-            state[key] = np.array(value.data if isinstance(value, Tensor) else value, copy=True)
+            state[key] = np.array(value._host() if isinstance(value, Tensor) else value, copy=True)
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
@@ -367,6 +368,10 @@ class Module(TrainingMixin):
                                      f"{type(self).__name__}:\n  " + "\n  ".join(errors))
         for target, value in updates:
             array = target.data if isinstance(target, Tensor) else target
+            if _device.is_device_array(array):  # into the device memory in place
+                with np.errstate(over="ignore"):
+                    _device.backend.copy_(array, np.asarray(value, dtype=np.float32))
+                continue
             with np.errstate(over="ignore"):
                 array[...] = value
         return IncompatibleKeys(missing, unexpected)
