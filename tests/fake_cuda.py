@@ -51,6 +51,9 @@ class FakeCuda:
     capturing = False
 
     def is_built(self): return True
+    tf32 = False
+    def set_allow_tf32(self, allow): self.tf32 = allow  # noqa: E301
+    def allow_tf32(self): return self.tf32  # noqa: E301
     def device_count(self): return 1
     def unavailable_reason(self): return ""
     def synchronize(self, device=0): pass

@@ -129,6 +129,20 @@ def test_gemm_matches_float64(backend, trans_a, trans_b):
         np.testing.assert_allclose(fused, np.maximum(ref + bias, 0), rtol=1e-4, atol=1e-4 * np.sqrt(K))
 
 
+def test_tf32_products_are_opt_in_and_close(backend):
+    assert not fastnn.cuda.get_allow_tf32()
+    a = rng.standard_normal((130, 67)).astype(np.float32)
+    b = rng.standard_normal((67, 45)).astype(np.float32)
+    previous = fastnn.cuda.set_allow_tf32(True)
+    try:
+        assert previous is False and fastnn.cuda.get_allow_tf32()
+        got = (fastnn.tensor(a, device="cuda") @ fastnn.tensor(b, device="cuda")).cpu().numpy()
+    finally:
+        fastnn.cuda.set_allow_tf32(previous)
+    ref = a.astype(np.float64) @ b
+    assert np.max(np.abs(got - ref)) <= 2e-3 * np.sqrt(67) * np.max(np.abs(ref))  # TF32: 10-bit mantissas
+
+
 def test_elementwise_and_reductions_match_numpy(backend):
     for shape in [(1,), (3, 17), (65, 129)]:
         a = rng.standard_normal(shape).astype(np.float32)

@@ -1024,6 +1024,8 @@ void bind_cuda(py::module_& parent) {
     cuda::empty_cache();
   });
   m.def("memory_allocated", &cuda::memory_allocated, py::arg("device") = 0);
+  m.def("set_allow_tf32", &cuda::set_allow_tf32, py::arg("allow"));
+  m.def("allow_tf32", &cuda::allow_tf32);
   m.def("memory_reserved", &cuda::memory_reserved, py::arg("device") = 0);
 
   py::class_<Array>(m, "Array", "A contiguous float32 or int64 array in CUDA memory.")

@@ -10,8 +10,17 @@
 // matrix edge load zeros and store nothing. The epilogue applies alpha, beta, the bias and ReLU
 // while C is in registers. The smaller tile is used when the large one would leave most of the
 // GPU's multiprocessors idle (the small matrices of a small network's training step).
-// TODO(issue 6): double-buffered shared memory, vectorized global loads and the TF32 tensor-core
-// path; measured only once a GPU is lent to the project (bench/gpu.py).
+//
+// TF32 (opt-in, set_allow_tf32): blocks of 4 warps compute 64 x 64 tiles with the tensor cores
+// through WMMA (16 x 16 x 8 TF32 fragments, each warp a 32 x 32 quarter); the operands' BK = 8
+// slices are staged in shared memory (rounded to TF32 as they are loaded into fragments), and the
+// accumulators go through shared memory for the same epilogue as the FP32 kernel.
+// TODO(issue 6): double-buffered shared memory and vectorized global loads; measured only once a
+// GPU is lent to the project (bench/gpu.py).
+#include <mma.h>
+
+#include <atomic>
+
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
 
@@ -97,6 +106,81 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+constexpr int kTf32Tile = 64, kTf32Threads = 128;
+
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(kTf32Threads)
+    sgemm_tf32_tile(float* __restrict__ C, int64_t ldc, const float* __restrict__ A, int64_t lda,
+                    const float* __restrict__ B, int64_t ldb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                    const float* __restrict__ bias_n, bool relu) {
+  using namespace nvcuda;
+  constexpr int T = kTf32Tile, kLdA = kBK + 4, kLdB = T + 4;  // leading dimensions: multiples of 4 floats
+  __shared__ __align__(32) float As[T * kLdA];                // op(A) slice, row-major (m, k)
+  __shared__ __align__(32) float Bs[kBK * kLdB];              // op(B) slice, row-major (k, n)
+  __shared__ __align__(32) float Cs[T * T];                   // the accumulators, for the epilogue
+  const int tid = threadIdx.x, warp = tid / 32;
+  const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * T, n0 = static_cast<int64_t>(blockIdx.x) * T;
+
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2][2];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  for (int64_t k0 = 0; k0 < K; k0 += kBK) {
+    for (int e = tid; e < T * kBK; e += kTf32Threads) {
+      const int m = TA ? e % T : e / kBK, k = TA ? e / T : e % kBK;
+      const int64_t gm = m0 + m, gk = k0 + k;
+      As[m * kLdA + k] = (gm < M && gk < K) ? (TA ? A[gk * lda + gm] : A[gm * lda + gk]) : 0.0f;
+    }
+    for (int e = tid; e < T * kBK; e += kTf32Threads) {
+      const int n = TB ? e / kBK : e % T, k = TB ? e % kBK : e / T;
+      const int64_t gn = n0 + n, gk = k0 + k;
+      Bs[k * kLdB + n] = (gn < N && gk < K) ? (TB ? B[gn * ldb + gk] : B[gk * ldb + gn]) : 0.0f;
+    }
+    __syncthreads();
+    wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a[2];
+    wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b[2];
+    for (int i = 0; i < 2; ++i) {
+      wmma::load_matrix_sync(a[i], As + (wm + 16 * i) * kLdA, kLdA);
+      for (int t = 0; t < a[i].num_elements; ++t) a[i].x[t] = wmma::__float_to_tf32(a[i].x[t]);
+      wmma::load_matrix_sync(b[i], Bs + wn + 16 * i, kLdB);
+      for (int t = 0; t < b[i].num_elements; ++t) b[i].x[t] = wmma::__float_to_tf32(b[i].x[t]);
+    }
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+    __syncthreads();
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(Cs + (wm + 16 * i) * T + wn + 16 * j, acc[i][j], T, wmma::mem_row_major);
+  __syncthreads();
+  for (int e = tid; e < T * T; e += kTf32Threads) {
+    const int64_t gm = m0 + e / T, gn = n0 + e % T;
+    if (gm >= M || gn >= N) continue;
+    float v = alpha * Cs[e];
+    if (beta != 0.0f) v = fmaf(beta, C[gm * ldc + gn], v);
+    if (bias_n) v += bias_n[gn];
+    if (relu) v = fmaxf(v, 0.0f);
+    C[gm * ldc + gn] = v;
+  }
+}
+
+void launch_tf32(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                 int64_t K, bool ta, bool tb, float alpha, float beta, const float* bias, bool relu, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>((N + kTf32Tile - 1) / kTf32Tile),
+                  static_cast<unsigned>((M + kTf32Tile - 1) / kTf32Tile));
+  if (!ta && !tb)
+    sgemm_tf32_tile<false, false><<<grid, kTf32Threads, 0, s>>>(C, ldc, A, lda, B, ldb, M, N, K, alpha, beta, bias, relu);
+  else if (!ta && tb)
+    sgemm_tf32_tile<false, true><<<grid, kTf32Threads, 0, s>>>(C, ldc, A, lda, B, ldb, M, N, K, alpha, beta, bias, relu);
+  else if (ta && !tb)
+    sgemm_tf32_tile<true, false><<<grid, kTf32Threads, 0, s>>>(C, ldc, A, lda, B, ldb, M, N, K, alpha, beta, bias, relu);
+  else
+    sgemm_tf32_tile<true, true><<<grid, kTf32Threads, 0, s>>>(C, ldc, A, lda, B, ldb, M, N, K, alpha, beta, bias, relu);
+}
+
+std::atomic<bool> tf32_allowed{false};
+
 template <int BM, int BN>
 void launch(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
             int64_t K, bool ta, bool tb, float alpha, float beta, const float* bias, bool relu, cudaStream_t s) {
@@ -129,6 +213,11 @@ void sgemm(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, i
            int device) {
   if (M == 0 || N == 0) return;
   cudaStream_t s = stream_of(device);
+  if (tf32_allowed.load(std::memory_order_relaxed)) {
+    launch_tf32(C, ldc, A, lda, B, ldb, M, N, K, trans_a, trans_b, alpha, beta, bias_n, relu, s);
+    check_launch("sgemm (tf32)");
+    return;
+  }
   const int64_t large_tiles = ((M + 127) / 128) * ((N + 127) / 128);
   if (large_tiles >= 2 * multiprocessors(device))
     launch<128, 128>(C, ldc, A, lda, B, ldb, M, N, K, trans_a, trans_b, alpha, beta, bias_n, relu, s);
@@ -136,6 +225,9 @@ void sgemm(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, i
     launch<64, 64>(C, ldc, A, lda, B, ldb, M, N, K, trans_a, trans_b, alpha, beta, bias_n, relu, s);
   check_launch("sgemm");
 }
+
+void set_allow_tf32(bool allow) { tf32_allowed.store(allow, std::memory_order_relaxed); }
+bool allow_tf32() { return tf32_allowed.load(std::memory_order_relaxed); }
 
 }  // namespace cuda
 }  // namespace fastnn

@@ -14,6 +14,10 @@ namespace cuda {
 void sgemm(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
            int64_t K, bool trans_a, bool trans_b, float alpha, float beta, const float* bias_n, bool relu,
            int device);
+// Whether sgemm may round its operands to TF32 and use the tensor cores (as PyTorch's
+// allow_tf32): off by default; about 3 decimal digits per product instead of 7.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
 
 // ---- elementwise.cu (n elements) ----
 enum class Binary { add = 0, sub = 1, mul = 2, div = 3 };

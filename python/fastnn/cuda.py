@@ -37,6 +37,20 @@ def unavailable_reason() -> str:
     return "" if is_available() else str(_device.backend.unavailable_reason())
 
 
+def set_allow_tf32(allow: bool) -> bool:
+    """Let matrix products on the GPU round their operands to TF32 and run on the tensor cores
+    (like torch.backends.cuda.matmul.allow_tf32): several times faster, about 3 significant
+    digits per product instead of 7. Off by default. Returns the previous setting."""
+    previous = get_allow_tf32()
+    if is_built():
+        _device.backend.set_allow_tf32(bool(allow))
+    return previous
+
+
+def get_allow_tf32() -> bool:
+    return bool(is_built() and _device.backend.allow_tf32())
+
+
 def synchronize(device=None) -> None:
     """Wait until fastnn's queued work on `device` (default cuda:0) has finished."""
     index = 0 if device is None else _device.parse("synchronize", device)
