@@ -357,6 +357,19 @@ def test_fit_evaluate_predict_with_the_model_on_the_device(backend):
     assert model[0].weight is weight and weight.device == "cuda:0" and not np.any(weight.cpu().detach().numpy())
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_loss_on_the_device_matches_the_cpu(backend, reduction):
+    a, b = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        x, y = fastnn.tensor(a, device=device, requires_grad=True), fastnn.tensor(b, device=device, requires_grad=True)
+        loss = nn.functional.mse_loss(x, y, reduction=reduction)
+        (loss.sum() if reduction == "none" else loss).backward()
+        results.append([loss.cpu().detach().numpy(), x.grad.cpu().numpy(), y.grad.cpu().numpy()])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-6)
+
+
 def test_zero_grad_keeps_gradients_on_the_device(backend):
     model = nn.Linear(3, 2).to("cuda")
     opt = fastnn.optim.SGD(model.parameters(), lr=0.1)

@@ -9,7 +9,7 @@ CUDA kernel raises NotImplementedError naming itself. The ops with CUDA kernels 
 padding, dilation, groups), max_pool2d/1d, global average pooling, batch norm, the recurrent
 layers, dropout, transpose/permute, cat, first-axis row slices, relu, sigmoid, tanh, exp,
 log, sqrt, neg, reshape/flatten, add/sub/mul/div (same shape, a bias row, or a scalar), sum and mean over all
-elements, cross_entropy (class indices, mean), and the SGD and Adam/AdamW updates; device
+elements, cross_entropy (class indices, mean), mse_loss, and the SGD and Adam/AdamW updates; device
 memory comes from a caching allocator.
 """
 from __future__ import annotations

@@ -316,32 +316,55 @@ def _grad_or_none(ctx, i: int, value):
 
 class DifferenceLoss(Function):
     """A loss of the difference d = x - y, element by element, reduced: value(d) and its
-    derivative d(value)/dd; the target's gradient is the negative of the input's."""
+    derivative d(value)/dd; the target's gradient is the negative of the input's. On device
+    arrays the squared error only (square=True), through the elementwise kernels."""
+    cuda = True
 
     @staticmethod
-    def forward(ctx, x, y, reduction, value, derivative):
+    def forward(ctx, x, y, reduction, value, derivative, square=False):
+        ctx.reduction, ctx.derivative = reduction, derivative
+        if _device.is_device_array(x):
+            if not square:
+                raise NotImplementedError("l1_loss and huber_loss have no CUDA kernel yet (mse_loss has)")
+            if tuple(x.shape) != tuple(y.shape):
+                raise NotImplementedError("mse_loss on CUDA needs input and target of one shape")
+            cuda = _device.backend
+            diff = cuda.binary(1, x, y)
+            ctx.save_for_backward(diff)
+            squares = cuda.binary(2, diff, diff)
+            if reduction == "none":
+                return squares
+            return cuda.sum_all(squares, 1.0 / max(diff.size, 1) if reduction == "mean" else 1.0)
         diff = x - y
         ctx.save_for_backward(diff)
-        ctx.reduction, ctx.derivative = reduction, derivative
         return _reduce(value(diff), reduction)
 
     @staticmethod
     def backward(ctx, grad):
         diff, = ctx.saved_tensors
+        if _device.is_device_array(diff):  # 2 d times the spread gradient
+            cuda = _device.backend
+            if ctx.reduction == "none":
+                g = _device.scaled(cuda.binary(2, grad, diff), 2.0)
+            else:
+                scale = 2.0 / max(diff.size, 1) if ctx.reduction == "mean" else 2.0
+                g = cuda.binary(2, _device.broadcast_scalar(grad, tuple(diff.shape), scale), diff)
+            return (_grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: _device.scaled(g, -1.0)),
+                    None, None, None, None)
         g = _spread(grad, diff.shape, ctx.reduction) * ctx.derivative(diff)
-        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None, None, None
+        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None, None, None, None
 
 
 def mse_loss(input, target, reduction: str = "mean"):  # noqa: A002
     """(input - target)^2, reduced."""
     x, y = _pair("mse_loss", input, target)
-    return DifferenceLoss.apply(x, y, _check_reduction("mse_loss", reduction), lambda d: d * d, lambda d: 2 * d)
+    return DifferenceLoss.apply(x, y, _check_reduction("mse_loss", reduction), lambda d: d * d, lambda d: 2 * d, True)
 
 
 def l1_loss(input, target, reduction: str = "mean"):  # noqa: A002
     """|input - target|, reduced (gradient 0 where they are equal, as in PyTorch)."""
     x, y = _pair("l1_loss", input, target)
-    return DifferenceLoss.apply(x, y, _check_reduction("l1_loss", reduction), np.abs, np.sign)
+    return DifferenceLoss.apply(x, y, _check_reduction("l1_loss", reduction), np.abs, np.sign, False)
 
 
 def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):  # noqa: A002
@@ -357,7 +380,7 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):  # n
 
     # d inside the band, +-delta outside
     return DifferenceLoss.apply(x, y, _check_reduction("huber_loss", reduction), value,
-                                lambda d: np.clip(d, -delta, delta))
+                                lambda d: np.clip(d, -delta, delta), False)
 
 
 # ---------------------------------------------------------------------------------------------
