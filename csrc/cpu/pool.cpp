@@ -546,16 +546,17 @@ void avg_pool2d_backward(float* grad_x, const float* grad_out, int64_t P, int64_
                          int64_t OW, const PoolAxis& ah, const PoolAxis& aw, const AvgPoolOptions& opt) {
   const double work = static_cast<double>(P) * (OH * OW * ah.kernel * aw.kernel + H * W);
   const int threads = plane_threads(P, work);
+  // One row of scaled gradients per thread, the only workspace: allocated here, outside the
+  // parallel region, where a failed allocation can still become a Python MemoryError.
+  std::vector<float> rows(static_cast<size_t>(threads) * static_cast<size_t>(OW));
   by_stride(aw.stride, [&](auto s) {
     run_parallel(threads, [&](int tid, int nt) {
-      // One row of scaled gradients per thread: the only workspace, kept between calls.
-      static thread_local std::vector<float> row;
-      if (row.size() < static_cast<size_t>(OW)) row.resize(OW);
+      float* row = rows.data() + static_cast<size_t>(tid) * static_cast<size_t>(OW);
       int64_t p0, p1;
       split_range(P, tid, nt, &p0, &p1);
       for (int64_t p = p0; p < p1; ++p)
-        avg_pool_plane_backward<decltype(s)::value>(grad_x + p * H * W, grad_out + p * OH * OW, row.data(), H, W, OH,
-                                                    OW, ah, aw, opt);
+        avg_pool_plane_backward<decltype(s)::value>(grad_x + p * H * W, grad_out + p * OH * OW, row, H, W, OH, OW,
+                                                    ah, aw, opt);
     });
   });
 }
