@@ -141,6 +141,19 @@ def test_fixed_window_paths():
                                        atol=1e-6, err_msg=setting)
 
 
+def test_wide_rows_of_the_3x3_stride_2_path():
+    """Output rows longer than the 3x3 stride-2 path's chunk (256 outputs) go in several passes."""
+    x = tie_free((1, 2, 5, 1203), seed=5)
+    t = fastnn.tensor(x, requires_grad=True)
+    out, idx = F.max_pool2d(t, 3, 2, return_indices=True)
+    expected, expected_idx = max_pool2d_ref(x, (3, 3), (2, 2), (0, 0), (1, 1), False)
+    np.testing.assert_array_equal(out.detach().numpy(), expected)
+    np.testing.assert_array_equal(idx, expected_idx)
+    g = np.random.default_rng(6).standard_normal(out.shape)
+    out.backward(g.astype(np.float32))
+    np.testing.assert_allclose(t.grad.numpy(), max_pool2d_backward_ref(g, expected_idx, x.shape), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape,k,s,p,d,ceil", [
     ((2, 3, 6, 5), 2, 2, 0, 1, False),
     ((1, 2, 7, 7), 3, 2, 1, 1, True),

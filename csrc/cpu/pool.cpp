@@ -135,10 +135,18 @@ void max_3x3s2_rows(float* __restrict out, int32_t* __restrict idx, const float*
 }
 
 void max_interior_3x3s2(float* out, int32_t* idx, const float* x, int64_t n, int64_t W, int64_t dh, int32_t flat0) {
-  static thread_local std::vector<float> buffer;
+  // Outputs go in chunks whose de-interleaved rows fit a buffer on the stack: nothing is
+  // allocated inside the parallel region that calls this.
+  constexpr int64_t kChunk = 256;
+  if (n > kChunk) {
+    for (int64_t j0 = 0; j0 < n; j0 += kChunk)
+      max_interior_3x3s2(out + j0, idx + j0, x + 2 * j0, std::min(kChunk, n - j0), W, dh,
+                         flat0 + static_cast<int32_t>(2 * j0));
+    return;
+  }
+  float buffer[6 * (kChunk + 1)];
   const int64_t m = n + 1;
-  if (buffer.size() < static_cast<size_t>(6 * m)) buffer.resize(6 * m);
-  float* b = buffer.data();
+  float* b = buffer;
   for (int kh = 0; kh < 3; ++kh) split_columns(b + 2 * kh * m, b + (2 * kh + 1) * m, x + kh * dh * W, n);
   const int32_t row1 = static_cast<int32_t>(dh * W), row2 = static_cast<int32_t>(2 * dh * W);
   // A tail of n % 4 outputs: the last four redone (same values), so all run in the vector loop.
