@@ -48,13 +48,14 @@ GemmKernelTable gemm_kernels_for(Isa isa) {
 
 const GemmKernelInfo& gemm_kernel_for(Isa isa) { return gemm_kernels_for(isa).rows[0]; }
 
-// The row whose tiles cover M x N with the least padding. Every row runs its
+// The row whose tiles cover M x (blocks x N) with the least padding. Every row runs its
 // full tiles equally fast, so the padded area is the work done; the general
 // row keeps a shape unless another saves at least a tenth of it.
-const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N) {
+const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N, int64_t blocks) {
   const GemmKernelTable table = gemm_kernels_for(isa);
   auto padded_area = [&](const GemmKernelInfo& k) {
-    return static_cast<double>((M + k.mr - 1) / k.mr * k.mr) * static_cast<double>((N + k.nr - 1) / k.nr * k.nr);
+    return static_cast<double>((M + k.mr - 1) / k.mr * k.mr) *
+           static_cast<double>(blocks * ((N + k.nr - 1) / k.nr * k.nr));
   };
   const GemmKernelInfo* best = &table.rows[0];
   double best_area = 0.9 * padded_area(*best);

@@ -67,7 +67,9 @@ GemmKernelTable gemm_kernels_avx2();
 GemmKernelTable gemm_kernels_avx512();
 GemmKernelTable gemm_kernels_for(Isa isa);
 const GemmKernelInfo& gemm_kernel_for(Isa isa);  // the general row
-const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N);
+// The row for M x N, where N may be `blocks` blocks of N columns each padded on its own (the
+// gates of a recurrent step's product: ng blocks of H units).
+const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N, int64_t blocks = 1);
 
 // Machine peak by the active ISA's FMA loop, run on `threads` threads at once.
 double measure_fma_peak_gflops(int threads, double seconds);

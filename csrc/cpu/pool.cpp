@@ -48,6 +48,16 @@ int plane_threads(int64_t P, double work) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_for_work(work), P)));
 }
 
+// body(p, tid) for every plane p in [0, P), the planes split in contiguous ranges among the team.
+template <class Body>
+void for_each_plane(int threads, int64_t P, const Body& body) {
+  run_parallel(threads, [&](int tid, int nt) {
+    int64_t p0, p1;
+    split_range(P, tid, nt, &p0, &p1);
+    for (int64_t p = p0; p < p1; ++p) body(p, tid);
+  });
+}
+
 // ---- max ----------------------------------------------------------------------------------
 
 // best[j], idx[j] <- src[j * s] (flat index flat0 + j * s) where it is larger, or a NaN.
@@ -501,12 +511,8 @@ void max_pool2d_forward(float* out, int32_t* indices, const float* x, int64_t P,
                         int64_t OW, const PoolAxis& ah, const PoolAxis& aw) {
   const double work = static_cast<double>(P) * (OH * OW * ah.kernel * aw.kernel + H * W);
   by_stride(aw.stride, [&](auto s) {
-    run_parallel(plane_threads(P, work), [&](int tid, int nt) {
-      int64_t p0, p1;
-      split_range(P, tid, nt, &p0, &p1);
-      for (int64_t p = p0; p < p1; ++p)
-        max_pool_plane<decltype(s)::value>(out + p * OH * OW, indices + p * OH * OW, x + p * H * W, H, W, OH, OW, ah,
-                                           aw);
+    for_each_plane(plane_threads(P, work), P, [&](int64_t p, int) {
+      max_pool_plane<decltype(s)::value>(out + p * OH * OW, indices + p * OH * OW, x + p * H * W, H, W, OH, OW, ah, aw);
     });
   });
 }
@@ -515,22 +521,18 @@ bool max_pool2d_backward(float* grad_x, const float* grad_out, const int32_t* in
                          int64_t W, int64_t OH, int64_t OW) {
   const int64_t HW = H * W, OHW = OH * OW;
   std::atomic<bool> bad{false};  // set by a thread that met a bad index; no exception inside the region
-  run_parallel(plane_threads(P, static_cast<double>(P) * (HW + 2 * OHW)), [&](int tid, int nt) {
-    int64_t p0, p1;
-    split_range(P, tid, nt, &p0, &p1);
+  for_each_plane(plane_threads(P, static_cast<double>(P) * (HW + 2 * OHW)), P, [&](int64_t p, int) {
+    float* gx = grad_x + p * HW;
+    const float* g = grad_out + p * OHW;
+    const int32_t* idx = indices + p * OHW;
+    std::fill(gx, gx + HW, 0.0f);
     bool flag = false;
-    for (int64_t p = p0; p < p1; ++p) {
-      float* gx = grad_x + p * HW;
-      const float* g = grad_out + p * OHW;
-      const int32_t* idx = indices + p * OHW;
-      std::fill(gx, gx + HW, 0.0f);
-      for (int64_t o = 0; o < OHW; ++o) {
-        const int64_t i = idx[o];
-        if (static_cast<uint64_t>(i) < static_cast<uint64_t>(HW))
-          gx[i] += g[o];
-        else if (i != -1)
-          flag = true;
-      }
+    for (int64_t o = 0; o < OHW; ++o) {
+      const int64_t i = idx[o];
+      if (static_cast<uint64_t>(i) < static_cast<uint64_t>(HW))
+        gx[i] += g[o];
+      else if (i != -1)
+        flag = true;
     }
     if (flag) bad.store(true, std::memory_order_relaxed);
   });
@@ -541,11 +543,8 @@ void avg_pool2d_forward(float* out, const float* x, int64_t P, int64_t H, int64_
                         const PoolAxis& ah, const PoolAxis& aw, const AvgPoolOptions& opt) {
   const double work = static_cast<double>(P) * (OH * OW * ah.kernel * aw.kernel + H * W);
   by_stride(aw.stride, [&](auto s) {
-    run_parallel(plane_threads(P, work), [&](int tid, int nt) {
-      int64_t p0, p1;
-      split_range(P, tid, nt, &p0, &p1);
-      for (int64_t p = p0; p < p1; ++p)
-        avg_pool_plane<decltype(s)::value>(out + p * OH * OW, x + p * H * W, H, W, OH, OW, ah, aw, opt);
+    for_each_plane(plane_threads(P, work), P, [&](int64_t p, int) {
+      avg_pool_plane<decltype(s)::value>(out + p * OH * OW, x + p * H * W, H, W, OH, OW, ah, aw, opt);
     });
   });
 }
@@ -558,13 +557,10 @@ void avg_pool2d_backward(float* grad_x, const float* grad_out, int64_t P, int64_
   // parallel region, where a failed allocation can still become a Python MemoryError.
   std::vector<float> rows(static_cast<size_t>(threads) * static_cast<size_t>(OW));
   by_stride(aw.stride, [&](auto s) {
-    run_parallel(threads, [&](int tid, int nt) {
+    for_each_plane(threads, P, [&](int64_t p, int tid) {
       float* row = rows.data() + static_cast<size_t>(tid) * static_cast<size_t>(OW);
-      int64_t p0, p1;
-      split_range(P, tid, nt, &p0, &p1);
-      for (int64_t p = p0; p < p1; ++p)
-        avg_pool_plane_backward<decltype(s)::value>(grad_x + p * H * W, grad_out + p * OH * OW, row, H, W, OH, OW,
-                                                    ah, aw, opt);
+      avg_pool_plane_backward<decltype(s)::value>(grad_x + p * H * W, grad_out + p * OH * OW, row, H, W, OH, OW, ah,
+                                                  aw, opt);
     });
   });
 }
@@ -573,23 +569,19 @@ void adaptive_avg_pool2d_forward(float* out, const float* x, int64_t P, int64_t 
                                  int64_t OW) {
   // Each input element is read about (OH / H + 1) (OW / W + 1) times.
   const double work = static_cast<double>(P) * (H * W + OH * OW) * 2;
-  run_parallel(plane_threads(P, work), [&](int tid, int nt) {
-    int64_t p0, p1;
-    split_range(P, tid, nt, &p0, &p1);
-    for (int64_t p = p0; p < p1; ++p) {
-      const float* xp = x + p * H * W;
-      float* op = out + p * OH * OW;
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const int64_t h0 = adaptive_start(oh, H, OH), h1 = adaptive_end(oh, H, OH);
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const int64_t w0 = adaptive_start(ow, W, OW), w1 = adaptive_end(ow, W, OW);
-          float sum = 0.0f;
-          if (w0 == 0 && w1 == W)  // whole rows: one contiguous run
-            sum = sum_row(xp + h0 * W, (h1 - h0) * W);
-          else
-            for (int64_t ih = h0; ih < h1; ++ih) sum += sum_row(xp + ih * W + w0, w1 - w0);
-          op[oh * OW + ow] = sum / static_cast<float>((h1 - h0) * (w1 - w0));
-        }
+  for_each_plane(plane_threads(P, work), P, [&](int64_t p, int) {
+    const float* xp = x + p * H * W;
+    float* op = out + p * OH * OW;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t h0 = adaptive_start(oh, H, OH), h1 = adaptive_end(oh, H, OH);
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t w0 = adaptive_start(ow, W, OW), w1 = adaptive_end(ow, W, OW);
+        float sum = 0.0f;
+        if (w0 == 0 && w1 == W)  // whole rows: one contiguous run
+          sum = sum_row(xp + h0 * W, (h1 - h0) * W);
+        else
+          for (int64_t ih = h0; ih < h1; ++ih) sum += sum_row(xp + ih * W + w0, w1 - w0);
+        op[oh * OW + ow] = sum / static_cast<float>((h1 - h0) * (w1 - w0));
       }
     }
   });
@@ -598,23 +590,19 @@ void adaptive_avg_pool2d_forward(float* out, const float* x, int64_t P, int64_t 
 void adaptive_avg_pool2d_backward(float* grad_x, const float* grad_out, int64_t P, int64_t H, int64_t W,
                                   int64_t OH, int64_t OW) {
   const double work = static_cast<double>(P) * (H * W + OH * OW) * 2;
-  run_parallel(plane_threads(P, work), [&](int tid, int nt) {
-    int64_t p0, p1;
-    split_range(P, tid, nt, &p0, &p1);
-    for (int64_t p = p0; p < p1; ++p) {
-      float* gx = grad_x + p * H * W;
-      const float* g = grad_out + p * OH * OW;
-      std::fill(gx, gx + H * W, 0.0f);
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const int64_t h0 = adaptive_start(oh, H, OH), h1 = adaptive_end(oh, H, OH);
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const int64_t w0 = adaptive_start(ow, W, OW), w1 = adaptive_end(ow, W, OW);
-          const float v = g[oh * OW + ow] / static_cast<float>((h1 - h0) * (w1 - w0));
-          if (w0 == 0 && w1 == W)
-            add_scalar(gx + h0 * W, v, (h1 - h0) * W);
-          else
-            for (int64_t ih = h0; ih < h1; ++ih) add_scalar(gx + ih * W + w0, v, w1 - w0);
-        }
+  for_each_plane(plane_threads(P, work), P, [&](int64_t p, int) {
+    float* gx = grad_x + p * H * W;
+    const float* g = grad_out + p * OH * OW;
+    std::fill(gx, gx + H * W, 0.0f);
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t h0 = adaptive_start(oh, H, OH), h1 = adaptive_end(oh, H, OH);
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t w0 = adaptive_start(ow, W, OW), w1 = adaptive_end(ow, W, OW);
+        const float v = g[oh * OW + ow] / static_cast<float>((h1 - h0) * (w1 - w0));
+        if (w0 == 0 && w1 == W)
+          add_scalar(gx + h0 * W, v, (h1 - h0) * W);
+        else
+          for (int64_t ih = h0; ih < h1; ++ih) add_scalar(gx + ih * W + w0, v, w1 - w0);
       }
     }
   });

@@ -71,25 +71,6 @@ struct StepGemm {
   }
 };
 
-// The register tile for M rows and N = ng * H columns laid out in blocks of NR units: the one
-// with the least padded area (the general tile unless another saves a tenth), as sgemm picks.
-const GemmKernelInfo& step_kernel(int64_t M, int64_t H, int64_t ng) {
-  const GemmKernelTable table = gemm_kernels_for(active_isa());
-  auto area = [&](const GemmKernelInfo& k) {
-    return static_cast<double>((M + k.mr - 1) / k.mr * k.mr) * static_cast<double>(ng * ((H + k.nr - 1) / k.nr) * k.nr);
-  };
-  const GemmKernelInfo* best = &table.rows[0];
-  double best_area = 0.9 * area(*best);
-  for (int r = 1; r < table.count; ++r) {
-    const double a = area(table.rows[r]);
-    if (a < best_area) {
-      best = &table.rows[r];
-      best_area = a;
-    }
-  }
-  return *best;
-}
-
 StepGemm make_step_gemm(const GemmKernelInfo& kr, const RnnPointwise& k, int64_t M, int64_t K, int64_t n_slivers) {
   const int64_t n_ir = (M + kr.mr - 1) / kr.mr;
   return {&kr, kr.mr, kr.nr, K, n_ir, n_ir * kr.mr, n_slivers * kr.nr, nullptr, nullptr,
@@ -165,7 +146,7 @@ class StepBarrier {
 // team packs W_hh split by units in both plans (pack(u0, u1)); split by rows, every thread then
 // reads every sliver, so all wait for the whole packing.
 struct StepPart {
-  int64_t ir0, ir1, u0, u1;
+  int64_t ir0, ir1, u0, u1, b0, b1;  // b0, b1: the batch rows of the row tiles
 };
 
 // Per step, enough multiply-adds to make a thread worth a barrier.
@@ -187,7 +168,8 @@ struct StepPlan {
 StepPlan plan_steps(int64_t B, int64_t H, int64_t ng, int64_t G) {
   const int wanted = threads_for_work(static_cast<double>(B) * static_cast<double>(G) * static_cast<double>(H),
                                       kStepWorkPerThread);
-  const GemmKernelInfo& general = step_kernel(B, H, ng);
+  // The tile with the least padded area over all rows and the ng gate blocks of H units, as sgemm picks.
+  const GemmKernelInfo& general = gemm_kernel_for_shape(active_isa(), B, H, ng);
   const int64_t nu = (H + general.nr - 1) / general.nr;
   StepPlan plan{&general, static_cast<int>(std::min<int64_t>(wanted, nu)), false};
   if (plan.threads <= 1 || B * 4 <= general.mr) return plan;  // a few rows: row products over units
@@ -210,15 +192,17 @@ StepPlan plan_steps(int64_t B, int64_t H, int64_t ng, int64_t G) {
 }
 
 template <class Pack>
-StepPart step_part(const StepPlan& plan, int64_t n_ir, int64_t nu, int tid, int nt, StepBarrier& barrier,
+StepPart step_part(const StepPlan& plan, int64_t B, int64_t nu, int tid, int nt, StepBarrier& barrier,
                    const Pack& pack) {
-  StepPart part{0, n_ir, 0, nu};
+  const int64_t mr = plan.kr->mr, n_ir = (B + mr - 1) / mr;
+  StepPart part{0, n_ir, 0, nu, 0, B};
   split_range(nu, tid, nt, &part.u0, &part.u1);
   pack(part.u0, part.u1);
   if (plan.by_rows) {
     barrier.wait(nt);
     part.u0 = 0, part.u1 = nu;
     split_range(n_ir, tid, nt, &part.ir0, &part.ir1);
+    part.b0 = std::min(B, part.ir0 * mr), part.b1 = std::min(B, part.ir1 * mr);
   }
   return part;
 }
@@ -300,10 +284,7 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   // one barrier per step.
   StepBarrier barrier;
   run_parallel(plan.threads, [&](int tid, int nt) {
-    DenormalsOff thread_ftz;
-    const StepPart part = step_part(plan, gemm.n_ir, nu, tid, nt, barrier, pack_units);
-    const int64_t u0 = part.u0, u1 = part.u1, ir0 = part.ir0, ir1 = part.ir1;
-    const int64_t b0 = std::min(B, ir0 * mr), b1 = std::min(B, ir1 * mr);
+    const auto [ir0, ir1, u0, u1, b0, b1] = step_part(plan, B, nu, tid, nt, barrier, pack_units);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? T - 1 - step : step;
       const int64_t prev = reverse ? t + 1 : t - 1;
@@ -412,10 +393,7 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
   // its own rectangle, which its next fused pass reads.
   StepBarrier barrier;
   run_parallel(plan.threads, [&](int tid, int nt) {
-    DenormalsOff thread_ftz;
-    const StepPart part = step_part(plan, gemm.n_ir, nu, tid, nt, barrier, pack_units);
-    const int64_t u0 = part.u0, u1 = part.u1, ir0 = part.ir0, ir1 = part.ir1;
-    const int64_t b0 = std::min(B, ir0 * mr), b1 = std::min(B, ir1 * mr);
+    const auto [ir0, ir1, u0, u1, b0, b1] = step_part(plan, B, nu, tid, nt, barrier, pack_units);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? step : T - 1 - step;  // the forward's steps, last first
       const int64_t prev = reverse ? t + 1 : t - 1;
