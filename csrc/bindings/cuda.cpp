@@ -305,6 +305,9 @@ void check_same_shape(const Array& a, const Array& b, const char* fn, const char
   check_same_device(a, b, fn, arg_a, arg_b);
 }
 
+// An optional result as a Python object: the array, or None.
+py::object or_none(const std::optional<Array>& a) { return a ? py::cast(*a) : py::object(py::none()); }
+
 // ---- kernels -----------------------------------------------------------------------------------
 Array gemm(const Array& a, const Array& b, bool trans_a, bool trans_b, const Array* bias, bool relu, float alpha) {
   constexpr const char* fn = "cuda.gemm";
@@ -677,8 +680,7 @@ py::tuple conv_backward_py(const Array& dy, const Array& x, const Array& w, cons
     cuda::conv2d_backward(dx ? dx->f() : nullptr, dw ? dw->f() : nullptr, db ? db->f() : nullptr, dy.f(), x.f(),
                           w.f(), s, x.device);
   }
-  auto wrap = [](std::optional<Array>& a) { return a ? py::cast(*a) : py::object(py::none()); };
-  return py::make_tuple(wrap(dx), wrap(dw), wrap(db));
+  return py::make_tuple(or_none(dx), or_none(dw), or_none(db));
 }
 
 cuda::PoolShape pool_shape(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,
@@ -901,8 +903,7 @@ py::tuple rnn_forward_cuda(const std::string& cell, const Array& x, const Array&
                       gates ? gates->f() : nullptr, x.f(), w_ih.f(), w_hh.f(), bi, bh, h0p, c0p,
                       p.lengths ? static_cast<const int64_t*>(p.lengths->data()) : nullptr, reverse, s, p.device);
   }
-  auto wrap = [](std::optional<Array>& a) { return a ? py::cast(*a) : py::object(py::none()); };
-  return py::make_tuple(out, wrap(hs), wrap(cs), wrap(gates));
+  return py::make_tuple(out, or_none(hs), or_none(cs), or_none(gates));
 }
 
 py::tuple rnn_backward_cuda(const std::string& cell, const Array& grad_out, const Array& x, const Array& w_ih,
@@ -945,8 +946,7 @@ py::tuple rnn_backward_cuda(const std::string& cell, const Array& grad_out, cons
                        p.cell == 0 ? g + (s.T + 1) * BH : nullptr, x.f(), w_ih.f(), w_hh.f(), h0p, c0p, hsp, csp, gp,
                        p.lengths ? static_cast<const int64_t*>(p.lengths->data()) : nullptr, reverse, s, p.device);
   }
-  auto wrap = [](std::optional<Array>& a) { return a ? py::cast(*a) : py::object(py::none()); };
-  return py::make_tuple(wrap(dx), dw_ih, dw_hh, wrap(db_ih), wrap(db_hh), dh0, wrap(dc0));
+  return py::make_tuple(or_none(dx), dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), dh0, or_none(dc0));
 }
 
 // ---- copies into existing arrays and CUDA graphs ---------------------------------------------------

@@ -6,6 +6,8 @@
 // coalesce), then a shared-memory sum of the 8 partials. sum_all: blocks reduce grid-stride
 // partial sums through warp shuffles, then one atomicAdd per block into the zeroed output (the
 // order of the additions, and so the last bits of the sum, may vary between runs).
+#include <type_traits>
+
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
 
@@ -178,33 +180,32 @@ void binary(Binary op, float* out, const float* a, const float* b, int64_t n, in
   check_launch("binary");
 }
 
+// f(op) with op as a compile-time constant (std::integral_constant), for the kernel templates.
+template <class F>
+void with_unary(Unary op, F&& f) {
+  switch (op) {
+    case Unary::neg: return f(std::integral_constant<Unary, Unary::neg>{});
+    case Unary::exp: return f(std::integral_constant<Unary, Unary::exp>{});
+    case Unary::log: return f(std::integral_constant<Unary, Unary::log>{});
+    case Unary::sqrt: return f(std::integral_constant<Unary, Unary::sqrt>{});
+    case Unary::sigmoid: return f(std::integral_constant<Unary, Unary::sigmoid>{});
+    case Unary::tanh: return f(std::integral_constant<Unary, Unary::tanh>{});
+  }
+}
+
 void unary(Unary op, float* y, const float* x, int64_t n, int device) {
   if (n == 0) return;
   cudaStream_t s = stream_of(device);
-  const unsigned grid = grid_for(n, kThreads);
-  switch (op) {
-    case Unary::neg: unary_kernel<Unary::neg><<<grid, kThreads, 0, s>>>(y, x, n); break;
-    case Unary::exp: unary_kernel<Unary::exp><<<grid, kThreads, 0, s>>>(y, x, n); break;
-    case Unary::log: unary_kernel<Unary::log><<<grid, kThreads, 0, s>>>(y, x, n); break;
-    case Unary::sqrt: unary_kernel<Unary::sqrt><<<grid, kThreads, 0, s>>>(y, x, n); break;
-    case Unary::sigmoid: unary_kernel<Unary::sigmoid><<<grid, kThreads, 0, s>>>(y, x, n); break;
-    case Unary::tanh: unary_kernel<Unary::tanh><<<grid, kThreads, 0, s>>>(y, x, n); break;
-  }
+  with_unary(op, [&](auto o) { unary_kernel<decltype(o)::value><<<grid_for(n, kThreads), kThreads, 0, s>>>(y, x, n); });
   check_launch("unary");
 }
 
 void unary_backward(Unary op, float* dx, const float* dy, const float* saved, int64_t n, int device) {
   if (n == 0) return;
   cudaStream_t s = stream_of(device);
-  const unsigned grid = grid_for(n, kThreads);
-  switch (op) {
-    case Unary::neg: unary_backward_kernel<Unary::neg><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
-    case Unary::exp: unary_backward_kernel<Unary::exp><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
-    case Unary::log: unary_backward_kernel<Unary::log><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
-    case Unary::sqrt: unary_backward_kernel<Unary::sqrt><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
-    case Unary::sigmoid: unary_backward_kernel<Unary::sigmoid><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
-    case Unary::tanh: unary_backward_kernel<Unary::tanh><<<grid, kThreads, 0, s>>>(dx, dy, saved, n); break;
-  }
+  with_unary(op, [&](auto o) {
+    unary_backward_kernel<decltype(o)::value><<<grid_for(n, kThreads), kThreads, 0, s>>>(dx, dy, saved, n);
+  });
   check_launch("unary_backward");
 }
 
