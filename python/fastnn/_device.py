@@ -4,7 +4,8 @@ A CPU tensor's storage is a numpy array; a CUDA tensor's is a `_C.cuda.Array` (d
 owned by the compiled module). `backend` is the module that makes and runs device arrays:
 `_C.cuda` (tests swap in a host-memory stand-in to exercise this layer on machines without a
 GPU). `cuda_used` stays False until the first device array is made, so a CPU-only process pays
-nothing for the device checks in `Function.apply`.
+nothing for the device checks in `Function.apply`; it turns True in `require`, the gate every
+device array passes first.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def parse(fn: str, device):
 
 def require(fn: str, index: int) -> None:
     """Raise RuntimeError unless CUDA device `index` can be used."""
+    global cuda_used
     count = backend.device_count()
     if count == 0:
         raise RuntimeError(f"{fn}: CUDA is not available ({backend.unavailable_reason()}); "
@@ -56,35 +58,44 @@ def require(fn: str, index: int) -> None:
     if index >= count:
         raise RuntimeError(f"{fn}: there is no device cuda:{index}; this machine has {count} CUDA "
                            f"device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})")
+    cuda_used = True
 
 
 def to_device(fn: str, array, index):
     """The array on device `index` (None: the host); the same array when it is there already."""
-    global cuda_used
     if index is None:
         return array.numpy() if is_device_array(array) else array
     if is_device_array(array) and array.device == index:
         return array
     require(fn, index)
     host = array.numpy() if is_device_array(array) else np.ascontiguousarray(array, dtype=np.float32)
-    cuda_used = True
     return backend.from_numpy(host, index)
 
 
 def labels_to_device(fn: str, labels: np.ndarray, index: int):
     """Integer class labels (checked on the host by the caller) as an int64 device array."""
-    global cuda_used
     require(fn, index)
-    cuda_used = True
     return backend.from_numpy(np.ascontiguousarray(labels, dtype=np.int64), index)
 
 
 def full(shape: tuple, value: float, index: int):
-    global cuda_used
-    cuda_used = True
+    """A new float32 device array of `shape` filled with `value` (where device arrays exist already)."""
     array = backend.empty(list(shape), "float32", index)
     backend.fill(array, float(value))
     return array
+
+
+def kernels(array):
+    """The module whose entry points take `array`: _C.cuda's for a device array, _C's otherwise (for
+    the ops whose CPU and CUDA entry points share names and arguments)."""
+    return backend if is_device_array(array) else _C
+
+
+def contiguous(array):
+    """A C-contiguous array for the kernels (device arrays always are), None as it is."""
+    if array is None or is_device_array(array):
+        return array
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def add(a, b):

@@ -420,7 +420,6 @@ def from_dlpack(obj) -> Tensor:
     device_type = obj.__dlpack_device__()[0] if hasattr(obj, "__dlpack_device__") else 1
     if device_type == 2:  # kDLCUDA
         _device.require("from_dlpack", int(obj.__dlpack_device__()[1]))
-        _device.cuda_used = True
         return Tensor(_device.backend.from_dlpack(obj.__dlpack__()))
     return from_numpy(np.from_dlpack(obj))
 

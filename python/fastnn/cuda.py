@@ -15,6 +15,7 @@ memory comes from a caching allocator.
 from __future__ import annotations
 
 from fastnn import _device
+from fastnn._tensor import Tensor, tensor
 
 
 def is_built() -> bool:
@@ -102,15 +103,13 @@ class GraphedStep:
     """
 
     def __init__(self, model, loss_fn, optimizer, example_input, example_target, warmup: int = 3):
-        from fastnn._tensor import Tensor, tensor
         params = list(model.parameters())
         if not params or not all(p.is_cuda for p in params):
             raise ValueError("graphed_step: the model's parameters must all be on a CUDA device; call "
                              "model.to('cuda') first")
         index = params[0].data.device
-        self._device = index
-        self._input = tensor(_host_values(example_input), device=f"cuda:{index}")
-        self._target = tensor(_host_values(example_target), device=f"cuda:{index}")
+        self._input = tensor(example_input, device=f"cuda:{index}")  # the static inputs, copies
+        self._target = tensor(example_target, device=f"cuda:{index}")
         optimizer._capturable = True
 
         def step():
@@ -121,50 +120,34 @@ class GraphedStep:
             return loss
 
         backend = _device.backend
+        # The parameters and the optimizer's state before the warm-up (device arrays copied).
+        copy = lambda v: v.copy() if _device.is_device_array(v) else v  # noqa: E731
         saved_params = [p.data.copy() for p in params]
-        saved_state = {id(p): dict(optimizer.state[p]) for p in params if p in optimizer.state}
-        saved_arrays = {id(p): {k: v.copy() for k, v in s.items() if _device.is_device_array(v)}
-                        for p in params for s in [optimizer.state.get(p, {})]}
+        saved_state = {id(p): {k: copy(v) for k, v in optimizer.state.get(p, {}).items()} for p in params}
         for _ in range(max(1, int(warmup))):
             step()
         for p, saved in zip(params, saved_params):  # undo the warm-up, in place
             backend.copy_(p.data, saved)
         for p in params:
-            state = optimizer.state.get(p, {})
-            before, arrays = saved_state.get(id(p), {}), saved_arrays.get(id(p), {})
+            state, before = optimizer.state.get(p, {}), saved_state[id(p)]
             for key, value in list(state.items()):
-                if key in arrays:
-                    backend.copy_(value, arrays[key])
-                elif _device.is_device_array(value):  # made by the warm-up: back to its start
-                    start = before.get(key, 0)
-                    backend.fill(value, float(start) if isinstance(start, (int, float)) else 0.0)
-                else:
+                start = before.get(key, 0)  # what the warm-up made starts from zero (Adam's count too)
+                if not _device.is_device_array(value):
                     state[key] = before.get(key, value)
+                elif _device.is_device_array(start):
+                    backend.copy_(value, start)
+                else:
+                    backend.fill(value, float(start) if isinstance(start, (int, float)) else 0.0)
         backend.synchronize(index)
         self._graph, self._loss = backend.capture(index, step)
         if not isinstance(self._loss, Tensor):
             raise TypeError(f"graphed_step: loss_fn must return a Tensor, got {type(self._loss).__name__}")
 
     def __call__(self, input, target):  # noqa: A002
-        backend = _device.backend
-        backend.copy_(self._input.data, _device_values(input))
-        backend.copy_(self._target.data, _device_values(target))
+        for static, new in ((self._input, input), (self._target, target)):  # copy_ converts host data
+            _device.backend.copy_(static.data, new.data if isinstance(new, Tensor) else new)
         self._graph.replay()
         return self._loss
-
-
-def _host_values(x):
-    from fastnn._tensor import Tensor
-    return x._host() if isinstance(x, Tensor) else x
-
-
-def _device_values(x):
-    """What copy_ takes: a device array as it is, anything else as float32 host data."""
-    from fastnn._tensor import Tensor
-    import numpy as np
-    if isinstance(x, Tensor):
-        return x.data if x.is_cuda else np.asarray(x.data, dtype=np.float32)
-    return np.asarray(x, dtype=np.float32)
 
 
 def graphed_step(model, loss_fn, optimizer, example_input, example_target, warmup: int = 3) -> GraphedStep:

@@ -589,7 +589,7 @@ def _cross_entropy_cuda(fn: str, x, target, weight, ignore_index, reduction, lab
             raise ValueError(f"{fn}: expected target of shape ({x.shape[0]},) for input of shape "
                              f"{_shape_text(x.shape)}, got {_shape_text(target.shape)}")
         return CrossEntropyCuda.apply(x, target.data)
-    labels = _class_indices(fn, target._host() if isinstance(target, Tensor) else target).reshape(-1)
+    labels = _class_indices(fn, target).reshape(-1)
     if labels.shape != (x.shape[0],):
         raise ValueError(f"{fn}: expected target of shape ({x.shape[0]},) for input of shape "
                          f"{_shape_text(x.shape)}, got {_shape_text(labels.shape)}")

@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from fastnn import _C, _device
+from fastnn import _device
 from fastnn._tensor import Tensor
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
@@ -29,16 +29,10 @@ class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
-        if _device.is_device_array(x):
-            y, mean, invstd = _device.backend.batch_norm_forward(x, weight, bias, running_mean, running_var,
-                                                                 training=training, momentum=momentum, eps=eps)
-            ctx.save_for_backward(x, weight, mean, invstd)
-            ctx.training = training
-            return y
-        x = np.ascontiguousarray(x)
+        x = _device.contiguous(x)
         try:
-            y, mean, invstd = _C.batch_norm_forward(x, weight, bias, running_mean, running_var,
-                                                    training=training, momentum=momentum, eps=eps)
+            y, mean, invstd = _device.kernels(x).batch_norm_forward(x, weight, bias, running_mean, running_var,
+                                                                    training=training, momentum=momentum, eps=eps)
         except ValueError as error:
             raise ValueError(str(error).replace("batch_norm_forward", "batch_norm")) from None
         ctx.save_for_backward(x, weight, mean, invstd)
@@ -48,12 +42,8 @@ class BatchNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, mean, invstd = ctx.saved_tensors
-        if _device.is_device_array(grad):
-            grad_x, grad_w, grad_b = _device.backend.batch_norm_backward(grad, x, mean, invstd, weight,
-                                                                         training=ctx.training)
-        else:
-            grad_x, grad_w, grad_b = _C.batch_norm_backward(np.ascontiguousarray(grad), x, mean, invstd, weight,
-                                                            training=ctx.training)
+        grad_x, grad_w, grad_b = _device.kernels(grad).batch_norm_backward(_device.contiguous(grad), x, mean, invstd,
+                                                                           weight, training=ctx.training)
         needs = ctx.needs_input_grad
         return (grad_x if needs[0] else None, grad_w if needs[1] else None, grad_b if needs[2] else None,
                 None, None, None, None, None)

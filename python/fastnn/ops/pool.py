@@ -93,18 +93,12 @@ class MaxPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, ceil_mode, fn, sink):
-        if _device.is_device_array(x):
-            if sink is not None:
-                raise NotImplementedError(f"{fn}: return_indices=True has no CUDA kernel yet")
-            out, indices = _call(fn, "cuda.max_pool2d_forward", _device.backend.max_pool2d_forward, x, kernel,
-                                 stride, padding, dilation, ceil_mode)
-            ctx.save_for_backward(indices)
-            ctx.input_size = x.shape[2:]
-            return out
-        out, indices = _call(fn, "max_pool2d_forward", _C.max_pool2d_forward, np.ascontiguousarray(x), kernel,
-                             stride, padding, dilation, ceil_mode)
+        if sink is not None and _device.is_device_array(x):
+            raise NotImplementedError(f"{fn}: return_indices=True has no CUDA kernel yet")
+        out, indices = _call(fn, "max_pool2d_forward", _device.kernels(x).max_pool2d_forward, _device.contiguous(x),
+                             kernel, stride, padding, dilation, ceil_mode)
         ctx.save_for_backward(indices)
-        ctx.input_size = x.shape[2:]
+        ctx.input_size = tuple(x.shape[2:])
         if sink is not None:
             sink.append(indices)
         return out
@@ -112,10 +106,7 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, grad):
         indices, = ctx.saved_tensors
-        if _device.is_device_array(grad):
-            return (_device.backend.max_pool2d_backward(grad, indices, tuple(ctx.input_size)),
-                    None, None, None, None, None, None, None)
-        return (_C.max_pool2d_backward(np.ascontiguousarray(grad), indices, ctx.input_size),
+        return (_device.kernels(grad).max_pool2d_backward(_device.contiguous(grad), indices, ctx.input_size),
                 None, None, None, None, None, None, None)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import _C, _device
+from fastnn import _device
 from fastnn._tensor import Tensor, is_grad_enabled
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
@@ -20,16 +20,7 @@ CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
-def _contiguous(a):
-    """A C-contiguous float32 array (device arrays are contiguous already), or None."""
-    if a is None or _device.is_device_array(a):
-        return a
-    return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def _kernels(x):
-    """The rnn_forward / rnn_backward entry points for x's device."""
-    return _device.backend if _device.is_device_array(x) else _C
+_contiguous = _device.contiguous
 
 
 class Recurrent(Function):
@@ -41,7 +32,7 @@ class Recurrent(Function):
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh, h0, c0, cell, lengths, reverse):
         x, w_ih, w_hh, h0, c0 = (_contiguous(a) for a in (x, w_ih, w_hh, h0, c0))
-        out, hs, cs, gates = _kernels(x).rnn_forward(cell, x, w_ih, w_hh, _contiguous(b_ih), _contiguous(b_hh), h0, c0,
+        out, hs, cs, gates = _device.kernels(x).rnn_forward(cell, x, w_ih, w_hh, _contiguous(b_ih), _contiguous(b_hh), h0, c0,
                                             lengths=lengths, reverse=reverse)
         ctx.save_for_backward(x, w_ih, w_hh, h0, c0, out, hs, cs, gates)
         ctx.cell, ctx.lengths, ctx.reverse = cell, lengths, reverse
@@ -52,7 +43,7 @@ class Recurrent(Function):
     def backward(ctx, grad):
         x, w_ih, w_hh, h0, c0, out, hs, cs, gates = ctx.saved_tensors
         need = ctx.needs_input_grad
-        dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0 = _kernels(x).rnn_backward(
+        dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0 = _device.kernels(x).rnn_backward(
             ctx.cell, _contiguous(grad), x, w_ih, w_hh, h0, c0, out, hs, cs, gates,
             lengths=ctx.lengths, reverse=ctx.reverse, need_dx=need[0], bias=ctx.has_bias and (need[3] or need[4]))
         keep = lambda i, value: value if need[i] else None  # noqa: E731
@@ -116,7 +107,7 @@ def recurrent(cell: str, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, 
         packed = Recurrent.apply(*tensors, cell, lengths, bool(reverse))
         return packed[:T], packed[T:T + 1], (packed[T + 1:T + 2] if lstm else None)
     arrays = [None if t is None else _contiguous(t.data) for t in tensors]
-    out = _kernels(arrays[0]).rnn_forward(cell, *arrays, lengths=lengths, reverse=bool(reverse))[0]
+    out = _device.kernels(arrays[0]).rnn_forward(cell, *arrays, lengths=lengths, reverse=bool(reverse))[0]
     rows = out.narrow if _device.is_device_array(out) else lambda a, b: out[a:b]
     return Tensor(rows(0, T)), Tensor(rows(T, T + 1)), (Tensor(rows(T + 1, T + 2)) if lstm else None)
 
