@@ -1,4 +1,5 @@
-"""Test helpers: check_op (a fastnn op against its float64 reference, in value and gradient), a quiet
+"""Test helpers: check_op (a fastnn op against its float64 reference, in value and gradient),
+assert_kernel_results (a kernel's outputs against a reference within a rounding bound), a quiet
 HTTP handler, and load_example (an examples/ script imported as a module)."""
 import http.server
 import importlib.util
@@ -24,6 +25,20 @@ def numerical_gradient(f, inputs, i, eps=1e-6):
         x[index] = saved
         grad[index] = (above - below) / (2 * eps)
     return grad
+
+
+def assert_kernel_results(results, scale, case, tol=2e-5):
+    """results: (name, got, want) of a kernel against its float64 reference, want None where no
+    result is expected. The bound grows with the largest value and with sqrt(scale), the terms
+    summed per output, as the rounding error does."""
+    for name, got, want in results:
+        if want is None:
+            assert got is None
+            continue
+        assert got.shape == want.shape, (name, case)
+        assert got.dtype == np.float32
+        bound = tol * max(1.0, float(np.abs(want).max())) * max(1.0, np.sqrt(scale))
+        np.testing.assert_allclose(got, want, atol=bound, rtol=1e-4, err_msg=f"{name} for {case}")
 
 
 def random_inputs(shapes, low=-2.0, high=2.0, seed=0):

@@ -12,7 +12,7 @@ import fastnn
 import fastnn.nn as nn
 import fastnn.nn.functional as F
 from fastnn import _C
-from helpers import check_op
+from helpers import assert_kernel_results, check_op
 from reference import conv2d_reference, conv2d_reference_grads
 
 ISAS = fastnn.config()["isa_supported"]
@@ -45,15 +45,8 @@ def _compare(case, seed, tol=2e-5):
     out, gx, gw, gb = _run(x, w, b, stride, padding, dilation, groups, gy)
     ex, ew, eb = conv2d_reference_grads(x, w, gy, stride, padding, dilation, groups)
     scale = C // groups * R * S  # terms per output: the error grows with it
-    for name, got, want in (("out", out, expected), ("grad_x", gx, ex), ("grad_w", gw, ew),
-                            ("grad_b", gb, eb if bias else None)):
-        if want is None:
-            assert got is None
-            continue
-        assert got.shape == want.shape, (name, case)
-        assert got.dtype == np.float32
-        bound = tol * max(1.0, float(np.abs(want).max())) * max(1.0, np.sqrt(scale))
-        np.testing.assert_allclose(got, want, atol=bound, rtol=1e-4, err_msg=f"{name} for {case}")
+    assert_kernel_results((("out", out, expected), ("grad_x", gx, ex), ("grad_w", gw, ew),
+                           ("grad_b", gb, eb if bias else None)), scale, case, tol)
 
 
 def _random_case(rng):
