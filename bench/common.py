@@ -400,3 +400,23 @@ def print_summary(results, summary_values, targets, target_threads):
 def targets_json(targets, target_threads):
     """The targets of print_target_summary, for the JSON file: {key: {"at_threads", "min"}}."""
     return {key: {"at_threads": target_threads, "min": target} for key, _, target, _ in targets}
+
+
+def run_benchmark(script, name, description, measure_child, print_table, quick_help="fewer repeats (smoke run)",
+                  numpy=False, summary_values=None, targets=None, target_threads=None):
+    """The main of a benchmark with only the common options: as a child, print
+    measure_child(args); as the parent, run one child per thread count, print the header, each
+    result's table (print_table) and, given targets, their summary, and write the JSON file."""
+    args = parse_benchmark_args(benchmark_parser(description, quick_help))
+    if args.child is not None:
+        print_child_result(measure_child(args))
+        return
+    info, results = run_children(script, args)
+    print_header(info, numpy=numpy)
+    for result in results:
+        print_table(result)
+    if targets is None:
+        write_results_json(args, name, info, results)
+        return
+    summary = print_summary(results, summary_values, targets, target_threads)
+    write_results_json(args, name, info, results, targets=targets_json(targets, target_threads), summary=summary)

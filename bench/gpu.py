@@ -97,6 +97,21 @@ CONV_CASES = [  # name, N, C, H, K, kernel, padding
     ("cifar conv3", 64, 64, 8, 128, 3, 1)]
 
 
+def timed_row(case, ours, theirs=None, got=None, expected=None):
+    """One comparison: fastnn's time for ours(); with PyTorch, its time for theirs(), the ratio,
+    and the largest difference between the two outputs got and expected. Printed and returned."""
+    row = {"case": case, "fastnn_ms": 1e3 * seconds(ours, fastnn_sync)}
+    if theirs is not None:
+        import torch
+        row["max_abs_error"] = float(np.max(np.abs(got - expected)))
+        row["torch_ms"] = 1e3 * seconds(theirs, torch.cuda.synchronize)
+        row["ratio"] = row["torch_ms"] / row["fastnn_ms"]
+    print(f"  {case} f+b fastnn {row['fastnn_ms']:.3f} ms" + ("" if theirs is None else
+          f"  torch {row['torch_ms']:.3f} ms  torch/fastnn {row['ratio']:.2f}  max |diff| {row['max_abs_error']:.1e}"),
+          flush=True)
+    return row
+
+
 def bench_conv(torch):
     rows = []
     rng = np.random.default_rng(2)
@@ -108,22 +123,17 @@ def bench_conv(torch):
 
         def ours():
             nn.functional.conv2d(xf, wf, padding=pad).sum().backward()
-        row = {"case": name, "fastnn_ms": 1e3 * seconds(ours, fastnn_sync)}
+        theirs = got = expected = None
         if torch is not None:
             xt = torch.tensor(x, device="cuda", requires_grad=True)
             wt = torch.tensor(w, device="cuda", requires_grad=True)
             expected = torch.nn.functional.conv2d(xt, wt, padding=pad).detach().cpu().numpy()
             got = nn.functional.conv2d(xf, wf, padding=pad).cpu().detach().numpy()
-            row["max_abs_error"] = float(np.max(np.abs(got - expected)))
 
-            def theirs():
+            def torch_fb():
                 torch.nn.functional.conv2d(xt, wt, padding=pad).sum().backward()
-            row["torch_ms"] = 1e3 * seconds(theirs, torch.cuda.synchronize)
-            row["ratio"] = row["torch_ms"] / row["fastnn_ms"]
-        rows.append(row)
-        print(f"  {name:12s} f+b fastnn {row['fastnn_ms']:.3f} ms" + ("" if torch is None else
-              f"  torch {row['torch_ms']:.3f} ms  torch/fastnn {row['ratio']:.2f}  max |diff| {row['max_abs_error']:.1e}"),
-              flush=True)
+            theirs = torch_fb
+        rows.append(timed_row(name, ours, theirs, got, expected))
     return rows
 
 
@@ -134,34 +144,28 @@ def bench_lstm(torch):
     for T, B, I, H in ((50, 32, 128, 256), (100, 64, 64, 128)):
         x = np.random.default_rng(3).standard_normal((T, B, I)).astype(np.float32)
         fastnn.manual_seed(0)
-        ours = nn.LSTM(I, H).to("cuda")
+        lstm = nn.LSTM(I, H).to("cuda")
         xf = fastnn.tensor(x, device="cuda")
 
-        def fb():
-            ours.zero_grad()
-            out, _ = ours(xf)
-            out.sum().backward()
-        row = {"case": (T, B, I, H), "fastnn_ms": 1e3 * seconds(fb, fastnn_sync)}
+        def ours():
+            lstm.zero_grad()
+            lstm(xf)[0].sum().backward()
+        theirs = got = expected = None
         if torch is not None:
-            theirs = torch.nn.LSTM(I, H).cuda()
+            tlstm = torch.nn.LSTM(I, H).cuda()
             with torch.no_grad():
-                for name, p in theirs.named_parameters():
-                    p.copy_(torch.from_dlpack(getattr(ours, name).detach()))
+                for name, p in tlstm.named_parameters():
+                    p.copy_(torch.from_dlpack(getattr(lstm, name).detach()))
             xt = torch.from_numpy(x).cuda()
             with fastnn.no_grad():
-                got = ours(xf)[0].cpu().numpy()
-            row["max_abs_error"] = float(np.max(np.abs(got - theirs(xt)[0].detach().cpu().numpy())))
+                got = lstm(xf)[0].cpu().numpy()
+            expected = tlstm(xt)[0].detach().cpu().numpy()
 
-            def tfb():
-                theirs.zero_grad()
-                out, _ = theirs(xt)
-                out.sum().backward()
-            row["torch_ms"] = 1e3 * seconds(tfb, torch.cuda.synchronize)
-            row["ratio"] = row["torch_ms"] / row["fastnn_ms"]
-        rows.append(row)
-        print(f"  LSTM {row['case']} f+b fastnn {row['fastnn_ms']:.2f} ms" + ("" if torch is None else
-              f"  torch {row['torch_ms']:.2f} ms  torch/fastnn {row['ratio']:.2f}  max |diff| {row['max_abs_error']:.1e}"),
-              flush=True)
+            def torch_fb():
+                tlstm.zero_grad()
+                tlstm(xt)[0].sum().backward()
+            theirs = torch_fb
+        rows.append(timed_row((T, B, I, H), ours, theirs, got, expected))
     return rows
 
 

@@ -196,25 +196,11 @@ TARGETS = [
 ]
 
 
-def parse_args():
-    p = common.benchmark_parser("Optimizer-step benchmark: fastnn vs PyTorch CPU (loop, foreach, fused).",
-                                "1M parameters only, fewer repeats (smoke run)")
-    return common.parse_benchmark_args(p)
-
-
 def main():
-    args = parse_args()
-    if args.child is not None:
-        common.print_child_result(measure(args.child, args.repeats, args.quick))
-        return
-
-    info, results = common.run_children(__file__, args)
-    common.print_header(info, numpy=True)
-    for result in results:
-        print_results_table(result)
-    summary = common.print_summary(results, summary_values, TARGETS, TARGET_THREADS)
-    common.write_results_json(args, "optim", info, results, targets=common.targets_json(TARGETS, TARGET_THREADS),
-                              summary=summary)
+    common.run_benchmark(__file__, "optim", "Optimizer-step benchmark: fastnn vs PyTorch CPU (loop, foreach, fused).",
+                         lambda args: measure(args.child, args.repeats, args.quick), print_results_table,
+                         quick_help="1M parameters only, fewer repeats (smoke run)", numpy=True,
+                         summary_values=summary_values, targets=TARGETS, target_threads=TARGET_THREADS)
 
 
 if __name__ == "__main__":

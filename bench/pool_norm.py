@@ -124,22 +124,9 @@ def print_result_table(result):
                               headers, rows)
 
 
-def parse_args():
-    p = common.benchmark_parser("Pooling and batch-norm benchmark: fastnn vs PyTorch CPU.")
-    return common.parse_benchmark_args(p)
-
-
 def main():
-    args = parse_args()
-    if args.child is not None:
-        common.print_child_result(measure(args.child, args.repeats))
-        return
-
-    info, results = common.run_children(__file__, args)
-    common.print_header(info)
-    for result in results:
-        print_result_table(result)
-    common.write_results_json(args, "pool_norm", info, results)
+    common.run_benchmark(__file__, "pool_norm", "Pooling and batch-norm benchmark: fastnn vs PyTorch CPU.",
+                         lambda args: measure(args.child, args.repeats), print_result_table)
 
 
 if __name__ == "__main__":

@@ -153,23 +153,10 @@ TARGETS = [
 ]
 
 
-def parse_args():
-    p = common.benchmark_parser("Recurrent-layer benchmark: fastnn vs PyTorch CPU (LSTM, GRU).")
-    return common.parse_benchmark_args(p)
-
-
 def main():
-    args = parse_args()
-    if args.child is not None:
-        common.print_child_result(measure(args.child, args.repeats))
-        return
-    info, results = common.run_children(__file__, args)
-    common.print_header(info)
-    for result in results:
-        print_result_table(result)
-    summary = common.print_summary(results, summary_values, TARGETS, TARGET_THREADS)
-    common.write_results_json(args, "rnn", info, results, targets=common.targets_json(TARGETS, TARGET_THREADS),
-                              summary=summary)
+    common.run_benchmark(__file__, "rnn", "Recurrent-layer benchmark: fastnn vs PyTorch CPU (LSTM, GRU).",
+                         lambda args: measure(args.child, args.repeats), print_result_table,
+                         summary_values=summary_values, targets=TARGETS, target_threads=TARGET_THREADS)
 
 
 if __name__ == "__main__":
