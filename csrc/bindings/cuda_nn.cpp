@@ -1,0 +1,390 @@
+// _C.cuda entry points: convolution, pooling, batch normalization and recurrent layers (checks
+// and GIL release only; the kernels are in csrc/cuda).
+#if FASTNN_CUDA_BUILT
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "cpu/pool.h"
+#include "bindings/cuda_array.h"
+#include "cuda/kernels.h"
+
+namespace fastnn {
+namespace cuda_py {
+namespace {
+
+// ---- convolution and pooling -----------------------------------------------------------------
+
+void check_nchw(const Array& a, const char* fn, const char* arg) {
+  check_float(a, fn, arg);
+  check_rank(a, 4, fn, arg, "(N, C, H, W)");
+}
+
+// settings as the CPU binding takes them: stride (h, w), padding (top, bottom, left, right),
+// dilation (h, w), groups; the Python op (ops/conv.py) has checked them against the shapes.
+cuda::ConvShape conv_shape(const Array& x, const Array& w, const Pair& stride, const std::array<int64_t, 4>& pad,
+                           const Pair& dilation, int64_t groups, const char* fn) {
+  check_nchw(x, fn, "input");
+  check_float(w, fn, "weight");
+  check_rank(w, 4, fn, "weight", "(K, C/groups, R, S)");
+  check_same_device(x, w, fn, "input", "weight");
+  if (groups < 1 || x.shape[1] % groups || w.shape[0] % groups || w.shape[1] * groups != x.shape[1])
+    raise_value(std::string(fn) + ": weight " + shape_text(w.shape) + " does not fit input " + shape_text(x.shape) +
+                " with groups=" + std::to_string(groups));
+  if (stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 || pad[0] < 0 || pad[1] < 0 ||
+      pad[2] < 0 || pad[3] < 0)
+    raise_value(std::string(fn) + ": stride and dilation must be >= 1 and padding >= 0");
+  cuda::ConvShape s{x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3], 0, 0,
+                    stride[0], stride[1], pad[0], pad[2], dilation[0], dilation[1], groups};
+  const int64_t eh = dilation[0] * (s.R - 1) + 1, ew = dilation[1] * (s.S - 1) + 1;
+  const int64_t ph = s.H + pad[0] + pad[1], pw = s.W + pad[2] + pad[3];
+  if (ph < eh || pw < ew)
+    raise_value(std::string(fn) + ": the kernel's extent (" + std::to_string(eh) + ", " + std::to_string(ew) +
+                ") exceeds the padded input (" + std::to_string(ph) + ", " + std::to_string(pw) + ")");
+  s.OH = (ph - eh) / stride[0] + 1;
+  s.OW = (pw - ew) / stride[1] + 1;
+  return s;
+}
+
+Array conv_forward_py(const Array& x, const Array& w, const Array* bias, const Pair& stride,
+                     const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups) {
+  constexpr const char* fn = "cuda.conv2d_forward";
+  const cuda::ConvShape s = conv_shape(x, w, stride, pad, dilation, groups, fn);
+  if (bias) {
+    check_float(*bias, fn, "bias");
+    if (bias->shape != std::vector<int64_t>{s.K})
+      raise_value(std::string(fn) + ": argument 'bias' must have shape (" + std::to_string(s.K) + ",), got " +
+                  shape_text(bias->shape));
+    check_same_device(x, *bias, fn, "input", "bias");
+  }
+  Array out = empty({s.N, s.K, s.OH, s.OW}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::conv2d_forward(out.f(), x.f(), w.f(), bias ? bias->f() : nullptr, s, x.device);
+  return out;
+}
+
+py::tuple conv_backward_py(const Array& dy, const Array& x, const Array& w, const Pair& stride,
+                          const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups,
+                          const std::array<bool, 3>& needs) {
+  constexpr const char* fn = "cuda.conv2d_backward";
+  const cuda::ConvShape s = conv_shape(x, w, stride, pad, dilation, groups, fn);
+  check_nchw(dy, fn, "grad_output");
+  if (dy.shape != std::vector<int64_t>{s.N, s.K, s.OH, s.OW})
+    raise_value(std::string(fn) + ": argument 'grad_output' must have shape " +
+                shape_text({s.N, s.K, s.OH, s.OW}) + ", got " + shape_text(dy.shape));
+  check_same_device(x, dy, fn, "input", "grad_output");
+  std::optional<Array> dx, dw, db;
+  if (needs[0]) dx = empty(x.shape, Dtype::float32, x.device, fn);
+  if (needs[1]) dw = empty(w.shape, Dtype::float32, x.device, fn);
+  if (needs[2]) db = empty({s.K}, Dtype::float32, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::conv2d_backward(dx ? dx->f() : nullptr, dw ? dw->f() : nullptr, db ? db->f() : nullptr, dy.f(), x.f(),
+                          w.f(), s, x.device);
+  }
+  return py::make_tuple(or_none(dx), or_none(dw), or_none(db));
+}
+
+cuda::PoolShape pool_shape(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,
+                           const Pair& dilation, bool ceil_mode, const char* fn) {
+  check_nchw(x, fn, "input");
+  if (kernel[0] < 1 || kernel[1] < 1 || stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 ||
+      padding[0] < 0 || padding[1] < 0 || padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
+    raise_value(std::string(fn) + ": kernel_size, stride and dilation must be >= 1 and padding between 0 and half "
+                "the kernel_size");
+  const PoolAxis ah{kernel[0], stride[0], padding[0], dilation[0]}, aw{kernel[1], stride[1], padding[1], dilation[1]};
+  cuda::PoolShape s{x.shape[0] * x.shape[1], x.shape[2], x.shape[3], pool_output_size(x.shape[2], ah, ceil_mode),
+                    pool_output_size(x.shape[3], aw, ceil_mode), kernel[0], kernel[1], stride[0], stride[1],
+                    padding[0], padding[1], dilation[0], dilation[1]};
+  if (s.OH < 1 || s.OW < 1)
+    raise_value(std::string(fn) + ": the output would be empty for an input of shape " + shape_text(x.shape));
+  return s;
+}
+
+py::tuple max_pool_forward_py(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,
+                             const Pair& dilation, bool ceil_mode) {
+  constexpr const char* fn = "cuda.max_pool2d_forward";
+  const cuda::PoolShape s = pool_shape(x, kernel, stride, padding, dilation, ceil_mode, fn);
+  Array out = empty({x.shape[0], x.shape[1], s.OH, s.OW}, Dtype::float32, x.device, fn);
+  Array indices = empty({x.shape[0], x.shape[1], s.OH, s.OW}, Dtype::int64, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::max_pool2d_forward(out.f(), static_cast<int64_t*>(indices.data()), x.f(), s, x.device);
+  }
+  return py::make_tuple(out, indices);
+}
+
+Array max_pool_backward_py(const Array& dy, const Array& indices, const Pair& input_size) {
+  constexpr const char* fn = "cuda.max_pool2d_backward";
+  check_nchw(dy, fn, "grad_output");
+  if (indices.dtype != Dtype::int64 || indices.shape != dy.shape)
+    raise_value(std::string(fn) + ": argument 'indices' must be int64 of shape " + shape_text(dy.shape));
+  check_same_device(dy, indices, fn, "grad_output", "indices");
+  if (input_size[0] < 1 || input_size[1] < 1)
+    raise_value(std::string(fn) + ": argument 'input_size' must be positive");
+  cuda::PoolShape s{dy.shape[0] * dy.shape[1], input_size[0], input_size[1], dy.shape[2], dy.shape[3],
+                    0, 0, 0, 0, 0, 0, 0, 0};
+  Array dx = empty({dy.shape[0], dy.shape[1], input_size[0], input_size[1]}, Dtype::float32, dy.device, fn);
+  py::gil_scoped_release release;
+  cuda::max_pool2d_backward(dx.f(), dy.f(), static_cast<const int64_t*>(indices.data()), s, dy.device);
+  return dx;
+}
+
+// ---- batch normalization and global average pooling ---------------------------------------------
+// (N, C, L): the input's first two axes and the product of the others.
+std::array<int64_t, 3> ncl(const Array& x, const char* fn) {
+  check_float(x, fn, "input");
+  if (x.shape.size() < 2)
+    raise_value(std::string(fn) + ": argument 'input' must be (N, C, *), got shape " + shape_text(x.shape));
+  int64_t L = 1;
+  for (size_t i = 2; i < x.shape.size(); ++i) L *= x.shape[i];
+  return {x.shape[0], x.shape[1], L};
+}
+
+const float* channel_arg(const std::optional<Array>& a, const Array& x, int64_t C, const char* fn, const char* arg) {
+  if (!a) return nullptr;
+  check_float(*a, fn, arg);
+  if (a->shape != std::vector<int64_t>{C})
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape (" + std::to_string(C) + ",), got " +
+                shape_text(a->shape));
+  check_same_device(x, *a, fn, "input", arg);
+  return a->f();
+}
+
+py::tuple batch_norm_forward_cuda(const Array& x, const std::optional<Array>& w, const std::optional<Array>& b,
+                                  const std::optional<Array>& rm, const std::optional<Array>& rv, bool training,
+                                  double momentum, double eps) {
+  constexpr const char* fn = "cuda.batch_norm_forward";
+  const auto [N, C, L] = ncl(x, fn);
+  const float* wp = channel_arg(w, x, C, fn, "weight");
+  const float* bp = channel_arg(b, x, C, fn, "bias");
+  float* rmp = const_cast<float*>(channel_arg(rm, x, C, fn, "running_mean"));
+  float* rvp = const_cast<float*>(channel_arg(rv, x, C, fn, "running_var"));
+  if (!training && (!rmp || !rvp))
+    raise_value(std::string(fn) + ": running_mean and running_var are needed in evaluation mode");
+  Array y = empty(x.shape, Dtype::float32, x.device, fn);
+  Array mean = empty({C}, Dtype::float32, x.device, fn), invstd = empty({C}, Dtype::float32, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::batch_norm_forward(y.f(), mean.f(), invstd.f(), x.f(), wp, bp, rmp, rvp, training,
+                             static_cast<float>(momentum), static_cast<float>(eps), N, C, L, x.device);
+  }
+  return py::make_tuple(y, mean, invstd);
+}
+
+py::tuple batch_norm_backward_cuda(const Array& dy, const Array& x, const Array& mean, const Array& invstd,
+                                   const std::optional<Array>& w, bool training) {
+  constexpr const char* fn = "cuda.batch_norm_backward";
+  const auto [N, C, L] = ncl(x, fn);
+  check_same_shape(x, check_float(dy, fn, "grad_output"), fn, "input", "grad_output");
+  channel_arg(mean, x, C, fn, "save_mean");
+  channel_arg(invstd, x, C, fn, "save_invstd");
+  const float* wp = channel_arg(w, x, C, fn, "weight");
+  Array dx = empty(x.shape, Dtype::float32, x.device, fn);
+  Array dw = empty({C}, Dtype::float32, x.device, fn), db = empty({C}, Dtype::float32, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::batch_norm_backward(dx.f(), dw.f(), db.f(), dy.f(), x.f(), mean.f(), invstd.f(), wp, training, N, C, L,
+                              x.device);
+  }
+  return py::make_tuple(dx, dw, db);
+}
+
+Array global_avg_pool_forward_cuda(const Array& x) {
+  constexpr const char* fn = "cuda.global_avg_pool_forward";
+  check_nchw(x, fn, "input");
+  Array out = empty({x.shape[0], x.shape[1], 1, 1}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::global_avg_pool_forward(out.f(), x.f(), x.shape[0] * x.shape[1], x.shape[2] * x.shape[3], x.device);
+  return out;
+}
+
+Array global_avg_pool_backward_cuda(const Array& dy, const Pair& input_size) {
+  constexpr const char* fn = "cuda.global_avg_pool_backward";
+  check_nchw(dy, fn, "grad_output");
+  if (dy.shape[2] != 1 || dy.shape[3] != 1 || input_size[0] < 1 || input_size[1] < 1)
+    raise_value(std::string(fn) + ": argument 'grad_output' must be (N, C, 1, 1) and input_size positive");
+  Array dx = empty({dy.shape[0], dy.shape[1], input_size[0], input_size[1]}, Dtype::float32, dy.device, fn);
+  py::gil_scoped_release release;
+  cuda::global_avg_pool_backward(dx.f(), dy.f(), dy.shape[0] * dy.shape[1], input_size[0] * input_size[1],
+                                 dy.device);
+  return dx;
+}
+
+// ---- recurrent layers --------------------------------------------------------------------------
+struct RnnProblem {
+  int cell, gates, states;
+  cuda::RnnDims s;
+  int64_t G, S;
+  std::optional<Array> lengths;  // on the device
+  int device;
+};
+
+RnnProblem rnn_problem(const char* fn, const std::string& cell, const Array& x, const Array& w_ih, const Array& w_hh,
+                       const py::object& lengths) {
+  RnnProblem p{};
+  if (cell == "lstm") p.cell = 0;
+  else if (cell == "gru") p.cell = 1;
+  else if (cell == "rnn_tanh") p.cell = 2;
+  else if (cell == "rnn_relu") p.cell = 3;
+  else raise_value(std::string(fn) + ": cell must be 'lstm', 'gru', 'rnn_tanh' or 'rnn_relu', got '" + cell + "'");
+  p.gates = p.cell == 0 ? 4 : p.cell == 1 ? 3 : 1;
+  p.states = p.cell == 0 ? 2 : 1;
+  check_float(x, fn, "x");
+  check_rank(x, 3, fn, "x", "(T, B, I)");
+  check_float(w_hh, fn, "w_hh");
+  if (w_hh.shape.size() != 2 || w_hh.shape[0] != p.gates * w_hh.shape[1])
+    raise_value(std::string(fn) + ": argument 'w_hh' must have shape (" + std::to_string(p.gates) + " * H, H), got " +
+                shape_text(w_hh.shape));
+  p.s = {x.shape[0], x.shape[1], x.shape[2], w_hh.shape[1]};
+  p.G = p.gates * p.s.H;
+  p.S = p.cell <= 1 ? 4 * p.s.H : 0;
+  check_float(w_ih, fn, "w_ih");
+  if (w_ih.shape != std::vector<int64_t>{p.G, p.s.I})
+    raise_value(std::string(fn) + ": argument 'w_ih' must have shape " + shape_text({p.G, p.s.I}) + ", got " +
+                shape_text(w_ih.shape));
+  check_same_device(x, w_ih, fn, "x", "w_ih");
+  check_same_device(x, w_hh, fn, "x", "w_hh");
+  p.device = x.device;
+  if (!lengths.is_none()) {  // checked by the Python op (ops/rnn.py: check_lengths)
+    auto host = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(lengths);
+    if (!host || host.ndim() != 1 || host.shape(0) != p.s.B)
+      raise_value(std::string(fn) + ": argument 'lengths' must be int64 of shape (" + std::to_string(p.s.B) + ",)");
+    p.lengths = from_numpy(host, p.device);
+  }
+  return p;
+}
+
+// An optional (B, H) state as given, or zeros (kept in `holder`).
+const float* state_arg(const py::object& a, const RnnProblem& p, const char* fn, const char* arg,
+                       std::optional<Array>* holder) {
+  if (a.is_none()) {
+    *holder = empty({p.s.B, p.s.H}, Dtype::float32, p.device, fn);
+    cuda::fill((*holder)->f(), 0.0f, p.s.B * p.s.H, p.device);
+    return (*holder)->f();
+  }
+  const Array& s = a.cast<const Array&>();
+  check_float(s, fn, arg);
+  if (s.shape != std::vector<int64_t>{p.s.B, p.s.H})
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape " + shape_text({p.s.B, p.s.H}) + ", got " +
+                shape_text(s.shape));
+  return s.f();
+}
+
+const float* gate_vector(const py::object& a, const RnnProblem& p, const char* fn, const char* arg) {
+  if (a.is_none()) return nullptr;
+  const Array& v = a.cast<const Array&>();
+  check_float(v, fn, arg);
+  if (v.shape != std::vector<int64_t>{p.G})
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape (" + std::to_string(p.G) + ",), got " +
+                shape_text(v.shape));
+  return v.f();
+}
+
+py::tuple rnn_forward_cuda(const std::string& cell, const Array& x, const Array& w_ih, const Array& w_hh,
+                           const py::object& b_ih, const py::object& b_hh, const py::object& h0, const py::object& c0,
+                           const py::object& lengths, bool reverse) {
+  constexpr const char* fn = "cuda.rnn_forward";
+  const RnnProblem p = rnn_problem(fn, cell, x, w_ih, w_hh, lengths);
+  const auto& s = p.s;
+  const float* bi = gate_vector(b_ih, p, fn, "b_ih");
+  const float* bh = gate_vector(b_hh, p, fn, "b_hh");
+  std::optional<Array> h0_zero, c0_zero;
+  const float* h0p = state_arg(h0, p, fn, "h0", &h0_zero);
+  const float* c0p = p.cell == 0 ? state_arg(c0, p, fn, "c0", &c0_zero) : nullptr;
+  Array out = empty({s.T + p.states, s.B, s.H}, Dtype::float32, p.device, fn);
+  std::optional<Array> hs, cs, gates;
+  if (p.lengths) hs = empty({s.T, s.B, s.H}, Dtype::float32, p.device, fn);
+  if (p.cell == 0) cs = empty({s.T, s.B, s.H}, Dtype::float32, p.device, fn);
+  if (p.S > 0) gates = empty({s.T, s.B, p.S}, Dtype::float32, p.device, fn);
+  float* y = out.f();
+  float* h_n = y + s.T * s.B * s.H;
+  {
+    py::gil_scoped_release release;
+    cuda::rnn_forward(p.cell, y, h_n, p.cell == 0 ? h_n + s.B * s.H : nullptr, hs ? hs->f() : y, cs ? cs->f() : nullptr,
+                      gates ? gates->f() : nullptr, x.f(), w_ih.f(), w_hh.f(), bi, bh, h0p, c0p,
+                      p.lengths ? static_cast<const int64_t*>(p.lengths->data()) : nullptr, reverse, s, p.device);
+  }
+  return py::make_tuple(out, or_none(hs), or_none(cs), or_none(gates));
+}
+
+py::tuple rnn_backward_cuda(const std::string& cell, const Array& grad_out, const Array& x, const Array& w_ih,
+                            const Array& w_hh, const py::object& h0, const py::object& c0, const Array& out,
+                            const py::object& hs, const py::object& cs, const py::object& gates,
+                            const py::object& lengths, bool reverse, bool need_dx, bool bias) {
+  constexpr const char* fn = "cuda.rnn_backward";
+  const RnnProblem p = rnn_problem(fn, cell, x, w_ih, w_hh, lengths);
+  const auto& s = p.s;
+  const std::vector<int64_t> packed{s.T + p.states, s.B, s.H};
+  if (grad_out.shape != packed || out.shape != packed)
+    raise_value(std::string(fn) + ": arguments 'grad_out' and 'out' must have shape " + shape_text(packed) +
+                " (outputs, then h_n [, c_n])");
+  auto saved = [&](const py::object& a, const char* arg, bool needed) -> const float* {
+    if (!needed) return nullptr;
+    if (a.is_none()) raise_value(std::string(fn) + ": argument '" + std::string(arg) + "' (saved by the forward) is required");
+    return a.cast<const Array&>().f();
+  };
+  const float* hsp = p.lengths ? saved(hs, "hs", true) : out.f();
+  const float* csp = saved(cs, "cs", p.cell == 0);
+  const float* gp = saved(gates, "gates", p.S > 0);
+  std::optional<Array> h0_zero, c0_zero;
+  const float* h0p = state_arg(h0, p, fn, "h0", &h0_zero);
+  const float* c0p = p.cell == 0 ? state_arg(c0, p, fn, "c0", &c0_zero) : nullptr;
+  Array dw_ih = empty({p.G, s.I}, Dtype::float32, p.device, fn), dw_hh = empty({p.G, s.H}, Dtype::float32, p.device, fn);
+  Array dh0 = empty({s.B, s.H}, Dtype::float32, p.device, fn);
+  std::optional<Array> dx, db_ih, db_hh, dc0;
+  if (need_dx) dx = empty({s.T, s.B, s.I}, Dtype::float32, p.device, fn);
+  if (bias) {
+    db_ih = empty({p.G}, Dtype::float32, p.device, fn);
+    db_hh = empty({p.G}, Dtype::float32, p.device, fn);
+  }
+  if (p.cell == 0) dc0 = empty({s.B, s.H}, Dtype::float32, p.device, fn);
+  const int64_t BH = s.B * s.H;
+  const float* g = grad_out.f();
+  {
+    py::gil_scoped_release release;
+    cuda::rnn_backward(p.cell, dx ? dx->f() : nullptr, dw_ih.f(), dw_hh.f(), db_ih ? db_ih->f() : nullptr,
+                       db_hh ? db_hh->f() : nullptr, dh0.f(), dc0 ? dc0->f() : nullptr, g, g + s.T * BH,
+                       p.cell == 0 ? g + (s.T + 1) * BH : nullptr, x.f(), w_ih.f(), w_hh.f(), h0p, c0p, hsp, csp, gp,
+                       p.lengths ? static_cast<const int64_t*>(p.lengths->data()) : nullptr, reverse, s, p.device);
+  }
+  return py::make_tuple(or_none(dx), dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), dh0, or_none(dc0));
+}
+
+}  // namespace
+
+void bind_cuda_nn(py::module_& m) {
+  m.def("conv2d_forward", [](const Array& x, const Array& w, std::optional<Array> b, const Pair& stride,
+                              const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups) {
+    return conv_forward_py(x, w, b ? &*b : nullptr, stride, pad, dilation, groups);
+  }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+     py::arg("groups"), "As _C.conv2d_forward, on the GPU (padding: top, bottom, left, right).");
+  m.def("conv2d_backward", &conv_backward_py, py::arg("grad_output"), py::arg("input"), py::arg("weight"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("needs"),
+        "(grad_input, grad_weight, grad_bias), each None unless asked for in needs.");
+  m.def("max_pool2d_forward", &max_pool_forward_py, py::arg("input"), py::arg("kernel_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"), "(out, int64 indices), as on the CPU.");
+  m.def("max_pool2d_backward", &max_pool_backward_py, py::arg("grad_output"), py::arg("indices"),
+        py::arg("input_size"));
+  m.def("batch_norm_forward", &batch_norm_forward_cuda, py::arg("input"), py::arg("weight"), py::arg("bias"),
+        py::arg("running_mean"), py::arg("running_var"), py::kw_only(), py::arg("training"), py::arg("momentum"),
+        py::arg("eps"), "As _C.batch_norm_forward, on the GPU: (output, mean, invstd).");
+  m.def("batch_norm_backward", &batch_norm_backward_cuda, py::arg("grad_output"), py::arg("input"),
+        py::arg("save_mean"), py::arg("save_invstd"), py::arg("weight"), py::kw_only(), py::arg("training"),
+        "(grad_input, grad_weight, grad_bias).");
+  m.def("global_avg_pool_forward", &global_avg_pool_forward_cuda, py::arg("input"), "(N, C, H, W) -> (N, C, 1, 1)");
+  m.def("global_avg_pool_backward", &global_avg_pool_backward_cuda, py::arg("grad_output"), py::arg("input_size"));
+  m.def("rnn_forward", &rnn_forward_cuda, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("h0") = py::none(),
+        py::arg("c0") = py::none(), py::kw_only(), py::arg("lengths") = py::none(), py::arg("reverse") = false,
+        "As _C.rnn_forward, on the GPU (lengths: host int64 (B,) or None).");
+  m.def("rnn_backward", &rnn_backward_cuda, py::arg("cell"), py::arg("grad_out"), py::arg("x"), py::arg("w_ih"),
+        py::arg("w_hh"), py::arg("h0"), py::arg("c0"), py::arg("out"), py::arg("hs"), py::arg("cs"), py::arg("gates"),
+        py::kw_only(), py::arg("lengths") = py::none(), py::arg("reverse") = false, py::arg("need_dx") = true,
+        py::arg("bias") = true, "As _C.rnn_backward, on the GPU.");
+}
+
+}  // namespace cuda_py
+}  // namespace fastnn
+#endif  // FASTNN_CUDA_BUILT
