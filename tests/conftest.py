@@ -5,7 +5,23 @@ import threading
 
 import pytest
 
+import fastnn
+from fake_cuda import FakeCuda
+from fastnn import _device
 from helpers import QuietHandler
+
+
+@pytest.fixture(params=["fake", pytest.param("cuda", marks=pytest.mark.cuda)])
+def backend(request, monkeypatch):
+    """The CUDA backend a device test runs on, twice: tests/fake_cuda.py (numpy posing as a GPU, so
+    the Python side is tested everywhere) and the real kernels (skipped with "no CUDA device"
+    where there is no GPU)."""
+    monkeypatch.setattr(_device, "cuda_used", _device.cuda_used)  # restored after the test
+    if request.param == "fake":
+        monkeypatch.setattr(_device, "backend", FakeCuda())
+    elif not fastnn.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return _device.backend
 
 
 @pytest.fixture

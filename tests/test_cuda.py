@@ -1,7 +1,7 @@
 """The CUDA backend: device names and errors, moves between host and GPU, ops, autograd, models
 and optimizers on the GPU.
 
-Tests taking the `backend` fixture run twice: against tests/fake_cuda.py (numpy posing as a GPU,
+Tests taking the `backend` fixture (conftest.py) run twice: against tests/fake_cuda.py (numpy posing as a GPU,
 so the Python side runs everywhere) and against the real kernels, which skips with "no CUDA
 device" where there is none. Kernel results are compared with float64 numpy references and with
 the CPU path of the same op.
@@ -16,19 +16,8 @@ import pytest
 
 import fastnn
 from fastnn import _device, nn
-from fake_cuda import FakeCuda
 
 rng = np.random.default_rng(7)
-
-
-@pytest.fixture(params=["fake", pytest.param("cuda", marks=pytest.mark.cuda)])
-def backend(request, monkeypatch):
-    monkeypatch.setattr(_device, "cuda_used", _device.cuda_used)  # restored after the test
-    if request.param == "fake":
-        monkeypatch.setattr(_device, "backend", FakeCuda())
-    elif not fastnn.cuda.is_available():
-        pytest.skip("no CUDA device")
-    return _device.backend
 
 
 # -- without a GPU ---------------------------------------------------------------------------------
