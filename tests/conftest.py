@@ -11,17 +11,33 @@ from fastnn import _device
 from helpers import QuietHandler
 
 
+def _use_cuda_backend(kind: str, monkeypatch) -> None:
+    """"fake": tests/fake_cuda.py poses as the GPU; "cuda": the real kernels, or a skip with
+    "no CUDA device" where there is no GPU."""
+    monkeypatch.setattr(_device, "cuda_used", _device.cuda_used)  # restored after the test
+    if kind == "fake":
+        monkeypatch.setattr(_device, "backend", FakeCuda())
+    elif not fastnn.cuda.is_available():
+        pytest.skip("no CUDA device")
+
+
 @pytest.fixture(params=["fake", pytest.param("cuda", marks=pytest.mark.cuda)])
 def backend(request, monkeypatch):
     """The CUDA backend a device test runs on, twice: tests/fake_cuda.py (numpy posing as a GPU, so
     the Python side is tested everywhere) and the real kernels (skipped with "no CUDA device"
     where there is no GPU)."""
-    monkeypatch.setattr(_device, "cuda_used", _device.cuda_used)  # restored after the test
-    if request.param == "fake":
-        monkeypatch.setattr(_device, "backend", FakeCuda())
-    elif not fastnn.cuda.is_available():
-        pytest.skip("no CUDA device")
+    _use_cuda_backend(request.param, monkeypatch)
     return _device.backend
+
+
+@pytest.fixture(params=["cpu", "fake", pytest.param("cuda", marks=pytest.mark.cuda)],
+                ids=["cpu", "fake-cuda", "cuda"])
+def device(request, monkeypatch):
+    """The device a test of the CPU suite runs on: "cpu", then "cuda" twice, as with `backend`."""
+    if request.param == "cpu":
+        return "cpu"
+    _use_cuda_backend(request.param, monkeypatch)
+    return "cuda"
 
 
 @pytest.fixture
@@ -39,3 +55,4 @@ def server(tmp_path):
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+

@@ -41,7 +41,12 @@ class Array:
 
 
 def _new(x, device):
-    return Array(np.ascontiguousarray(x, dtype=np.float32), device)
+    return Array(np.asarray(x, dtype=np.float32, order="C"), device)  # (ascontiguousarray makes 0-d 1-d)
+
+
+def _hosts(arrays):
+    """The host arrays behind a list of fake device arrays."""
+    return [a._host for a in arrays]
 
 
 class FakeCuda:
@@ -81,9 +86,18 @@ class FakeCuda:
         return _new(np.maximum(c, 0) if relu else c, a.device)
 
     def binary(self, op, a, b):
-        x, y = a._host, b._host.reshape(-1) if b.size == 1 else b._host
-        ops = (np.add, np.subtract, np.multiply, np.divide)
-        return _new(ops[op](x, y), a.device)
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"cuda.binary: shapes {a.shape} of 'a' and {b.shape} of 'b' do not broadcast") from None
+        ops = (np.add, np.subtract, np.multiply, np.divide, np.power,
+               lambda x, y: y * np.power(x, y - 1),  # pow's gradient factors, as the CPU's Pow
+               lambda x, y: np.where((x == 0) & (y >= 0), 0, np.power(x, y) * np.log(x)))
+        with np.errstate(all="ignore"):
+            return _new(ops[op](a._host, b._host), a.device)
+
+    def expand(self, x, shape):
+        return _new(np.broadcast_to(x._host, tuple(shape)), x.device)
 
     def unary(self, op, x):
         v = x._host.astype(np.float64)
@@ -123,17 +137,120 @@ class FakeCuda:
     def sum_all(self, x, scale=1.0):
         return _new(scale * x._host.sum(dtype=np.float64), x.device)
 
-    def cross_entropy_forward(self, logits, labels):
-        x = logits._host.astype(np.float64)
-        lse = np.log(np.exp(x - x.max(1, keepdims=True)).sum(1)) + x.max(1)
-        return _new(np.mean(lse - x[np.arange(len(x)), labels._host.astype(np.int64)]), logits.device)
+    # reductions of x (outer, R, inner) over R
+    def reduce_sum(self, x, scale=1.0):
+        return _new(scale * x._host.sum(axis=1, dtype=np.float64), x.device)
 
-    def cross_entropy_backward(self, logits, labels, grad_loss):
+    def reduce_max(self, x):
+        if x.shape[1] == 0:
+            raise ValueError(f"cuda.reduce_max: cannot reduce an empty axis: x has shape {x.shape}")
+        return _new(x._host.max(axis=1), x.device)
+
+    def reduce_max_backward(self, grad_out, x, out):
+        is_max = x._host == out._host[:, None, :]
+        ties = is_max.sum(axis=1, keepdims=True, dtype=np.float32)
+        return _new(np.where(is_max, grad_out._host[:, None, :] / ties, 0), x.device)
+
+    # softmax and the losses: float64 numpy with the kernels' conventions (csrc/cuda/loss.cu)
+    def softmax_forward(self, x, dim, log=False):
+        v = x._host.astype(np.float64)
+        if v.size == 0:
+            return _new(v, x.device)
+        shifted = v - v.max(axis=dim, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        return _new(log_p if log else np.exp(log_p), x.device)
+
+    def softmax_backward(self, grad_out, out, dim, log=False):
+        g, y = grad_out._host.astype(np.float64), out._host.astype(np.float64)
+        if log:
+            return _new(g - np.exp(y) * g.sum(axis=dim, keepdims=True), out.device)
+        return _new(y * (g - (g * y).sum(axis=dim, keepdims=True)), out.device)
+
+    @staticmethod
+    def _class_rows(logits, target, weight, ignore_index, label_smoothing, log_probs):
+        """log-probabilities (N, C), the class weights w (C,), the smoothed target distribution q
+        (N, C: zero rows where ignored, NaN rows for labels that are not classes) and each row's
+        weight in the mean's divisor: the row's loss is -sum_c w_c q_c log_p_c."""
         x = logits._host.astype(np.float64)
-        p = np.exp(x - x.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        p[np.arange(len(x)), labels._host.astype(np.int64)] -= 1
-        return _new(p * grad_loss._host.reshape(()) / len(x), logits.device)
+        N, C = x.shape
+        log_p = x
+        if not log_probs:
+            m = x.max(1, keepdims=True)
+            log_p = x - m - np.log(np.exp(x - m).sum(1, keepdims=True))
+        w = np.ones(C) if weight is None else weight._host.astype(np.float64)
+        eps, t = label_smoothing, target._host
+        if t.shape == x.shape:  # probabilities
+            return log_p, w, (1 - eps) * t + eps / C, np.ones(N)
+        labels = t.astype(np.float64)
+        ignored = labels == ignore_index
+        valid = (labels == np.round(labels)) & (labels >= 0) & (labels < C) & ~ignored
+        safe = np.where(valid, labels, 0).astype(np.int64)
+        q = np.full((N, C), eps / C)
+        q[np.arange(N), safe] += 1 - eps
+        q[ignored] = 0
+        q[~valid & ~ignored] = np.nan
+        return log_p, w, q, np.where(ignored, 0.0, np.where(valid, w[safe], np.nan))
+
+    def cross_entropy_forward(self, logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
+                              reduction="mean", log_probs=False):
+        log_p, w, q, row_weight = self._class_rows(logits, target, weight, ignore_index, label_smoothing, log_probs)
+        with np.errstate(all="ignore"):
+            rows = -(w * np.where(q == 0, 0, q * log_p)).sum(1)
+            loss = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / row_weight.sum()}[reduction]
+        return _new(loss, logits.device), _new(row_weight.sum(), logits.device)
+
+    def cross_entropy_backward(self, logits, target, grad_loss, weight_sum, *, weight=None, ignore_index=-100,
+                               label_smoothing=0.0, reduction="mean", log_probs=False, need_target=False):
+        log_p, w, q, _ = self._class_rows(logits, target, weight, ignore_index, label_smoothing, log_probs)
+        g = grad_loss._host.astype(np.float64).reshape(-1, 1)
+        with np.errstate(all="ignore"):
+            if reduction == "mean":
+                g = g / weight_sum._host.reshape(())
+            wq = w * q
+            dx = g * (wq.sum(1, keepdims=True) * (0 if log_probs else np.exp(log_p)) - wq)
+        dx[~q.any(1)] = 0  # ignored rows (the mean's divisor may be 0 there)
+        dt = _new(-(1 - label_smoothing) * g * w * log_p, logits.device) if need_target else None
+        return _new(dx, logits.device), dt
+
+    @staticmethod
+    def _elementwise_terms(kind, x, y, pos_weight, delta):
+        """Each element's loss and its derivatives by input and target (kinds: mse, l1, huber, bce, with logits)."""
+        d = x - y
+        if kind == 0:
+            return d * d, 2 * d, -2 * d
+        if kind == 1:
+            return np.abs(d), np.sign(d), -np.sign(d)
+        if kind == 2:
+            a, clipped = np.abs(d), np.clip(d, -delta, delta)
+            return np.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)), clipped, -clipped
+        if kind == 3:
+            inside = (x >= 0) & (x <= 1)
+            log_x, log_1mx = np.maximum(np.log(x), -100), np.maximum(np.log1p(-x), -100)
+            terms = (-(y * log_x + (1 - y) * log_1mx), (x - y) / np.maximum((1 - x) * x, 1e-12), log_1mx - log_x)
+            return tuple(np.where(inside, v, np.nan) for v in terms)
+        pw = 1.0 if pos_weight is None else pos_weight
+        sp_neg = np.logaddexp(0, -x)  # softplus(-x)
+        sigmoid = np.exp(-np.logaddexp(0, -x))
+        return (1 - y) * x + (1 + (pw - 1) * y) * sp_neg, sigmoid * (pw * y + 1 - y) - pw * y, (pw - 1) * sp_neg - x
+
+    def elementwise_loss_forward(self, kind, input, target, *, weight=None, pos_weight=None, delta=1.0,
+                                 reduction="mean"):
+        with np.errstate(all="ignore"):
+            loss, _, _ = self._elementwise_terms(kind, input._host.astype(np.float64), target._host.astype(np.float64),
+                                                 None if pos_weight is None else pos_weight._host, delta)
+            loss = loss * (1 if weight is None else weight._host)
+            reduced = {"none": loss, "sum": loss.sum(), "mean": loss.sum() / np.float64(loss.size)}[reduction]
+        return _new(reduced, input.device)
+
+    def elementwise_loss_backward(self, kind, grad_loss, input, target, *, weight=None, pos_weight=None, delta=1.0,
+                                  reduction="mean", need_input=True, need_target=True):
+        with np.errstate(all="ignore"):
+            _, dx, dy = self._elementwise_terms(kind, input._host.astype(np.float64), target._host.astype(np.float64),
+                                                None if pos_weight is None else pos_weight._host, delta)
+        g = grad_loss._host.astype(np.float64) * (1 if weight is None else weight._host)
+        if reduction == "mean":
+            g = g / max(input.size, 1)
+        return (_new(g * dx, input.device) if need_input else None, _new(g * dy, input.device) if need_target else None)
 
     # convolution and pooling: the CPU kernels on the host copies
     def conv2d_forward(self, input, weight, bias, stride, padding, dilation, groups):
@@ -146,6 +263,21 @@ class FakeCuda:
                                    padding, dilation, groups, tuple(needs))
         return tuple(None if g is None else _new(g, input.device) for g in grads)
 
+    def conv_transpose2d_forward(self, input, weight, bias, stride, padding, output_padding, dilation, groups):
+        x, output_padding = _below_stride(input._host, stride, output_padding)
+        out = _C.conv_transpose2d_forward(x, weight._host, None if bias is None else bias._host, stride, padding,
+                                          output_padding, dilation, groups)
+        return _new(out, input.device)
+
+    def conv_transpose2d_backward(self, grad_output, input, weight, stride, padding, output_padding, dilation, groups,
+                                  needs):
+        x, output_padding = _below_stride(input._host, stride, output_padding)
+        gi, gw, gb = _C.conv_transpose2d_backward(np.ascontiguousarray(grad_output._host), x, weight._host, stride,
+                                                  padding, output_padding, dilation, groups, tuple(needs))
+        if gi is not None:  # without the gradients of the zero rows _below_stride added
+            gi = gi[:, :, :input.shape[2], :input.shape[3]]
+        return tuple(None if g is None else _new(g, input.device) for g in (gi, gw, gb))
+
     def max_pool2d_forward(self, input, kernel_size, stride, padding, dilation, ceil_mode):
         out, indices = _C.max_pool2d_forward(input._host, kernel_size, stride, padding, dilation, ceil_mode)
         return _new(out, input.device), Array(indices.astype(np.int64), input.device)
@@ -153,6 +285,15 @@ class FakeCuda:
     def max_pool2d_backward(self, grad_output, indices, input_size):
         return _new(_C.max_pool2d_backward(np.ascontiguousarray(grad_output._host),
                                            indices._host.astype(np.int32), input_size), grad_output.device)
+
+    def dropout_mask(self, shape, p, seed, offset, counter=None, device=0):
+        from reference import dropout_mask_ref
+        if counter is not None:  # the draw number lives on the "device"; advanced unless being recorded
+            offset = int(counter._host.reshape(-1)[0])
+            if not self.capturing:
+                counter._host += 1
+        n = int(np.prod(shape, dtype=np.int64))
+        return Array(dropout_mask_ref(n, p, seed, offset).reshape(shape), device)
 
     def copy_(self, dst, src):
         if self.capturing:
@@ -187,6 +328,23 @@ class FakeCuda:
         g = grad_output._host / (input_size[0] * input_size[1])
         return _new(np.broadcast_to(g, g.shape[:2] + tuple(input_size)), grad_output.device)
 
+    def avg_pool2d_forward(self, input, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True,
+                           divisor_override=0):
+        return _new(_C.avg_pool2d_forward(input._host, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                          divisor_override), input.device)
+
+    def avg_pool2d_backward(self, grad_output, input_size, kernel_size, stride, padding, ceil_mode=False,
+                            count_include_pad=True, divisor_override=0):
+        return _new(_C.avg_pool2d_backward(np.ascontiguousarray(grad_output._host), input_size, kernel_size, stride,
+                                           padding, ceil_mode, count_include_pad, divisor_override), grad_output.device)
+
+    def adaptive_avg_pool2d_forward(self, input, output_size):
+        return _new(_C.adaptive_avg_pool2d_forward(input._host, output_size), input.device)
+
+    def adaptive_avg_pool2d_backward(self, grad_output, input_size):
+        return _new(_C.adaptive_avg_pool2d_backward(np.ascontiguousarray(grad_output._host), input_size),
+                    grad_output.device)
+
     def rnn_forward(self, cell, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, lengths=None,
                     reverse=False):
         host = [None if a is None else np.ascontiguousarray(a._host) for a in (x, w_ih, w_hh, b_ih, b_hh, h0, c0)]
@@ -212,20 +370,57 @@ class FakeCuda:
                 d = d + momentum * buf if nesterov else buf
             p._host[...] -= lr * d
 
-    def adam_step(self, params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, decoupled,
-                  maximize, step=0, step_count=None):
+    def adam_step(self, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=(), *, lr, beta1, beta2, eps,
+                  weight_decay, decoupled, maximize, step=0, step_count=None):
         if self.capturing:
             return
         if step_count is not None:  # the capturable form: the count lives on the "device"
             step_count._host += 1
             step = float(step_count._host.reshape(-1)[0])
-        for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
+        for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
             w = p._host * (1 - lr * weight_decay) if decoupled else p._host
             d = (-1 if maximize else 1) * g._host + (0 if decoupled else weight_decay * w)
             m._host[...] = beta1 * m._host + (1 - beta1) * d
             v._host[...] = beta2 * v._host + (1 - beta2) * d * d
+            v_used = v._host
+            if max_exp_avg_sqs:  # AMSGrad
+                v_used = max_exp_avg_sqs[i]._host
+                v_used[...] = np.maximum(v_used, v._host)
             bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
-            p._host[...] = w - lr / bc1 * m._host / (np.sqrt(v._host) / np.sqrt(bc2) + eps)
+            p._host[...] = w - lr / bc1 * m._host / (np.sqrt(v_used) / np.sqrt(bc2) + eps)
+
+    # The CPU kernels on the host arrays: the same rules and arguments.
+    def rmsprop_step(self, params, grads, square_avgs, grad_avgs, momentum_buffers, *, lr, alpha=0.99, eps=1e-8,
+                     weight_decay=0.0, momentum=0.0, centered=False, maximize=False):
+        if self.capturing:
+            return
+        _C.rmsprop_step(_hosts(params), _hosts(grads), _hosts(square_avgs), _hosts(grad_avgs),
+                        _hosts(momentum_buffers), lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, maximize=maximize)
+
+    def adagrad_step(self, params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, step, maximize):
+        if self.capturing:
+            return
+        _C.adagrad_step(_hosts(params), _hosts(grads), _hosts(state_sums), lr=lr, lr_decay=lr_decay,
+                        weight_decay=weight_decay, eps=eps, step=step, maximize=maximize)
+
+    def ema_update(self, shadows, params, *, decay):
+        if self.capturing:
+            return
+        _C.ema_update(_hosts(shadows), _hosts(params), decay=decay)
+
+    def copy_buffers(self, dst, src):
+        if self.capturing:
+            return
+        _C.copy_buffers(_hosts(dst), _hosts(src))
+
+
+def _below_stride(x, stride, output_padding):
+    """The CPU kernel's form of an output_padding that may reach the dilation (as ops/conv.py's
+    _transposed makes it): a zero row (column) after the input per whole stride, and the rest."""
+    extra = [o // s for o, s in zip(output_padding, stride)]
+    x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    return x, tuple(o % s for o, s in zip(output_padding, stride))
 
 
 class FakeGraph:

@@ -50,8 +50,9 @@ def random_inputs(shapes, low=-2.0, high=2.0, seed=0):
 
 
 def check_op(shapes, fastnn_fn, reference_fn, atol=1e-5, rtol=1e-5, grad=True,
-             grad_atol=1e-4, grad_rtol=1e-3, low=-2.0, high=2.0, seed=0):
-    """fastnn_fn(*tensors) against reference_fn(*float64 arrays) on random inputs of `shapes`.
+             grad_atol=1e-4, grad_rtol=1e-3, low=-2.0, high=2.0, seed=0, device="cpu"):
+    """fastnn_fn(*tensors) against reference_fn(*float64 arrays) on random inputs of `shapes`,
+    the tensors on `device` (the conftest fixture `device` gives "cpu" or "cuda").
 
     The forward must match the reference within atol/rtol. With grad, the output is
     back-propagated with a random upstream gradient g, and each input's .grad must match the
@@ -60,19 +61,20 @@ def check_op(shapes, fastnn_fn, reference_fn, atol=1e-5, rtol=1e-5, grad=True,
     """
     inputs32 = random_inputs(shapes, low, high, seed)
     inputs64 = [x.astype(np.float64) for x in inputs32]
-    tensors = [fastnn.tensor(x, requires_grad=grad) for x in inputs32]
+    tensors = [fastnn.tensor(x, requires_grad=grad, device=device) for x in inputs32]
 
     out = fastnn_fn(*tensors)
     expected = np.asarray(reference_fn(*inputs64), dtype=np.float64)
     assert isinstance(out, fastnn.Tensor)
     assert out.dtype == np.float32
+    assert out.device == tensors[0].device, f"output on {out.device}, inputs on {tensors[0].device}"
     assert out.shape == expected.shape, f"shape {out.shape}, expected {expected.shape}"
-    np.testing.assert_allclose(out.detach().numpy(), expected, atol=atol, rtol=rtol, err_msg="forward")
+    np.testing.assert_allclose(out.detach().cpu().numpy(), expected, atol=atol, rtol=rtol, err_msg="forward")
     if not grad:
         return out
 
     upstream = np.random.default_rng(seed + 1).standard_normal(expected.shape).astype(np.float32)
-    out.backward(upstream)
+    out.backward(fastnn.tensor(upstream, device=device))
 
     def weighted(*xs):
         return np.sum(reference_fn(*xs) * upstream.astype(np.float64))
@@ -81,7 +83,7 @@ def check_op(shapes, fastnn_fn, reference_fn, atol=1e-5, rtol=1e-5, grad=True,
         assert t.grad is not None, f"input {i} received no gradient"
         assert t.grad.shape == t.shape
         expected_grad = numerical_gradient(weighted, inputs64, i)
-        np.testing.assert_allclose(t.grad.numpy(), expected_grad, atol=grad_atol, rtol=grad_rtol,
+        np.testing.assert_allclose(t.grad.cpu().numpy(), expected_grad, atol=grad_atol, rtol=grad_rtol,
                                    err_msg=f"gradient of input {i}")
     return out
 

@@ -491,3 +491,26 @@ def conv_transpose2d_reference_grads(x, w, grad_out, stride=1, padding=0, output
                 gx[:, cs] += np.einsum("nkhw,ck->nchw", seen, w[cs, :, r, s])
                 gw[cs, :, r, s] = np.einsum("nkhw,nchw->ck", seen, x[:, cs])
     return gx, gw, gy.sum(axis=(0, 2, 3))
+
+
+def philox4x32_10(counters: np.ndarray, key: tuple) -> np.ndarray:
+    """Philox4x32-10 of each row of `counters` (n, 4) uint32 under key (k0, k1): (n, 4) uint32."""
+    c = [counters[:, i].astype(np.uint64) for i in range(4)]
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    low = np.uint64(0xFFFFFFFF)
+    for _ in range(10):
+        p0, p1 = np.uint64(0xD2511F53) * c[0], np.uint64(0xCD9E8D57) * c[2]
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & low, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & low]
+        k0, k1 = (k0 + np.uint64(0x9E3779B9)) & low, (k1 + np.uint64(0xBB67AE85)) & low
+    return np.stack(c, axis=1).astype(np.uint32)
+
+
+def dropout_mask_ref(n: int, p: float, seed: int, offset: int) -> np.ndarray:
+    """Inverted dropout's mask of n elements, draw `offset` under `seed` (csrc/common/philox.h)."""
+    blocks = np.arange((n + 3) // 4, dtype=np.uint64)
+    counters = np.stack([blocks & np.uint64(0xFFFFFFFF), blocks >> np.uint64(32),
+                         np.full_like(blocks, offset & 0xFFFFFFFF), np.full_like(blocks, offset >> 32)], axis=1)
+    bits = philox4x32_10(counters, (seed & 0xFFFFFFFF, seed >> 32)).reshape(-1)[:n]
+    uniform = (bits >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    scale = np.float32(1.0 / (1.0 - p)) if p < 1 else np.float32(0.0)
+    return np.where(uniform >= np.float32(p), scale, np.float32(0.0)).astype(np.float32)

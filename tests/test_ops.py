@@ -1,5 +1,7 @@
 """Every op against its float64 numpy reference, in value and in finite-difference gradient,
-on shapes with sizes 1, 3 and 17 and broadcasting; then every class of bad input."""
+on shapes with sizes 1, 3 and 17 and broadcasting; then every class of bad input. The tests
+taking the `device` fixture (conftest.py) run on the CPU and on CUDA (the numpy stand-in, and the
+real kernels where there is a GPU)."""
 import itertools
 
 import numpy as np
@@ -29,8 +31,8 @@ BROADCAST_PAIRS = [((3,), (3,)), ((1,), (17,)), ((3, 17), (17,)), ((3, 1), (1, 1
     ("tanh", fastnn.tanh, tanh_ref, -2.0),
     ("clone", lambda x: x.clone(), np.copy, -2.0),
 ])
-def test_unary(shape, name, fastnn_fn, reference_fn, low):
-    check_op([shape], fastnn_fn, reference_fn, low=low)
+def test_unary(shape, name, fastnn_fn, reference_fn, low, device):
+    check_op([shape], fastnn_fn, reference_fn, low=low, device=device)
 
 
 @pytest.mark.parametrize("shapes", BROADCAST_PAIRS)
@@ -41,8 +43,8 @@ def test_unary(shape, name, fastnn_fn, reference_fn, low):
     ("div", lambda a, b: a / b, np.divide, [-2.0, 0.5]),
     ("pow", lambda a, b: a ** b, np.power, [0.5, -2.0]),
 ])
-def test_binary_broadcasting(shapes, name, fastnn_fn, reference_fn, low):
-    check_op(shapes, fastnn_fn, reference_fn, low=low)
+def test_binary_broadcasting(shapes, name, fastnn_fn, reference_fn, low, device):
+    check_op(shapes, fastnn_fn, reference_fn, low=low, device=device)
 
 
 @pytest.mark.parametrize("name, fastnn_fn, reference_fn, low", [
@@ -59,8 +61,12 @@ def test_binary_broadcasting(shapes, name, fastnn_fn, reference_fn, low):
     ("array-x", lambda x: np.arange(17.0) - x, lambda x: np.arange(17.0) - x, -2.0),
     ("x*array", lambda x: x * np.arange(17.0), lambda x: x * np.arange(17.0), -2.0),
 ])
-def test_scalar_and_array_operands(name, fastnn_fn, reference_fn, low):
-    check_op([(3, 17)], fastnn_fn, reference_fn, low=low)
+def test_scalar_and_array_operands(name, fastnn_fn, reference_fn, low, device):
+    if device != "cpu" and "array" in name:  # a numpy array is a CPU tensor: it does not meet a device one
+        with pytest.raises(RuntimeError, match="same device"):
+            check_op([(3, 17)], fastnn_fn, reference_fn, low=low, device=device)
+        return
+    check_op([(3, 17)], fastnn_fn, reference_fn, low=low, device=device)
 
 
 def test_pow_of_zero_base_has_finite_exponent_gradient():
@@ -106,8 +112,8 @@ REDUCE_CASES = [((17,), None), ((17,), 0), ((3, 17), None), ((3, 17), 1), ((3, 1
 @pytest.mark.parametrize("shape, axis", REDUCE_CASES)
 @pytest.mark.parametrize("name, fastnn_fn, reference_fn", [
     ("sum", fastnn.sum, sum_ref), ("mean", fastnn.mean, mean_ref), ("max", fastnn.max, max_ref)])
-def test_reductions(shape, axis, keepdim, name, fastnn_fn, reference_fn):
-    check_op([shape], lambda x: fastnn_fn(x, axis, keepdim), lambda x: reference_fn(x, axis, keepdim))
+def test_reductions(shape, axis, keepdim, name, fastnn_fn, reference_fn, device):
+    check_op([shape], lambda x: fastnn_fn(x, axis, keepdim), lambda x: reference_fn(x, axis, keepdim), device=device)
 
 
 def test_reduction_methods_take_dim_alias():
@@ -158,8 +164,8 @@ def test_reshape_and_view_take_varargs():
 
 
 @pytest.mark.parametrize("shape, dim0, dim1", [((3, 17), 0, 1), ((2, 3, 5), 0, -1), ((2, 3, 5), 1, 1)])
-def test_transpose(shape, dim0, dim1):
-    check_op([shape], lambda x: x.transpose(dim0, dim1), lambda x: transpose_ref(x, dim0, dim1))
+def test_transpose(shape, dim0, dim1, device):
+    check_op([shape], lambda x: x.transpose(dim0, dim1), lambda x: transpose_ref(x, dim0, dim1), device=device)
 
 
 def test_T_property():
@@ -167,14 +173,14 @@ def test_T_property():
 
 
 @pytest.mark.parametrize("shape, dims", [((2, 3, 5), (2, 0, 1)), ((3, 17), (1, 0)), ((2, 3, 5, 1), (3, 1, 0, 2))])
-def test_permute(shape, dims):
-    check_op([shape], lambda x: x.permute(*dims), lambda x: np.transpose(x, dims))
-    check_op([shape], lambda x: fastnn.permute(x, dims), lambda x: np.transpose(x, dims))
+def test_permute(shape, dims, device):
+    check_op([shape], lambda x: x.permute(*dims), lambda x: np.transpose(x, dims), device=device)
+    check_op([shape], lambda x: fastnn.permute(x, dims), lambda x: np.transpose(x, dims), device=device)
 
 
 @pytest.mark.parametrize("shape, start, end", [((2, 3, 5), 0, -1), ((2, 3, 5), 1, 2), ((2, 3, 5), 0, 0), ((), 0, -1)])
-def test_flatten(shape, start, end):
-    check_op([shape], lambda x: x.flatten(start, end), lambda x: flatten_ref(x, start, end))
+def test_flatten(shape, start, end, device):
+    check_op([shape], lambda x: x.flatten(start, end), lambda x: flatten_ref(x, start, end), device=device)
 
 
 @pytest.mark.parametrize("index", [
@@ -193,9 +199,10 @@ def test_getitem_repeated_indices_accumulate():
 
 @pytest.mark.parametrize("shapes, axis", [
     ([(3,), (17,)], 0), ([(2, 3), (2, 1), (2, 17)], 1), ([(1, 3), (3, 3)], 0), ([(2, 3, 5), (2, 3, 1)], -1)])
-def test_cat(shapes, axis):
-    check_op(shapes, lambda *xs: fastnn.cat(xs, axis=axis), lambda *xs: cat_ref(*xs, axis=axis))
-    check_op(shapes, lambda *xs: fastnn.concatenate(list(xs), axis), lambda *xs: cat_ref(*xs, axis=axis))
+def test_cat(shapes, axis, device):
+    check_op(shapes, lambda *xs: fastnn.cat(xs, axis=axis), lambda *xs: cat_ref(*xs, axis=axis), device=device)
+    check_op(shapes, lambda *xs: fastnn.concatenate(list(xs), axis), lambda *xs: cat_ref(*xs, axis=axis),
+             device=device)
 
 
 @pytest.mark.parametrize("shapes, axis", [([(3,), (3,)], 0), ([(2, 3)] * 3, 1), ([(2, 3)] * 2, -1), ([()] * 4, 0)])
@@ -210,8 +217,8 @@ SIZES = [1, 3, 17]
 
 
 @pytest.mark.parametrize("m, k, n", list(itertools.product(SIZES, SIZES, SIZES)))
-def test_matmul_2d(m, k, n):
-    check_op([(m, k), (k, n)], fastnn.matmul, matmul_ref, atol=1e-5, rtol=1e-4)
+def test_matmul_2d(m, k, n, device):
+    check_op([(m, k), (k, n)], fastnn.matmul, matmul_ref, atol=1e-5, rtol=1e-4, device=device)
 
 
 @pytest.mark.parametrize("a_shape, b_shape", [

@@ -3,6 +3,7 @@
 #if FASTNN_CUDA_BUILT
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -47,20 +48,25 @@ cuda::ConvShape conv_shape(const Array& x, const Array& w, const Pair& stride, c
   return s;
 }
 
+// bias (or null): float32 of shape (count,) on x's device.
+const float* bias_arg(const Array* bias, int64_t count, const Array& x, const char* fn) {
+  if (!bias) return nullptr;
+  check_float(*bias, fn, "bias");
+  if (bias->shape != std::vector<int64_t>{count})
+    raise_value(std::string(fn) + ": argument 'bias' must have shape (" + std::to_string(count) + ",), got " +
+                shape_text(bias->shape));
+  check_same_device(x, *bias, fn, "input", "bias");
+  return bias->f();
+}
+
 Array conv_forward_py(const Array& x, const Array& w, const Array* bias, const Pair& stride,
                      const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups) {
   constexpr const char* fn = "cuda.conv2d_forward";
   const cuda::ConvShape s = conv_shape(x, w, stride, pad, dilation, groups, fn);
-  if (bias) {
-    check_float(*bias, fn, "bias");
-    if (bias->shape != std::vector<int64_t>{s.K})
-      raise_value(std::string(fn) + ": argument 'bias' must have shape (" + std::to_string(s.K) + ",), got " +
-                  shape_text(bias->shape));
-    check_same_device(x, *bias, fn, "input", "bias");
-  }
+  const float* b = bias_arg(bias, s.K, x, fn);
   Array out = empty({s.N, s.K, s.OH, s.OW}, Dtype::float32, x.device, fn);
   py::gil_scoped_release release;
-  cuda::conv2d_forward(out.f(), x.f(), w.f(), bias ? bias->f() : nullptr, s, x.device);
+  cuda::conv2d_forward(out.f(), x.f(), w.f(), b, s, x.device);
   return out;
 }
 
@@ -86,20 +92,100 @@ py::tuple conv_backward_py(const Array& dy, const Array& x, const Array& w, cons
   return py::make_tuple(or_none(dx), or_none(dw), or_none(db));
 }
 
-cuda::PoolShape pool_shape(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,
-                           const Pair& dilation, bool ceil_mode, const char* fn) {
+// A transposed convolution's settings as the CPU binding takes them (padding: top, bottom, left,
+// right), except output_padding, which may reach the dilation here: the ConvShape of its adjoint
+// conv2d, whose input is (N, C_out, H_out, W_out), H_out = (H - 1) stride - pad_top - pad_bottom +
+// dilation (R - 1) + output_padding + 1, and whose output the transposed input (N, C_in, H, W).
+cuda::ConvShape transposed_shape(const Array& x, const Array& w, const Pair& stride, const std::array<int64_t, 4>& pad,
+                                 const Pair& output_padding, const Pair& dilation, int64_t groups, const char* fn) {
   check_nchw(x, fn, "input");
+  check_float(w, fn, "weight");
+  check_rank(w, 4, fn, "weight", "(C_in, C_out/groups, R, S)");
+  check_same_device(x, w, fn, "input", "weight");
+  const int64_t C_in = x.shape[1];
+  if (groups < 1 || C_in % groups || w.shape[0] != C_in)
+    raise_value(std::string(fn) + ": weight " + shape_text(w.shape) + " does not fit input " + shape_text(x.shape) +
+                " with groups=" + std::to_string(groups) + ": expected (" + std::to_string(C_in) +
+                ", C_out/groups, R, S) and groups dividing " + std::to_string(C_in));
+  if (w.shape[2] < 1 || w.shape[3] < 1)
+    raise_value(std::string(fn) + ": the kernel must be at least 1x1, got weight of shape " + shape_text(w.shape));
+  if (stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 || pad[0] < 0 || pad[1] < 0 ||
+      pad[2] < 0 || pad[3] < 0)
+    raise_value(std::string(fn) + ": stride and dilation must be >= 1 and padding >= 0");
+  for (int i = 0; i < 2; ++i)
+    if (output_padding[i] < 0 || output_padding[i] >= std::max(stride[i], dilation[i]))
+      raise_value(std::string(fn) + ": output_padding must be >= 0 and smaller than the stride or the dilation, got (" +
+                  std::to_string(output_padding[0]) + ", " + std::to_string(output_padding[1]) + ")");
+  cuda::ConvShape s{x.shape[0], w.shape[1] * groups, 0, 0, C_in, w.shape[2], w.shape[3], x.shape[2], x.shape[3],
+                    stride[0], stride[1], pad[0], pad[2], dilation[0], dilation[1], groups};
+  const int64_t H = (s.OH - 1) * s.stride_h - pad[0] - pad[1] + s.dil_h * (s.R - 1) + output_padding[0] + 1;
+  const int64_t W = (s.OW - 1) * s.stride_w - pad[2] - pad[3] + s.dil_w * (s.S - 1) + output_padding[1] + 1;
+  if (s.OH > 0 && s.OW > 0 && (H < 1 || W < 1))
+    raise_value(std::string(fn) + ": the output would be " + std::to_string(H) + "x" + std::to_string(W) +
+                " for input " + shape_text(x.shape) + " and weight " + shape_text(w.shape) + "; reduce the padding");
+  s.H = std::max<int64_t>(H, 0);
+  s.W = std::max<int64_t>(W, 0);
+  return s;
+}
+
+Array conv_transpose_forward_py(const Array& x, const Array& w, const Array* bias, const Pair& stride,
+                               const std::array<int64_t, 4>& pad, const Pair& output_padding, const Pair& dilation,
+                               int64_t groups) {
+  constexpr const char* fn = "cuda.conv_transpose2d_forward";
+  const cuda::ConvShape s = transposed_shape(x, w, stride, pad, output_padding, dilation, groups, fn);
+  const float* b = bias_arg(bias, s.C, x, fn);
+  Array out = empty({s.N, s.C, s.H, s.W}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::conv_transpose2d_forward(out.f(), x.f(), w.f(), b, s, x.device);
+  return out;
+}
+
+py::tuple conv_transpose_backward_py(const Array& dy, const Array& x, const Array& w, const Pair& stride,
+                                     const std::array<int64_t, 4>& pad, const Pair& output_padding,
+                                     const Pair& dilation, int64_t groups, const std::array<bool, 3>& needs) {
+  constexpr const char* fn = "cuda.conv_transpose2d_backward";
+  const cuda::ConvShape s = transposed_shape(x, w, stride, pad, output_padding, dilation, groups, fn);
+  check_nchw(dy, fn, "grad_output");
+  if (dy.shape != std::vector<int64_t>{s.N, s.C, s.H, s.W})
+    raise_value(std::string(fn) + ": argument 'grad_output' must have shape " + shape_text({s.N, s.C, s.H, s.W}) +
+                ", got " + shape_text(dy.shape));
+  check_same_device(x, dy, fn, "input", "grad_output");
+  std::optional<Array> dx, dw, db;
+  if (needs[0]) dx = empty(x.shape, Dtype::float32, x.device, fn);
+  if (needs[1]) dw = empty(w.shape, Dtype::float32, x.device, fn);
+  if (needs[2]) db = empty({s.C}, Dtype::float32, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::conv_transpose2d_backward(dx ? dx->f() : nullptr, dw ? dw->f() : nullptr, db ? db->f() : nullptr, dy.f(),
+                                    x.f(), w.f(), s, x.device);
+  }
+  return py::make_tuple(or_none(dx), or_none(dw), or_none(db));
+}
+
+// The window settings checked, and the PoolShape they give for N x C planes of H x W.
+cuda::PoolShape pool_windows(int64_t N, int64_t C, int64_t H, int64_t W, const Pair& kernel, const Pair& stride,
+                             const Pair& padding, const Pair& dilation, bool ceil_mode, const char* fn) {
+  if (H < 1 || W < 1)
+    raise_value(std::string(fn) + ": the input must have non-zero height and width, got (" + std::to_string(H) +
+                ", " + std::to_string(W) + ")");
   if (kernel[0] < 1 || kernel[1] < 1 || stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 ||
       padding[0] < 0 || padding[1] < 0 || padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
     raise_value(std::string(fn) + ": kernel_size, stride and dilation must be >= 1 and padding between 0 and half "
                 "the kernel_size");
   const PoolAxis ah{kernel[0], stride[0], padding[0], dilation[0]}, aw{kernel[1], stride[1], padding[1], dilation[1]};
-  cuda::PoolShape s{x.shape[0] * x.shape[1], x.shape[2], x.shape[3], pool_output_size(x.shape[2], ah, ceil_mode),
-                    pool_output_size(x.shape[3], aw, ceil_mode), kernel[0], kernel[1], stride[0], stride[1],
-                    padding[0], padding[1], dilation[0], dilation[1]};
+  cuda::PoolShape s{N * C, H, W, pool_output_size(H, ah, ceil_mode), pool_output_size(W, aw, ceil_mode), kernel[0],
+                    kernel[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]};
   if (s.OH < 1 || s.OW < 1)
-    raise_value(std::string(fn) + ": the output would be empty for an input of shape " + shape_text(x.shape));
+    raise_value(std::string(fn) + ": the output would be empty for an input of shape " +
+                shape_text({N, C, H, W}));
   return s;
+}
+
+cuda::PoolShape pool_shape(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,
+                           const Pair& dilation, bool ceil_mode, const char* fn) {
+  check_nchw(x, fn, "input");
+  return pool_windows(x.shape[0], x.shape[1], x.shape[2], x.shape[3], kernel, stride, padding, dilation, ceil_mode,
+                      fn);
 }
 
 py::tuple max_pool_forward_py(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,
@@ -128,6 +214,77 @@ Array max_pool_backward_py(const Array& dy, const Array& indices, const Pair& in
   Array dx = empty({dy.shape[0], dy.shape[1], input_size[0], input_size[1]}, Dtype::float32, dy.device, fn);
   py::gil_scoped_release release;
   cuda::max_pool2d_backward(dx.f(), dy.f(), static_cast<const int64_t*>(indices.data()), s, dy.device);
+  return dx;
+}
+
+void check_divisor(int64_t divisor_override, const char* fn) {
+  if (divisor_override < 0)
+    raise_value(std::string(fn) + ": argument 'divisor_override' must be positive (or 0 for none), got " +
+                std::to_string(divisor_override));
+}
+
+void check_input_size(const Pair& input_size, const char* fn) {
+  if (input_size[0] < 1 || input_size[1] < 1)
+    raise_value(std::string(fn) + ": argument 'input_size' must be (H, W) with H, W >= 1, got (" +
+                std::to_string(input_size[0]) + ", " + std::to_string(input_size[1]) + ")");
+}
+
+Array avg_pool_forward_py(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding, bool ceil_mode,
+                         bool count_include_pad, int64_t divisor_override) {
+  constexpr const char* fn = "cuda.avg_pool2d_forward";
+  check_divisor(divisor_override, fn);
+  const cuda::PoolShape s = pool_shape(x, kernel, stride, padding, {1, 1}, ceil_mode, fn);
+  Array out = empty({x.shape[0], x.shape[1], s.OH, s.OW}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::avg_pool2d_forward(out.f(), x.f(), s, count_include_pad, divisor_override, x.device);
+  return out;
+}
+
+Array avg_pool_backward_py(const Array& dy, const Pair& input_size, const Pair& kernel, const Pair& stride,
+                          const Pair& padding, bool ceil_mode, bool count_include_pad, int64_t divisor_override) {
+  constexpr const char* fn = "cuda.avg_pool2d_backward";
+  check_nchw(dy, fn, "grad_output");
+  check_divisor(divisor_override, fn);
+  check_input_size(input_size, fn);
+  const int64_t N = dy.shape[0], C = dy.shape[1];
+  const cuda::PoolShape s =
+      pool_windows(N, C, input_size[0], input_size[1], kernel, stride, padding, {1, 1}, ceil_mode, fn);
+  if (dy.shape != std::vector<int64_t>{N, C, s.OH, s.OW})
+    raise_value(std::string(fn) + ": argument 'grad_output' must have shape " + shape_text({N, C, s.OH, s.OW}) +
+                " (the output size for input_size and the window), got " + shape_text(dy.shape));
+  Array dx = empty({N, C, input_size[0], input_size[1]}, Dtype::float32, dy.device, fn);
+  py::gil_scoped_release release;
+  cuda::avg_pool2d_backward(dx.f(), dy.f(), s, count_include_pad, divisor_override, dy.device);
+  return dx;
+}
+
+Array adaptive_avg_pool_forward_py(const Array& x, const Pair& output_size) {
+  constexpr const char* fn = "cuda.adaptive_avg_pool2d_forward";
+  check_nchw(x, fn, "input");
+  if (x.shape[2] < 1 || x.shape[3] < 1)
+    raise_value(std::string(fn) + ": argument 'input' must have non-zero height and width, got shape " +
+                shape_text(x.shape));
+  if (output_size[0] < 1 || output_size[1] < 1)
+    raise_value(std::string(fn) + ": argument 'output_size' must be >= 1 in both axes, got (" +
+                std::to_string(output_size[0]) + ", " + std::to_string(output_size[1]) + ")");
+  Array out = empty({x.shape[0], x.shape[1], output_size[0], output_size[1]}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::adaptive_avg_pool2d_forward(out.f(), x.f(), x.shape[0] * x.shape[1], x.shape[2], x.shape[3], output_size[0],
+                                    output_size[1], x.device);
+  return out;
+}
+
+Array adaptive_avg_pool_backward_py(const Array& dy, const Pair& input_size) {
+  constexpr const char* fn = "cuda.adaptive_avg_pool2d_backward";
+  check_nchw(dy, fn, "grad_output");
+  check_input_size(input_size, fn);
+  if (dy.shape[2] < 1 || dy.shape[3] < 1)
+    raise_value(std::string(fn) + ": argument 'grad_output' must have a non-zero output size, got shape " +
+                shape_text(dy.shape));
+  Array dx = empty({dy.shape[0], dy.shape[1], input_size[0], input_size[1]}, Dtype::float32, dy.device, fn);
+  py::gil_scoped_release release;
+  cuda::adaptive_avg_pool2d_backward(dx.f(), dy.f(), dy.shape[0] * dy.shape[1], input_size[0], input_size[1],
+                                     dy.shape[2], dy.shape[3], dy.device);
   return dx;
 }
 
@@ -363,10 +520,32 @@ void bind_cuda_nn(py::module_& m) {
   m.def("conv2d_backward", &conv_backward_py, py::arg("grad_output"), py::arg("input"), py::arg("weight"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("needs"),
         "(grad_input, grad_weight, grad_bias), each None unless asked for in needs.");
+  m.def("conv_transpose2d_forward", [](const Array& x, const Array& w, std::optional<Array> b, const Pair& stride,
+                                        const std::array<int64_t, 4>& pad, const Pair& output_padding,
+                                        const Pair& dilation, int64_t groups) {
+    return conv_transpose_forward_py(x, w, b ? &*b : nullptr, stride, pad, output_padding, dilation, groups);
+  }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+     py::arg("output_padding"), py::arg("dilation"), py::arg("groups"),
+     "As _C.conv_transpose2d_forward, on the GPU (padding: top, bottom, left, right; output_padding below the "
+     "stride or the dilation).");
+  m.def("conv_transpose2d_backward", &conv_transpose_backward_py, py::arg("grad_output"), py::arg("input"),
+        py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("needs"), "(grad_input, grad_weight, grad_bias), each None unless asked for in needs.");
   m.def("max_pool2d_forward", &max_pool_forward_py, py::arg("input"), py::arg("kernel_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"), "(out, int64 indices), as on the CPU.");
   m.def("max_pool2d_backward", &max_pool_backward_py, py::arg("grad_output"), py::arg("indices"),
         py::arg("input_size"));
+  m.def("avg_pool2d_forward", &avg_pool_forward_py, py::arg("input"), py::arg("kernel_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("ceil_mode") = false, py::arg("count_include_pad") = true,
+        py::arg("divisor_override") = 0, "As _C.avg_pool2d_forward, on the GPU (divisor_override 0: none).");
+  m.def("avg_pool2d_backward", &avg_pool_backward_py, py::arg("grad_output"), py::arg("input_size"),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("ceil_mode") = false,
+        py::arg("count_include_pad") = true, py::arg("divisor_override") = 0,
+        "Gradient of average pooling: (N, C, *input_size), gathered (no atomics).");
+  m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool_forward_py, py::arg("input"), py::arg("output_size"),
+        "As _C.adaptive_avg_pool2d_forward, on the GPU.");
+  m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool_backward_py, py::arg("grad_output"),
+        py::arg("input_size"), "Gradient of adaptive average pooling: (N, C, *input_size).");
   m.def("batch_norm_forward", &batch_norm_forward_cuda, py::arg("input"), py::arg("weight"), py::arg("bias"),
         py::arg("running_mean"), py::arg("running_var"), py::kw_only(), py::arg("training"), py::arg("momentum"),
         py::arg("eps"), "As _C.batch_norm_forward, on the GPU: (output, mean, invstd).");

@@ -3,6 +3,7 @@
 #if FASTNN_CUDA_BUILT
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -45,22 +46,52 @@ Array gemm(const Array& a, const Array& b, bool trans_a, bool trans_b, const Arr
   return c;
 }
 
+// shape with leading 1s up to ndim axes (numpy's alignment of broadcast shapes).
+std::vector<int64_t> padded(const std::vector<int64_t>& shape, size_t ndim) {
+  std::vector<int64_t> out(ndim - shape.size(), 1);
+  out.insert(out.end(), shape.begin(), shape.end());
+  return out;
+}
+
 Array binary(int op, const Array& a, const Array& b) {
   constexpr const char* fn = "cuda.binary";
   check_float(a, fn, "a");
   check_float(b, fn, "b");
   check_same_device(a, b, fn, "a", "b");
-  if (op < 0 || op > 3) raise_value(std::string(fn) + ": op must be 0 (add), 1 (sub), 2 (mul) or 3 (div)");
-  // b is a's shape, a row matching a's last axis (a bias), or one element.
-  const int64_t n = a.size(), bn = b.size();
-  const bool same = a.shape == b.shape;
-  const bool row = !a.shape.empty() && b.shape.size() == 1 && b.shape[0] == a.shape.back();
-  if (!same && !row && bn != 1)
-    raise_value(std::string(fn) + ": argument 'b' must have a's shape " + shape_text(a.shape) +
-                ", the shape of its last axis, or one element; got " + shape_text(b.shape));
-  Array out = empty(a.shape, Dtype::float32, a.device, fn);
+  if (op < 0 || op > 6)
+    raise_value(std::string(fn) + ": op must be 0 (add), 1 (sub), 2 (mul), 3 (div), 4 (pow), 5 (pow_grad_base) or "
+                "6 (pow_grad_exponent), got " + std::to_string(op));
+  // numpy broadcasting: the shapes aligned at their last axes, each pair of sizes equal or one of them 1.
+  const size_t ndim = std::max(a.shape.size(), b.shape.size());
+  const std::vector<int64_t> a_shape = padded(a.shape, ndim), b_shape = padded(b.shape, ndim);
+  std::vector<int64_t> out_shape(ndim);
+  for (size_t d = 0; d < ndim; ++d) {
+    if (a_shape[d] != b_shape[d] && a_shape[d] != 1 && b_shape[d] != 1)
+      raise_value(std::string(fn) + ": shapes " + shape_text(a.shape) + " of 'a' and " + shape_text(b.shape) +
+                  " of 'b' do not broadcast (aligned at the last axis, sizes must be equal or 1)");
+    out_shape[d] = a_shape[d] == 1 ? b_shape[d] : a_shape[d];
+  }
+  if (ndim > 8) raise_value(std::string(fn) + ": at most 8 axes, got " + std::to_string(ndim));
+  Array out = empty(out_shape, Dtype::float32, a.device, fn);
   py::gil_scoped_release release;
-  cuda::binary(static_cast<cuda::Binary>(op), out.f(), a.f(), b.f(), n, same ? n : bn, a.device);
+  cuda::broadcast_binary(static_cast<cuda::Binary>(op), out.f(), a.f(), b.f(), out_shape.data(), a_shape.data(),
+                         b_shape.data(), static_cast<int>(ndim), a.device);
+  return out;
+}
+
+Array expand(const Array& x, const std::vector<int64_t>& shape) {
+  constexpr const char* fn = "cuda.expand";
+  check_float(x, fn, "x");
+  if (shape.size() > 8) raise_value(std::string(fn) + ": at most 8 axes, got shape " + shape_text(shape));
+  bool fits = x.shape.size() <= shape.size();
+  const std::vector<int64_t> x_shape = padded(x.shape, fits ? shape.size() : x.shape.size());
+  for (size_t d = 0; fits && d < shape.size(); ++d) fits = x_shape[d] == shape[d] || x_shape[d] == 1;
+  if (!fits)
+    raise_value(std::string(fn) + ": argument 'x' of shape " + shape_text(x.shape) + " does not broadcast to " +
+                shape_text(shape));
+  Array out = empty(shape, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::expand(out.f(), x.f(), shape.data(), x_shape.data(), static_cast<int>(shape.size()), x.device);
   return out;
 }
 
@@ -213,43 +244,283 @@ Array sum_all(const Array& x, float scale) {
   return out;
 }
 
-// int64 labels, or float32 ones holding whole numbers (a fastnn tensor: checked on the device,
-// where a label that is not a class index gives NaN).
-void check_labels(const Array& logits, const Array& labels, const char* fn) {
-  check_float(logits, fn, "logits");
-  check_rank(logits, 2, fn, "logits", "(N, C)");
-  if (labels.shape != std::vector<int64_t>{logits.shape[0]})
-    raise_value(std::string(fn) + ": argument 'labels' must have shape (" + std::to_string(logits.shape[0]) +
-                ",), got " + shape_text(labels.shape));
-  check_same_device(logits, labels, fn, "logits", "labels");
+// ---- reductions over the middle axis of x (outer, R, inner) --------------------------------------
+Array reduce_sum(const Array& x, float scale) {
+  constexpr const char* fn = "cuda.reduce_sum";
+  check_float(x, fn, "x");
+  check_rank(x, 3, fn, "x", "(outer, R, inner)");
+  Array out = empty({x.shape[0], x.shape[2]}, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::reduce_sum(out.f(), x.f(), x.shape[0], x.shape[1], x.shape[2], scale, x.device);
+  return out;
 }
 
-Array cross_entropy_forward(const Array& logits, const Array& labels) {
-  constexpr const char* fn = "cuda.cross_entropy_forward";
-  check_labels(logits, labels, fn);
-  Array loss = empty({}, Dtype::float32, logits.device, fn);
+void check_max_input(const Array& x, const char* fn) {
+  check_float(x, fn, "x");
+  check_rank(x, 3, fn, "x", "(outer, R, inner)");
+  if (x.shape[1] == 0)
+    raise_value(std::string(fn) + ": cannot reduce an empty axis: x has shape " + shape_text(x.shape));
+}
+
+Array reduce_max(const Array& x) {
+  constexpr const char* fn = "cuda.reduce_max";
+  check_max_input(x, fn);
+  Array out = empty({x.shape[0], x.shape[2]}, Dtype::float32, x.device, fn);
   py::gil_scoped_release release;
-  const bool ints = labels.dtype == Dtype::int64;
-  cuda::cross_entropy_forward(loss.f(), logits.f(), ints ? static_cast<const int64_t*>(labels.data()) : nullptr,
-                              ints ? nullptr : labels.f(), logits.shape[0], logits.shape[1], logits.device);
+  cuda::reduce_max(out.f(), x.f(), x.shape[0], x.shape[1], x.shape[2], x.device);
+  return out;
+}
+
+Array reduce_max_backward(const Array& grad_out, const Array& x, const Array& out) {
+  constexpr const char* fn = "cuda.reduce_max_backward";
+  check_max_input(x, fn);
+  const std::vector<int64_t> reduced{x.shape[0], x.shape[2]};
+  auto check_reduced = [&](const Array& array, const char* name) {
+    check_float(array, fn, name);
+    if (array.shape != reduced)
+      raise_value(std::string(fn) + ": argument '" + name + "' must have shape " + shape_text(reduced) + ", got " +
+                  shape_text(array.shape));
+    check_same_device(x, array, fn, "x", name);
+  };
+  check_reduced(grad_out, "grad_out");
+  check_reduced(out, "out");
+  Array dx = empty(x.shape, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::reduce_max_backward(dx.f(), grad_out.f(), x.f(), out.f(), x.shape[0], x.shape[1], x.shape[2], x.device);
+  return dx;
+}
+
+// ---- softmax and losses ----
+
+// x viewed as (outer, C, inner) around axis `dim`.
+struct Lines {
+  int64_t outer = 1, C = 1, inner = 1;
+};
+Lines lines_along(const Array& x, int64_t dim, const char* fn) {
+  const int64_t ndim = static_cast<int64_t>(x.shape.size());
+  if (dim < 0 || dim >= ndim)
+    raise_value(std::string(fn) + ": argument 'dim' must be in [0, " + std::to_string(ndim) + ") for x of shape " +
+                shape_text(x.shape) + ", got " + std::to_string(dim));
+  Lines l;
+  for (int64_t d = 0; d < ndim; ++d) (d < dim ? l.outer : d == dim ? l.C : l.inner) *= x.shape[d];
+  return l;
+}
+
+Array softmax_forward(const Array& x, int64_t dim, bool log) {
+  constexpr const char* fn = "cuda.softmax_forward";
+  check_float(x, fn, "x");
+  const Lines l = lines_along(x, dim, fn);
+  Array y = empty(x.shape, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::softmax_forward(y.f(), x.f(), l.outer, l.C, l.inner, log, x.device);
+  return y;
+}
+
+Array softmax_backward(const Array& dy, const Array& y, int64_t dim, bool log) {
+  constexpr const char* fn = "cuda.softmax_backward";
+  check_float(dy, fn, "grad_out");
+  check_float(y, fn, "out");
+  check_same_shape(dy, y, fn, "grad_out", "out");
+  check_same_device(dy, y, fn, "grad_out", "out");
+  const Lines l = lines_along(y, dim, fn);
+  Array dx = empty(y.shape, Dtype::float32, y.device, fn);
+  py::gil_scoped_release release;
+  cuda::softmax_backward(dx.f(), dy.f(), y.f(), l.outer, l.C, l.inner, log, y.device);
+  return dx;
+}
+
+cuda::Reduction reduction_of(const std::string& name, const char* fn) {
+  if (name == "none") return cuda::Reduction::none;
+  if (name == "mean") return cuda::Reduction::mean;
+  if (name == "sum") return cuda::Reduction::sum;
+  raise_value(std::string(fn) + ": argument 'reduction' must be 'none', 'mean' or 'sum', got '" + name + "'");
+}
+
+// grad_loss: the loss's shape for reduction 'none' (`shape`), one element otherwise.
+void check_grad_loss(const Array& grad_loss, const Array& like, const std::vector<int64_t>& shape,
+                     cuda::Reduction reduction, const char* fn) {
+  check_float(grad_loss, fn, "grad_loss");
+  check_same_device(like, grad_loss, fn, "input", "grad_loss");
+  if (reduction == cuda::Reduction::none ? grad_loss.shape != shape : grad_loss.size() != 1)
+    raise_value(std::string(fn) + ": argument 'grad_loss' must have shape " +
+                (reduction == cuda::Reduction::none ? shape_text(shape) : std::string("() (one element)")) +
+                ", got " + shape_text(grad_loss.shape));
+}
+
+// logits (N, C); target: class indices (N,) (int64, or whole numbers as float32) or float32
+// probabilities (N, C); weight (C,).
+cuda::CrossEntropyArgs class_loss_args(const Array& logits, const Array& target, const std::optional<Array>& weight,
+                                       int64_t ignore_index, double label_smoothing, bool log_probs, const char* fn) {
+  check_float(logits, fn, "logits");
+  check_rank(logits, 2, fn, "logits", "(N, C)");
+  check_same_device(logits, target, fn, "logits", "target");
+  cuda::CrossEntropyArgs a{};
+  a.N = logits.shape[0];
+  a.C = logits.shape[1];
+  if (a.C < 1)
+    raise_value(std::string(fn) + ": argument 'logits' must have at least one class, got shape " +
+                shape_text(logits.shape));
+  a.logits = logits.f();
+  const std::vector<int64_t> rows{a.N};
+  if (target.shape == rows && target.dtype == Dtype::int64) {
+    a.labels = target.i64();
+  } else if (target.shape == rows) {
+    a.labels_f32 = target.f();
+  } else if (target.shape == logits.shape && target.dtype == Dtype::float32 && !log_probs) {
+    a.probs = target.f();
+  } else {
+    raise_value(std::string(fn) + ": argument 'target' must hold class indices of shape " + shape_text(rows) +
+                (log_probs ? "" : " or float32 class probabilities of shape " + shape_text(logits.shape)) +
+                ", got " + dtype_name(target.dtype) + " of shape " + shape_text(target.shape));
+  }
+  if (weight) {
+    check_float(*weight, fn, "weight");
+    check_same_device(logits, *weight, fn, "logits", "weight");
+    if (weight->shape != std::vector<int64_t>{a.C})
+      raise_value(std::string(fn) + ": argument 'weight' must have shape (" + std::to_string(a.C) + ",), got " +
+                  shape_text(weight->shape));
+    a.weight = weight->f();
+  }
+  if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0) || (log_probs && label_smoothing != 0.0))
+    raise_value(std::string(fn) + ": argument 'label_smoothing' must be in [0, 1] (0 with log_probs), got " +
+                std::to_string(label_smoothing));
+  a.ignore_index = ignore_index;
+  a.label_smoothing = static_cast<float>(label_smoothing);
+  a.log_probs = log_probs;
+  return a;
+}
+
+py::tuple cross_entropy_forward(const Array& logits, const Array& target, const std::optional<Array>& weight,
+                                int64_t ignore_index, double label_smoothing, const std::string& reduction,
+                                bool log_probs) {
+  constexpr const char* fn = "cuda.cross_entropy_forward";
+  const cuda::CrossEntropyArgs a =
+      class_loss_args(logits, target, weight, ignore_index, label_smoothing, log_probs, fn);
+  const cuda::Reduction r = reduction_of(reduction, fn);
+  Array loss = empty(r == cuda::Reduction::none ? std::vector<int64_t>{a.N} : std::vector<int64_t>{},
+                     Dtype::float32, logits.device, fn);
+  Array weight_sum = empty({}, Dtype::float32, logits.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::cross_entropy_forward(loss.f(), weight_sum.f(), a, r, logits.device);
+  }
+  return py::make_tuple(loss, weight_sum);
+}
+
+py::tuple cross_entropy_backward(const Array& logits, const Array& target, const Array& grad_loss,
+                                 const Array& weight_sum, const std::optional<Array>& weight, int64_t ignore_index,
+                                 double label_smoothing, const std::string& reduction, bool log_probs,
+                                 bool need_target) {
+  constexpr const char* fn = "cuda.cross_entropy_backward";
+  const cuda::CrossEntropyArgs a =
+      class_loss_args(logits, target, weight, ignore_index, label_smoothing, log_probs, fn);
+  const cuda::Reduction r = reduction_of(reduction, fn);
+  check_grad_loss(grad_loss, logits, {a.N}, r, fn);
+  check_float(weight_sum, fn, "weight_sum");
+  check_same_device(logits, weight_sum, fn, "logits", "weight_sum");
+  if (weight_sum.size() != 1)
+    raise_value(std::string(fn) + ": argument 'weight_sum' must be the one-element array cross_entropy_forward "
+                "returned, got shape " + shape_text(weight_sum.shape));
+  if (need_target && !a.probs)
+    raise_value(std::string(fn) + ": need_target asks for the gradient of class probabilities; class indices have none");
+  Array dlogits = empty(logits.shape, Dtype::float32, logits.device, fn);
+  std::optional<Array> dtarget;
+  if (need_target) dtarget = empty(logits.shape, Dtype::float32, logits.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::cross_entropy_backward(dlogits.f(), dtarget ? dtarget->f() : nullptr, grad_loss.f(), weight_sum.f(), a, r,
+                                 logits.device);
+  }
+  return py::make_tuple(dlogits, or_none(dtarget));
+}
+
+// w's shape must be a trailing part of the input's (w[i % w.size()] is its value at element i).
+int64_t trailing_period(const Array& w, const Array& input, const char* fn, const char* arg) {
+  check_float(w, fn, arg);
+  check_same_device(input, w, fn, "input", arg);
+  const size_t k = w.shape.size();
+  if (k > input.shape.size() || !std::equal(w.shape.begin(), w.shape.end(), input.shape.end() - k))
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have the shape of a trailing part of the input's " +
+                shape_text(input.shape) + " (() for one value), got " + shape_text(w.shape));
+  return w.size() > 0 ? w.size() : 1;
+}
+
+cuda::ElementwiseLossArgs elementwise_loss_args(int kind, const Array& input, const Array& target,
+                                                const std::optional<Array>& weight,
+                                                const std::optional<Array>& pos_weight, float delta, const char* fn) {
+  if (kind < 0 || kind > 4)
+    raise_value(std::string(fn) + ": argument 'kind' must be 0 (mse), 1 (l1), 2 (huber), 3 (binary cross-entropy) "
+                "or 4 (binary cross-entropy with logits), got " + std::to_string(kind));
+  check_float(input, fn, "input");
+  check_float(target, fn, "target");
+  check_same_shape(input, target, fn, "input", "target");
+  check_same_device(input, target, fn, "input", "target");
+  cuda::ElementwiseLossArgs a{};
+  a.kind = static_cast<cuda::ElementwiseLoss>(kind);
+  a.x = input.f();
+  a.y = target.f();
+  a.n = input.size();
+  a.delta = delta;
+  if (a.kind == cuda::ElementwiseLoss::huber && !(delta > 0.0f))
+    raise_value(std::string(fn) + ": argument 'delta' must be positive, got " + std::to_string(delta));
+  if (weight) {
+    a.weight_period = trailing_period(*weight, input, fn, "weight");
+    a.weight = weight->f();
+  }
+  if (pos_weight) {
+    if (a.kind != cuda::ElementwiseLoss::bce_logits)
+      raise_value(std::string(fn) + ": argument 'pos_weight' is for kind 4 (binary cross-entropy with logits) only");
+    a.pos_weight_period = trailing_period(*pos_weight, input, fn, "pos_weight");
+    a.pos_weight = pos_weight->f();
+  }
+  return a;
+}
+
+Array elementwise_loss_forward(int kind, const Array& input, const Array& target, const std::optional<Array>& weight,
+                               const std::optional<Array>& pos_weight, float delta, const std::string& reduction) {
+  constexpr const char* fn = "cuda.elementwise_loss_forward";
+  const cuda::ElementwiseLossArgs a = elementwise_loss_args(kind, input, target, weight, pos_weight, delta, fn);
+  const cuda::Reduction r = reduction_of(reduction, fn);
+  Array loss = empty(r == cuda::Reduction::none ? input.shape : std::vector<int64_t>{}, Dtype::float32, input.device,
+                     fn);
+  py::gil_scoped_release release;
+  cuda::elementwise_loss_forward(loss.f(), a, r, input.device);
   return loss;
 }
 
-Array cross_entropy_backward(const Array& logits, const Array& labels, const Array& grad_loss) {
-  constexpr const char* fn = "cuda.cross_entropy_backward";
-  check_labels(logits, labels, fn);
-  check_float(grad_loss, fn, "grad_loss");
-  if (grad_loss.size() != 1)
-    raise_value(std::string(fn) + ": argument 'grad_loss' must hold one element, got shape " +
-                shape_text(grad_loss.shape));
-  check_same_device(logits, grad_loss, fn, "logits", "grad_loss");
-  Array d = empty(logits.shape, Dtype::float32, logits.device, fn);
+py::tuple elementwise_loss_backward(int kind, const Array& grad_loss, const Array& input, const Array& target,
+                                    const std::optional<Array>& weight, const std::optional<Array>& pos_weight,
+                                    float delta, const std::string& reduction, bool need_input, bool need_target) {
+  constexpr const char* fn = "cuda.elementwise_loss_backward";
+  const cuda::ElementwiseLossArgs a = elementwise_loss_args(kind, input, target, weight, pos_weight, delta, fn);
+  const cuda::Reduction r = reduction_of(reduction, fn);
+  check_grad_loss(grad_loss, input, input.shape, r, fn);
+  std::optional<Array> dx, dy;
+  if (need_input) dx = empty(input.shape, Dtype::float32, input.device, fn);
+  if (need_target) dy = empty(input.shape, Dtype::float32, input.device, fn);
+  {
+    py::gil_scoped_release release;
+    cuda::elementwise_loss_backward(dx ? dx->f() : nullptr, dy ? dy->f() : nullptr, grad_loss.f(), a, r,
+                                    input.device);
+  }
+  return py::make_tuple(or_none(dx), or_none(dy));
+}
+
+// Inverted dropout's mask on `device`, the CPU's _C.dropout_mask bit for bit; with `counter` (a
+// device int64 array of one element) the draw number comes from it, advanced on the device.
+Array dropout_mask_cuda(const std::vector<int64_t>& shape, double p, uint64_t seed, uint64_t offset,
+                        std::optional<Array> counter, int device) {
+  constexpr const char* fn = "cuda.dropout_mask";
+  if (!(p >= 0.0 && p <= 1.0))
+    raise_value(std::string(fn) + ": argument 'p' must be in [0, 1], got p=" + std::to_string(p));
+  if (counter && (counter->dtype != Dtype::int64 || counter->size() != 1 || counter->device != device))
+    raise_value(std::string(fn) + ": argument 'counter' must be an int64 array of one element on cuda:" +
+                std::to_string(device));
+  Array mask = empty(shape, Dtype::float32, device, fn);
   py::gil_scoped_release release;
-  const bool ints = labels.dtype == Dtype::int64;
-  cuda::cross_entropy_backward(d.f(), logits.f(), ints ? static_cast<const int64_t*>(labels.data()) : nullptr,
-                               ints ? nullptr : labels.f(), grad_loss.f(), logits.shape[0], logits.shape[1],
-                               logits.device);
-  return d;
+  cuda::dropout_mask(mask.f(), mask.size(), p, seed, offset,
+                     counter ? static_cast<int64_t*>(counter->data()) : nullptr, device);
+  return mask;
 }
 
 }  // namespace
@@ -260,7 +531,9 @@ void bind_cuda_ops(py::module_& m) {
   }, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("bias") = py::none(),
      py::arg("relu") = false, py::arg("alpha") = 1.0f, "op(a) @ op(b) [+ bias] [relu] (fp32).");
   m.def("binary", &binary, py::arg("op"), py::arg("a"), py::arg("b"),
-        "a op b, op 0 add, 1 sub, 2 mul, 3 div; b has a's shape, its last axis' or one element.");
+        "a op b with numpy broadcasting; op 0 add, 1 sub, 2 mul, 3 div, 4 pow, 5 b * a**(b - 1), "
+        "6 a**b * log(a) (0 where a == 0 and b >= 0).");
+  m.def("expand", &expand, py::arg("x"), py::arg("shape"), "x broadcast to shape, as a new array.");
   m.def("unary", &unary, py::arg("op"), py::arg("x"), "f(x): op 0 neg, 1 exp, 2 log, 3 sqrt, 4 sigmoid, 5 tanh");
   m.def("unary_backward", &unary_backward, py::arg("op"), py::arg("grad_out"), py::arg("saved"),
         "grad_out * f'(.) from the saved input (log) or output (the others).");
@@ -273,8 +546,37 @@ void bind_cuda_ops(py::module_& m) {
   m.def("relu_backward", &relu_backward, py::arg("grad_out"), py::arg("out"));
   m.def("column_sums", &column_sums, py::arg("x"));
   m.def("sum_all", &sum_all, py::arg("x"), py::arg("scale") = 1.0f);
-  m.def("cross_entropy_forward", &cross_entropy_forward, py::arg("logits"), py::arg("labels"));
-  m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("logits"), py::arg("labels"), py::arg("grad_loss"));
+  m.def("reduce_sum", &reduce_sum, py::arg("x"), py::arg("scale") = 1.0f,
+        "x (outer, R, inner) summed over R (in double), times scale: (outer, inner).");
+  m.def("reduce_max", &reduce_max, py::arg("x"), "x (outer, R, inner) maximized over R: (outer, inner).");
+  m.def("reduce_max_backward", &reduce_max_backward, py::arg("grad_out"), py::arg("x"), py::arg("out"),
+        "grad_out / ties where x equals out (its maximum over R), 0 elsewhere: x's shape.");
+  m.def("softmax_forward", &softmax_forward, py::arg("x"), py::arg("dim"), py::arg("log") = false,
+        "softmax (log: log_softmax) of x along dim.");
+  m.def("softmax_backward", &softmax_backward, py::arg("grad_out"), py::arg("out"), py::arg("dim"),
+        py::arg("log") = false, "The input's gradient from the output's and the saved output.");
+  m.def("cross_entropy_forward", &cross_entropy_forward, py::arg("logits"), py::arg("target"), py::kw_only(),
+        py::arg("weight") = py::none(), py::arg("ignore_index") = -100, py::arg("label_smoothing") = 0.0,
+        py::arg("reduction") = "mean", py::arg("log_probs") = false,
+        "(loss, weight_sum): cross-entropy of logits (N, C) (log_probs: nll_loss of log-probabilities) with class "
+        "indices (N,) or probabilities (N, C); loss (N,) for 'none', () otherwise; weight_sum: mean's divisor.");
+  m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("logits"), py::arg("target"), py::arg("grad_loss"),
+        py::arg("weight_sum"), py::kw_only(), py::arg("weight") = py::none(), py::arg("ignore_index") = -100,
+        py::arg("label_smoothing") = 0.0, py::arg("reduction") = "mean", py::arg("log_probs") = false,
+        py::arg("need_target") = false,
+        "(dlogits, dtarget or None); the arguments as given to cross_entropy_forward, with its weight_sum.");
+  m.def("elementwise_loss_forward", &elementwise_loss_forward, py::arg("kind"), py::arg("input"), py::arg("target"),
+        py::kw_only(), py::arg("weight") = py::none(), py::arg("pos_weight") = py::none(), py::arg("delta") = 1.0f,
+        py::arg("reduction") = "mean",
+        "Loss kind 0 mse, 1 l1, 2 huber, 3 binary cross-entropy, 4 with logits; weight and pos_weight have a "
+        "trailing part of the input's shape; the input's shape for 'none', () otherwise.");
+  m.def("elementwise_loss_backward", &elementwise_loss_backward, py::arg("kind"), py::arg("grad_loss"),
+        py::arg("input"), py::arg("target"), py::kw_only(), py::arg("weight") = py::none(),
+        py::arg("pos_weight") = py::none(), py::arg("delta") = 1.0f, py::arg("reduction") = "mean",
+        py::arg("need_input") = true, py::arg("need_target") = true, "(dinput or None, dtarget or None).");
+  m.def("dropout_mask", &dropout_mask_cuda, py::arg("shape"), py::arg("p"), py::arg("seed"), py::arg("offset"),
+        py::arg("counter") = py::none(), py::arg("device") = 0,
+        "As _C.dropout_mask, on the GPU; counter: a device int64 (1,) holding the draw number, advanced by 1.");
 }
 
 }  // namespace cuda_py

@@ -22,6 +22,7 @@ void bind_rnn(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_random(py::module_& m);
 void bind_cuda(py::module_& m);
 }
 
@@ -88,6 +89,7 @@ PYBIND11_MODULE(_C, m) {
   bind_pool(m);
   bind_norm(m);
   bind_conv(m);
+  bind_random(m);
   bind_cuda(m);
   m.def("buffer_cache_bytes", &buffer_cache_bytes, "Bytes of freed output buffers kept for reuse.");
   m.def("buffer_cache_limit", &buffer_cache_limit, "The most bytes of freed output buffers kept (default 1 GiB).");

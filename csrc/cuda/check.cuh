@@ -33,6 +33,10 @@ inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535) {
   return static_cast<unsigned>(blocks < cap ? blocks : cap);
 }
 
+// for (i = 0; i < n; ++i) spread over a 1-D grid: each thread takes every (blocks * threads)-th i.
+#define GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
 // Device scratch from the caching allocator, returned when it goes out of scope (kernels queued on
 // fastnn's stream may still use it: the next user of the block queues after them).
 struct Scratch {

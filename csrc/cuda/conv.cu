@@ -11,6 +11,10 @@
 // atomics: every input element is written by one thread, so results are deterministic); db is
 // a per-channel sum over the batch and the output plane, one block per channel. The chunk size
 // keeps cols within 32 Mi floats; the buffers come from the caching allocator.
+// Transposed convolution: the adjoint of a conv2d, so no kernels of its own (as on the CPU): its
+// forward is that conv2d's input gradient, with the bias added by col2im; its input gradient
+// that conv2d's forward; its weight gradient that conv2d's weight gradient with input and output
+// exchanged; its bias gradient the channel sums of its output gradient.
 // TODO(issue 6): a direct kernel for few input channels and 1x1 convolutions without im2col;
 // measured only once a GPU is lent to the project.
 #include <algorithm>
@@ -60,13 +64,14 @@ __global__ void gather_grad_kernel(float* tmp, const float* dy, ConvShape s, int
   }
 }
 
-__global__ void col2im_kernel(float* dx, const float* dcols, ConvShape s, int64_t n0, int64_t nb) {
+// dx = the col2im sum, + bias[c] when bias is not null (the transposed convolution's forward).
+__global__ void col2im_kernel(float* dx, const float* dcols, const float* bias, ConvShape s, int64_t n0, int64_t nb) {
   const int64_t plane = s.OH * s.OW, L = nb * plane, total = nb * s.C * s.H * s.W;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const int64_t img = e / (s.C * s.H * s.W), c = (e / (s.H * s.W)) % s.C;
     const int64_t ih = (e / s.W) % s.H, iw = e % s.W;
-    float sum = 0.0f;
+    float sum = 0.0f;  // every tap, even when OH, OW are 0 (no dcols then) and only the bias remains
     for (int64_t r = 0; r < s.R; ++r) {
       const int64_t th = ih + s.pad_top - r * s.dil_h;  // = oh * stride_h
       if (th < 0 || th % s.stride_h) continue;
@@ -80,7 +85,7 @@ __global__ void col2im_kernel(float* dx, const float* dcols, ConvShape s, int64_
         sum += dcols[((c * s.R + r) * s.S + q) * L + img * plane + oh * s.OW + ow];
       }
     }
-    dx[n0 * s.C * s.H * s.W + e] = sum;
+    dx[n0 * s.C * s.H * s.W + e] = bias ? sum + bias[c] : sum;
   }
 }
 
@@ -105,6 +110,42 @@ int64_t chunk_images(const ConvShape& s) {
 
 unsigned blocks_for(int64_t n) { return grid_for(n, kThreads); }
 
+// dx (or null) = col2im(W^T dy) + dx_bias (or null); dw (or null) = dy cols(x)^T summed over the
+// chunks of images (x is read only for dw).
+void backward_chunks(float* dx, const float* dx_bias, float* dw, const float* dy, const float* x, const float* w,
+                     const ConvShape& s, int device) {
+  const int64_t plane = s.OH * s.OW;
+  cudaStream_t st = stream_of(device);
+  const int64_t G = s.groups, Kg = s.K / G, CRSg = s.C / G * s.R * s.S, nb_max = chunk_images(s);
+  Scratch cols(s.C * s.R * s.S * nb_max * plane, device), tmp(s.K * nb_max * plane, device);
+  for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
+    const int64_t nb = std::min(nb_max, s.N - n0), L = nb * plane;
+    gather_grad_kernel<<<blocks_for(nb * s.K * plane), kThreads, 0, st>>>(tmp.ptr, dy, s, n0, nb);
+    check_launch("conv2d_backward (gather)");
+    if (dw) {
+      im2col_kernel<<<blocks_for(s.C * s.R * s.S * L), kThreads, 0, st>>>(cols.ptr, x, s, n0, nb);
+      check_launch("conv2d_backward (im2col)");
+      for (int64_t g = 0; g < G; ++g)  // dW_g (+)= tmp_g cols_g^T
+        sgemm(dw + g * Kg * CRSg, CRSg, tmp.ptr + g * Kg * L, L, cols.ptr + g * CRSg * L, L, Kg, CRSg, L, false,
+              true, 1.0f, n0 == 0 ? 0.0f : 1.0f, nullptr, false, device);
+    }
+    if (dx) {
+      for (int64_t g = 0; g < G; ++g)  // dcols_g = W_g^T tmp_g (cols is free again: reuse it)
+        sgemm(cols.ptr + g * CRSg * L, L, w + g * Kg * CRSg, CRSg, tmp.ptr + g * Kg * L, L, CRSg, L, Kg, true, false,
+              1.0f, 0.0f, nullptr, false, device);
+      col2im_kernel<<<blocks_for(nb * s.C * s.H * s.W), kThreads, 0, st>>>(dx, cols.ptr, dx_bias, s, n0, nb);
+      check_launch("conv2d_backward (col2im)");
+    }
+  }
+}
+
+// db (count,) = the sums of dy (N, count, plane) over the batch and the plane.
+void channel_sums(float* db, const float* dy, int64_t N, int64_t count, int64_t plane, int device) {
+  if (count == 0) return;
+  channel_sums_kernel<<<static_cast<unsigned>(count), kThreads, 0, stream_of(device)>>>(db, dy, N, count, plane);
+  check_launch("channel sums (bias gradient)");
+}
+
 }  // namespace
 
 void conv2d_forward(float* out, const float* x, const float* w, const float* bias, const ConvShape& s, int device) {
@@ -127,40 +168,28 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* bia
 
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                      const ConvShape& s, int device) {
-  const int64_t plane = s.OH * s.OW;
-  cudaStream_t st = stream_of(device);
-  const int64_t G = s.groups, Kg = s.K / G, CRSg = s.C / G * s.R * s.S, nb_max = chunk_images(s);
-  if (s.N == 0 || plane == 0) {  // no output element: zero gradients
+  if (s.N == 0 || s.OH * s.OW == 0) {  // no output element: zero gradients
     if (dx) fill(dx, 0.0f, s.N * s.C * s.H * s.W, device);
-    if (dw) fill(dw, 0.0f, s.K * CRSg, device);
+    if (dw) fill(dw, 0.0f, s.K * (s.C / s.groups) * s.R * s.S, device);
     if (db) fill(db, 0.0f, s.K, device);
     return;
   }
-  if (db) {
-    channel_sums_kernel<<<static_cast<unsigned>(s.K), kThreads, 0, st>>>(db, dy, s.N, s.K, plane);
-    check_launch("conv2d_backward (bias)");
-  }
-  if (!dx && !dw) return;
-  Scratch cols(s.C * s.R * s.S * nb_max * plane, device), tmp(s.K * nb_max * plane, device);
-  for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
-    const int64_t nb = std::min(nb_max, s.N - n0), L = nb * plane;
-    gather_grad_kernel<<<blocks_for(nb * s.K * plane), kThreads, 0, st>>>(tmp.ptr, dy, s, n0, nb);
-    check_launch("conv2d_backward (gather)");
-    if (dw) {
-      im2col_kernel<<<blocks_for(s.C * s.R * s.S * L), kThreads, 0, st>>>(cols.ptr, x, s, n0, nb);
-      check_launch("conv2d_backward (im2col)");
-      for (int64_t g = 0; g < G; ++g)  // dW_g (+)= tmp_g cols_g^T
-        sgemm(dw + g * Kg * CRSg, CRSg, tmp.ptr + g * Kg * L, L, cols.ptr + g * CRSg * L, L, Kg, CRSg, L, false,
-              true, 1.0f, n0 == 0 ? 0.0f : 1.0f, nullptr, false, device);
-    }
-    if (dx) {
-      for (int64_t g = 0; g < G; ++g)  // dcols_g = W_g^T tmp_g (cols is free again: reuse it)
-        sgemm(cols.ptr + g * CRSg * L, L, w + g * Kg * CRSg, CRSg, tmp.ptr + g * Kg * L, L, CRSg, L, Kg, true, false,
-              1.0f, 0.0f, nullptr, false, device);
-      col2im_kernel<<<blocks_for(nb * s.C * s.H * s.W), kThreads, 0, st>>>(dx, cols.ptr, s, n0, nb);
-      check_launch("conv2d_backward (col2im)");
-    }
-  }
+  if (db) channel_sums(db, dy, s.N, s.K, s.OH * s.OW, device);
+  if (dx || dw) backward_chunks(dx, nullptr, dw, dy, x, w, s, device);
+}
+
+void conv_transpose2d_forward(float* out, const float* input, const float* w, const float* bias, const ConvShape& s,
+                              int device) {
+  // With an empty input plane (OH or OW 0) col2im still runs: it writes the bias alone.
+  if (s.N * s.C * s.H * s.W == 0) return;
+  backward_chunks(out, bias, nullptr, input, nullptr, w, s, device);
+}
+
+void conv_transpose2d_backward(float* dx, float* dw, float* db, const float* dy, const float* input, const float* w,
+                               const ConvShape& s, int device) {
+  if (dx) conv2d_forward(dx, dy, w, nullptr, s, device);
+  if (dw) conv2d_backward(nullptr, dw, nullptr, input, dy, w, s, device);
+  if (db) channel_sums(db, dy, s.N, s.C, s.H * s.W, device);  // zeros for an empty batch or plane
 }
 
 }  // namespace cuda

@@ -1,11 +1,17 @@
 // Elementwise ops and reductions on the GPU. Dimension letters: n elements; rows x cols.
 //
 // Elementwise kernels: one thread per element in a grid-stride loop (256 threads a block, at
-// most 65535 blocks), which is bandwidth-bound and needs no tuning. Column sums: one block per
+// most 65535 blocks), which is bandwidth-bound and needs no tuning. Binary ops broadcast as numpy:
+// the contiguous kernel when a fills the output and b repeats with a period (equal shapes, a bias
+// row, a scalar); otherwise the strided kernel, which finds each operand's element from the output
+// index through per-axis strides (0 on broadcast axes; axes merged first where both operands are
+// contiguous across them, so (N, C, H, W) * (1, C, 1, 1) divides by three sizes, not four).
+// permute and expand are the same strided walk with one operand. Column sums: one block per
 // 32 columns, its 8 warps striding over the rows (warp lanes read consecutive columns, so loads
 // coalesce), then a shared-memory sum of the 8 partials. sum_all: blocks reduce grid-stride
 // partial sums through warp shuffles, then one atomicAdd per block into the zeroed output (the
 // order of the additions, and so the last bits of the sum, may vary between runs).
+#include <string>
 #include <type_traits>
 
 #include "cuda/check.cuh"
@@ -18,19 +24,25 @@ namespace {
 
 constexpr int kThreads = 256;
 
-#define GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
-
 __global__ void fill_kernel(float* y, float value, int64_t n) {
   GRID_STRIDE(i, n) y[i] = value;
 }
 
 template <Binary op>
+__device__ float binary_op(float x, float y) {
+  return op == Binary::add ? x + y
+       : op == Binary::sub ? x - y
+       : op == Binary::mul ? x * y
+       : op == Binary::div ? x / y
+       : op == Binary::pow ? powf(x, y)
+       : op == Binary::pow_grad_base ? y * powf(x, y - 1.0f)
+       // 0 where x == 0 and y >= 0 (as the CPU's Pow), where x**y log x would be 0 * -inf
+                               : (x == 0.0f && y >= 0.0f ? 0.0f : powf(x, y) * logf(x));
+}
+
+template <Binary op>
 __global__ void binary_kernel(float* out, const float* a, const float* b, int64_t n, int64_t period) {
-  GRID_STRIDE(i, n) {
-    const float x = a[i], y = b[period == n ? i : i % period];
-    out[i] = op == Binary::add ? x + y : op == Binary::sub ? x - y : op == Binary::mul ? x * y : x / y;
-  }
+  GRID_STRIDE(i, n) out[i] = binary_op<op>(a[i], b[period == n ? i : i % period]);
 }
 
 template <Unary op>
@@ -104,20 +116,41 @@ __global__ void sum_all_kernel(float* out, const float* x, int64_t n, float scal
   }
 }
 
+// The output's shape and, for each of up to two inputs, its element stride along each output axis
+// (in_stride[k][d]; 0 where input k broadcasts). Passed by value: it lands in the kernel's
+// parameter space, read by all threads alike.
 constexpr int kMaxAxes = 8;
-struct Axes {
-  int64_t out_shape[kMaxAxes], in_stride[kMaxAxes];  // in_stride[i]: x's stride of out axis i
+struct Strides {
+  int64_t out_shape[kMaxAxes], in_stride[2][kMaxAxes];
   int ndim;
 };
 
-__global__ void permute_kernel(float* out, const float* x, Axes a, int64_t n) {
+// The offsets of output element i in each of the first `inputs` inputs.
+template <int inputs>
+__device__ void input_offsets(const Strides& s, int64_t i, int64_t (&offset)[inputs]) {
+  for (int k = 0; k < inputs; ++k) offset[k] = 0;
+  for (int d = s.ndim - 1; d >= 0; --d) {
+    const int64_t index = i % s.out_shape[d];
+    i /= s.out_shape[d];
+    for (int k = 0; k < inputs; ++k) offset[k] += index * s.in_stride[k][d];
+  }
+}
+
+// out[i] = x at i's offset: permute (permuted strides) and expand (zero strides).
+__global__ void strided_copy_kernel(float* out, const float* x, Strides s, int64_t n) {
   GRID_STRIDE(i, n) {
-    int64_t rest = i, src = 0;
-    for (int d = a.ndim - 1; d >= 0; --d) {
-      src += (rest % a.out_shape[d]) * a.in_stride[d];
-      rest /= a.out_shape[d];
-    }
-    out[i] = x[src];
+    int64_t offset[1];
+    input_offsets(s, i, offset);
+    out[i] = x[offset[0]];
+  }
+}
+
+template <Binary op>
+__global__ void broadcast_binary_kernel(float* out, const float* a, const float* b, Strides s, int64_t n) {
+  GRID_STRIDE(i, n) {
+    int64_t offset[2];
+    input_offsets(s, i, offset);
+    out[i] = binary_op<op>(a[offset[0]], b[offset[1]]);
   }
 }
 
@@ -133,24 +166,71 @@ __global__ void slab_kernel(float* out, float* piece, int64_t A, int64_t n, int6
   }
 }
 
+// The Strides of `inputs` inputs of the given shapes (ndim axes each, sizes 1 or out's) read along
+// out_shape: 0 on a stretched axis. Output axes of size 1 are dropped and neighbours merged where
+// every input is contiguous across them, so the kernels divide by as few sizes as possible (an
+// equal-shape pair becomes one axis, a bias row over a matrix two).
+Strides broadcast_strides(const int64_t* out_shape, const int64_t* const* shapes, int inputs, int ndim,
+                          const char* fn) {
+  if (ndim > kMaxAxes) throw CudaError(std::string(fn) + ": at most 8 axes");
+  int64_t shape[kMaxAxes], stride[2][kMaxAxes], contiguous[2] = {1, 1};
+  int m = 0;  // axes kept so far, innermost first
+  for (int d = ndim - 1; d >= 0; --d) {
+    if (out_shape[d] == 1) continue;
+    int64_t axis_stride[2] = {0, 0};
+    bool merges = m > 0;
+    for (int k = 0; k < inputs; ++k) {
+      axis_stride[k] = shapes[k][d] == 1 ? 0 : contiguous[k];
+      contiguous[k] *= shapes[k][d];
+      merges = merges && axis_stride[k] == stride[k][m - 1] * shape[m - 1];
+    }
+    if (merges) {
+      shape[m - 1] *= out_shape[d];
+      continue;
+    }
+    shape[m] = out_shape[d];
+    for (int k = 0; k < 2; ++k) stride[k][m] = axis_stride[k];
+    ++m;
+  }
+  Strides s{};
+  s.ndim = m;
+  for (int j = 0; j < m; ++j) {
+    s.out_shape[j] = shape[m - 1 - j];
+    for (int k = 0; k < 2; ++k) s.in_stride[k][j] = stride[k][m - 1 - j];
+  }
+  return s;
+}
+
+// Launches strided_copy_kernel over the n elements of s's output.
+void strided_copy(float* out, const float* x, const Strides& s, int64_t n, int device, const char* fn) {
+  if (n == 0) return;
+  strided_copy_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(device)>>>(out, x, s, n);
+  check_launch(fn);
+}
+
 }  // namespace
 
 void permute(float* out, const float* x, const int64_t* shape, const int* perm, int ndim, int device) {
   if (ndim > kMaxAxes) throw CudaError("permute: at most 8 axes");
-  Axes a{};
-  a.ndim = ndim;
+  Strides s{};
+  s.ndim = ndim;
   int64_t stride[kMaxAxes], n = 1;
   for (int d = ndim - 1; d >= 0; --d) {
     stride[d] = n;
     n *= shape[d];
   }
   for (int d = 0; d < ndim; ++d) {
-    a.out_shape[d] = shape[perm[d]];
-    a.in_stride[d] = stride[perm[d]];
+    s.out_shape[d] = shape[perm[d]];
+    s.in_stride[0][d] = stride[perm[d]];
   }
-  if (n == 0) return;
-  permute_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(device)>>>(out, x, a, n);
-  check_launch("permute");
+  strided_copy(out, x, s, n, device, "permute");
+}
+
+void expand(float* out, const float* x, const int64_t* out_shape, const int64_t* x_shape, int ndim, int device) {
+  const Strides s = broadcast_strides(out_shape, &x_shape, 1, ndim, "expand");
+  int64_t n = 1;
+  for (int d = 0; d < ndim; ++d) n *= out_shape[d];
+  strided_copy(out, x, s, n, device, "expand");
 }
 
 void copy_slab(float* out, float* piece, int64_t A, int64_t n, int64_t inner, int64_t total, int64_t offset,
@@ -167,20 +247,54 @@ void fill(float* y, float value, int64_t n, int device) {
   check_launch("fill");
 }
 
+// f(op) with op as a compile-time constant (std::integral_constant), for the kernel templates.
+template <class F>
+void with_binary(Binary op, F&& f) {
+  switch (op) {
+    case Binary::add: return f(std::integral_constant<Binary, Binary::add>{});
+    case Binary::sub: return f(std::integral_constant<Binary, Binary::sub>{});
+    case Binary::mul: return f(std::integral_constant<Binary, Binary::mul>{});
+    case Binary::div: return f(std::integral_constant<Binary, Binary::div>{});
+    case Binary::pow: return f(std::integral_constant<Binary, Binary::pow>{});
+    case Binary::pow_grad_base: return f(std::integral_constant<Binary, Binary::pow_grad_base>{});
+    case Binary::pow_grad_exponent: return f(std::integral_constant<Binary, Binary::pow_grad_exponent>{});
+  }
+}
+
 void binary(Binary op, float* out, const float* a, const float* b, int64_t n, int64_t b_period, int device) {
   if (n == 0) return;
   cudaStream_t s = stream_of(device);
-  const unsigned grid = grid_for(n, kThreads);
-  switch (op) {
-    case Binary::add: binary_kernel<Binary::add><<<grid, kThreads, 0, s>>>(out, a, b, n, b_period); break;
-    case Binary::sub: binary_kernel<Binary::sub><<<grid, kThreads, 0, s>>>(out, a, b, n, b_period); break;
-    case Binary::mul: binary_kernel<Binary::mul><<<grid, kThreads, 0, s>>>(out, a, b, n, b_period); break;
-    case Binary::div: binary_kernel<Binary::div><<<grid, kThreads, 0, s>>>(out, a, b, n, b_period); break;
-  }
+  with_binary(op, [&](auto o) {
+    binary_kernel<decltype(o)::value><<<grid_for(n, kThreads), kThreads, 0, s>>>(out, a, b, n, b_period);
+  });
   check_launch("binary");
 }
 
-// f(op) with op as a compile-time constant (std::integral_constant), for the kernel templates.
+void broadcast_binary(Binary op, float* out, const float* a, const float* b, const int64_t* out_shape,
+                      const int64_t* a_shape, const int64_t* b_shape, int ndim, int device) {
+  const int64_t* shapes[2] = {a_shape, b_shape};
+  const Strides st = broadcast_strides(out_shape, shapes, 2, ndim, "broadcast_binary");
+  // The contiguous kernel serves when a fills out and b repeats with a period: b contiguous over
+  // the inner axes and broadcast over the outer ones (equal shapes, a bias row, a scalar).
+  int64_t n = 1, period = 1;
+  bool a_fills = true, b_repeats = true;
+  for (int d = st.ndim - 1; d >= 0; --d) {
+    a_fills = a_fills && st.in_stride[0][d] == n;
+    if (st.in_stride[1][d] == n && period == n)
+      period *= st.out_shape[d];
+    else
+      b_repeats = b_repeats && st.in_stride[1][d] == 0;
+    n *= st.out_shape[d];
+  }
+  if (a_fills && b_repeats) return binary(op, out, a, b, n, period, device);
+  if (n == 0) return;
+  cudaStream_t s = stream_of(device);
+  with_binary(op, [&](auto o) {
+    broadcast_binary_kernel<decltype(o)::value><<<grid_for(n, kThreads), kThreads, 0, s>>>(out, a, b, st, n);
+  });
+  check_launch("broadcast_binary");
+}
+
 template <class F>
 void with_unary(Unary op, F&& f) {
   switch (op) {

@@ -20,11 +20,19 @@ void set_allow_tf32(bool allow);
 bool allow_tf32();
 
 // ---- elementwise.cu (n elements) ----
-enum class Binary { add = 0, sub = 1, mul = 2, div = 3 };
+// pow_grad_base: b * a**(b - 1); pow_grad_exponent: a**b * log(a), 0 where a == 0 and b >= 0 (as
+// the CPU's Pow): the factors of pow's gradients.
+enum class Binary { add = 0, sub = 1, mul = 2, div = 3, pow = 4, pow_grad_base = 5, pow_grad_exponent = 6 };
 void fill(float* y, float value, int64_t n, int device);
 // out[i] = a[i] op b[i % b_period]: b_period == n for equal shapes, the row width to broadcast a
 // bias row over (rows, b_period), 1 for a scalar held on the device.
 void binary(Binary op, float* out, const float* a, const float* b, int64_t n, int64_t b_period, int device);
+// out = a op b with numpy broadcasting: out_shape has ndim axes (at most 8), a_shape and b_shape
+// too (leading 1s added), each size 1 or out's. Runs binary() when its layout allows.
+void broadcast_binary(Binary op, float* out, const float* a, const float* b, const int64_t* out_shape,
+                      const int64_t* a_shape, const int64_t* b_shape, int ndim, int device);
+// out (out_shape) = x broadcast (x_shape: ndim axes, each size 1 or out's; at most 8).
+void expand(float* out, const float* x, const int64_t* out_shape, const int64_t* x_shape, int ndim, int device);
 // y = f(x); dx = dy * f'(.) from the saved value: the input for log, the output for the others
 // (neg saves nothing).
 enum class Unary { neg = 0, exp = 1, log = 2, sqrt = 3, sigmoid = 4, tanh = 5 };
@@ -46,21 +54,76 @@ void permute(float* out, const float* x, const int64_t* shape, const int* perm, 
 void copy_slab(float* out, float* piece, int64_t A, int64_t n, int64_t inner, int64_t total, int64_t offset,
                bool to_out, int device);
 
-// ---- loss.cu (N rows, C classes) ----
-// loss (1,) = mean over rows of logsumexp(logits) - logits[label]; labels are int64 in [0, C),
-// or (labels_f32 instead, null labels) whole numbers held as float32 (a fastnn tensor of labels).
-void cross_entropy_forward(float* loss, const float* logits, const int64_t* labels, const float* labels_f32,
-                           int64_t N, int64_t C, int device);
-// dlogits = grad_loss[0] / N * (softmax(logits) - onehot(label)); grad_loss is a device scalar.
-void cross_entropy_backward(float* dlogits, const float* logits, const int64_t* labels, const float* labels_f32,
-                            const float* grad_loss, int64_t N, int64_t C, int device);
+// ---- reduce.cu (x is (outer, R, inner), reduced over R to (outer, inner)) ----
+// out = scale * the sums (accumulated in double; scale 1 / R for a mean).
+void reduce_sum(float* out, const float* x, int64_t outer, int64_t R, int64_t inner, float scale, int device);
+// out = the maxima (NaN wins, as numpy's amax).
+void reduce_max(float* out, const float* x, int64_t outer, int64_t R, int64_t inner, int device);
+// dx (outer, R, inner) = dy / ties where x equals its maximum out, 0 elsewhere (dy, out: (outer, inner)).
+void reduce_max_backward(float* dx, const float* dy, const float* x, const float* out, int64_t outer, int64_t R,
+                         int64_t inner, int device);
+
+// ---- loss.cu (N rows, C classes; softmax over x viewed as (outer, C, inner); n elements) ----
+// y = softmax (log: log_softmax) of x along its middle axis; dx from dy and the saved output y.
+void softmax_forward(float* y, const float* x, int64_t outer, int64_t C, int64_t inner, bool log, int device);
+void softmax_backward(float* dx, const float* dy, const float* y, int64_t outer, int64_t C, int64_t inner, bool log,
+                      int device);
+
+enum class Reduction { none = 0, mean = 1, sum = 2 };
+// Cross-entropy of logits (N, C) as the CPU's (cpu/loss.h), or nll_loss with log_probs (the
+// input is log-probabilities: no log-softmax). The target is one of: labels, int64 class indices;
+// labels_f32, whole numbers held as float32 (a fastnn tensor of labels); probs (N, C) class
+// probabilities. A label neither in [0, C) nor ignore_index gives NaN.
+struct CrossEntropyArgs {
+  const float* logits;
+  const int64_t* labels;
+  const float* labels_f32;
+  const float* probs;
+  const float* weight;  // (C,) or null
+  int64_t ignore_index;
+  float label_smoothing;
+  bool log_probs;
+  int64_t N, C;
+};
+// loss: (N,) for none, (1,) otherwise (mean: divided by weight_sum); weight_sum (1,): the summed
+// weights of the non-ignored index targets (N for probabilities), what mean divides by.
+void cross_entropy_forward(float* loss, float* weight_sum, const CrossEntropyArgs& a, Reduction reduction,
+                           int device);
+// dlogits (N, C), and dprobs (N, C) unless null; grad_loss (N,) for none, (1,) otherwise; weight_sum
+// as the forward wrote it (read for mean).
+void cross_entropy_backward(float* dlogits, float* dprobs, const float* grad_loss, const float* weight_sum,
+                            const CrossEntropyArgs& a, Reduction reduction, int device);
+
+// Losses of input x and target y of n elements, times weight[i % weight_period] (when not null);
+// pos_weight[i % pos_weight_period] weighs bce_logits' positive term; delta is huber's.
+enum class ElementwiseLoss { mse = 0, l1 = 1, huber = 2, bce = 3, bce_logits = 4 };
+struct ElementwiseLossArgs {
+  ElementwiseLoss kind;
+  const float* x;
+  const float* y;
+  const float* weight;
+  int64_t weight_period;
+  const float* pos_weight;
+  int64_t pos_weight_period;
+  float delta;
+  int64_t n;
+};
+// loss: (n,) for none, (1,) the sum or mean otherwise (the mean of nothing is NaN).
+void elementwise_loss_forward(float* loss, const ElementwiseLossArgs& a, Reduction reduction, int device);
+// dx, dy (n,) where not null; grad_loss (n,) for none, (1,) otherwise.
+void elementwise_loss_backward(float* dx, float* dy, const float* grad_loss, const ElementwiseLossArgs& a,
+                               Reduction reduction, int device);
 
 // ---- optim.cu: all parameters in one launch per 64 of them ----
+// The state buffers (null where the option that needs one is off): SGD: state0 momentum buffer;
+// Adam: state0 first moment, state1 second moment, state2 its running maximum (amsgrad);
+// RMSprop: state0 square_avg, state1 grad_avg (centered), state2 momentum buffer; Adagrad: state0 sum.
 struct ParamSlot {
   float* param;
   const float* grad;
-  float* state0;  // Adam: first moment; SGD: momentum buffer (or null without momentum)
-  float* state1;  // Adam: second moment
+  float* state0;
+  float* state1;
+  float* state2;
   int64_t n;
 };
 // The same settings, and the same per-element arithmetic, as the CPU kernels (cpu/optim.h).
@@ -70,6 +133,7 @@ struct AdamSettings {
   float weight_decay;  // Adam: added to the gradient (L2); AdamW: see decay_factor
   float decay_factor;  // AdamW: 1 - lr * weight_decay, applied to the weights; Adam: 1
   bool decoupled, maximize;
+  bool amsgrad;  // the denominator uses max(state2, second moment), kept in state2
 };
 void adam_step(const ParamSlot* slots, int count, const AdamSettings& s, int device);
 // The same with the step count held on the device (for CUDA-graph capture, where host values
@@ -83,6 +147,27 @@ struct SgdSettings {
   bool first_step;  // the momentum buffer starts as the gradient
 };
 void sgd_step(const ParamSlot* slots, int count, const SgdSettings& s, int device);
+struct RmspropSettings {
+  float lr, alpha, one_minus_alpha, eps, weight_decay, momentum;
+  bool centered, maximize;
+};
+void rmsprop_step(const ParamSlot* slots, int count, const RmspropSettings& s, int device);
+struct AdagradSettings {
+  float clr;  // this step's rate, lr / (1 + (step - 1) * lr_decay), from adagrad_rate
+  float eps, weight_decay;
+  bool maximize;
+};
+void adagrad_step(const ParamSlot* slots, int count, const AdagradSettings& s, int device);
+// EMA and copies: dst and src of one buffer, n floats each.
+struct BufferPair {
+  float* dst;
+  const float* src;
+  int64_t n;
+};
+// dst = decay * dst + one_minus_decay * src (one_minus_decay = 1 - decay computed in double).
+void ema_update(const BufferPair* pairs, int count, float decay, float one_minus_decay, int device);
+// dst = src.
+void copy_buffers(const BufferPair* pairs, int count, int device);
 
 // ---- conv.cu (N, C, H, W input; K, C/groups, R, S weight; OH, OW output) ----
 struct ConvShape {
@@ -93,6 +178,16 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* bia
 // The gradients whose pointers are not null.
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                      const ConvShape& s, int device);
+// Transposed convolution, the adjoint of the conv2d of shape s (as cpu/conv.h's): input (N, K, OH, OW),
+// weight (K, C/groups, R, S), bias (C,) or null, out (N, C, H, W) = that conv2d's input gradient
+// + bias. s.OH, s.OW are the input's size, which may be less than the conv2d's output size for
+// H, W (an output_padding of at least the stride: the rows past the input count as zeros).
+void conv_transpose2d_forward(float* out, const float* input, const float* w, const float* bias, const ConvShape& s,
+                              int device);
+// The gradients whose pointers are not null: dx is the conv2d's forward of dy, dw the conv2d's
+// weight gradient with input and output exchanged, db the channel sums of dy.
+void conv_transpose2d_backward(float* dx, float* dw, float* db, const float* dy, const float* input, const float* w,
+                               const ConvShape& s, int device);
 
 // ---- pool.cu (P = N * C planes of H x W; OH x OW outputs) ----
 struct PoolShape {
@@ -101,6 +196,19 @@ struct PoolShape {
 // indices: the flat index ih * W + iw of each maximum in its plane, as the CPU kernel writes it.
 void max_pool2d_forward(float* out, int64_t* indices, const float* x, const PoolShape& s, int device);
 void max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const PoolShape& s, int device);
+// Average pooling (dilation 1) with the CPU's divisor (cpu/pool.h): divisor_override when > 0, else
+// the window clipped to the padded input (count_include_pad) or to the input. The backward
+// gathers (no atomics): the same results from run to run.
+void avg_pool2d_forward(float* out, const float* x, const PoolShape& s, bool count_include_pad,
+                        int64_t divisor_override, int device);
+void avg_pool2d_backward(float* dx, const float* dy, const PoolShape& s, bool count_include_pad,
+                         int64_t divisor_override, int device);
+// Adaptive average pooling: output (i, j) averages rows [floor(i H / OH), ceil((i + 1) H / OH)) and
+// the same for columns, as the CPU's.
+void adaptive_avg_pool2d_forward(float* out, const float* x, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                 int device);
+void adaptive_avg_pool2d_backward(float* dx, const float* dy, int64_t P, int64_t H, int64_t W, int64_t OH,
+                                  int64_t OW, int device);
 
 // ---- norm.cu (N images, C channels, L values per channel of an image) ----
 // Training: the batch's per-channel mean and invstd = 1 / sqrt(biased var + eps) (sums in
@@ -130,6 +238,11 @@ void rnn_backward(int cell, float* dx, float* dw_ih, float* dw_hh, float* db_ih,
 // ---- pool.cu: global average pooling (adaptive average pooling to 1 x 1), P planes of L values ----
 void global_avg_pool_forward(float* out, const float* x, int64_t P, int64_t L, int device);
 void global_avg_pool_backward(float* dx, const float* dy, int64_t P, int64_t L, int device);
+
+// ---- random.cu ----
+// The CPU's dropout mask (cpu/random.h) of n elements, draw `offset` under `seed`; with `counter`
+// (a device int64) the draw number is read from it instead and then advanced by 1 on the stream.
+void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t offset, int64_t* counter, int device);
 
 }  // namespace cuda
 }  // namespace fastnn

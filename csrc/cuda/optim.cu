@@ -5,7 +5,9 @@
 // and size, passed by value in the kernel's arguments, so nothing is copied to the device
 // first), blockIdx.x and the threads stride over its elements. Each element's update is the same
 // arithmetic, in the same order, as the CPU kernels (csrc/cpu/optim_kernels.h): Adam/AdamW with
-// bias correction, SGD with momentum, dampening, Nesterov and weight decay, maximize.
+// bias correction and AMSGrad, SGD with momentum, dampening, Nesterov and weight decay, RMSprop
+// (centered, momentum), Adagrad, maximize; and the EMA of parameters and the buffer copies it
+// needs, over (dst, src) pairs in the same grid.
 #include <algorithm>
 
 #include "cuda/check.cuh"
@@ -18,13 +20,24 @@ namespace {
 
 constexpr int kThreads = 256, kMaxSlots = 64;
 
+// A launch's slots, passed by value: with the settings they fit the 4 KiB of kernel arguments.
+template <typename Slot>
 struct SlotTable {
-  ParamSlot slot[kMaxSlots];
+  Slot slot[kMaxSlots];
 };
+using ParamTable = SlotTable<ParamSlot>;
+using PairTable = SlotTable<BufferPair>;
+static_assert(sizeof(ParamTable) + sizeof(AdamSettings) + 32 <= 4096, "adam_kernel's arguments exceed 4 KiB");
+
+// The grid-stride loop over the elements of the block's slot: this thread's first one and the step.
+__device__ __forceinline__ int64_t first_element() {
+  return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+}
+__device__ __forceinline__ int64_t element_stride() { return static_cast<int64_t>(blockDim.x) * gridDim.x; }
 
 // step: null, or the step count on the device (already advanced by advance_step_kernel), whose
 // bias corrections are then computed here, in float (the capturable variant).
-__global__ void adam_kernel(SlotTable table, AdamSettings s, const float* step, float lr, float beta1, float beta2) {
+__global__ void adam_kernel(ParamTable table, AdamSettings s, const float* step, float lr, float beta1, float beta2) {
   if (step) {
     const float n = *step;
     s.step_size = lr / (1.0f - powf(beta1, n));
@@ -35,9 +48,9 @@ __global__ void adam_kernel(SlotTable table, AdamSettings s, const float* step, 
   const float* __restrict__ g = t.grad;
   float* __restrict__ m = t.state0;
   float* __restrict__ v = t.state1;
+  float* __restrict__ vmax = t.state2;
   const float sign = s.maximize ? -1.0f : 1.0f, l2 = s.decoupled ? 0.0f : s.weight_decay;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < t.n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  for (int64_t i = first_element(); i < t.n; i += element_stride()) {
     float pi = p[i];
     if (s.decoupled) pi = pi * s.decay_factor;
     float gi = sign * g[i];
@@ -46,20 +59,24 @@ __global__ void adam_kernel(SlotTable table, AdamSettings s, const float* step, 
     const float vi = s.beta2 * v[i] + s.one_minus_beta2 * (gi * gi);
     m[i] = mi;
     v[i] = vi;
-    p[i] = pi - s.step_size * (mi / (sqrtf(vi) / s.bc2_sqrt + s.eps));
+    float v_used = vi;  // in the denominator
+    if (s.amsgrad) {
+      v_used = vmax[i] >= vi ? vmax[i] : vi;  // a NaN in v propagates, as torch.maximum
+      vmax[i] = v_used;
+    }
+    p[i] = pi - s.step_size * (mi / (sqrtf(v_used) / s.bc2_sqrt + s.eps));
   }
 }
 
 __global__ void advance_step_kernel(float* step) { *step += 1.0f; }
 
-__global__ void sgd_kernel(SlotTable table, SgdSettings s) {
+__global__ void sgd_kernel(ParamTable table, SgdSettings s) {
   const ParamSlot& t = table.slot[blockIdx.y];
   float* __restrict__ p = t.param;
   const float* __restrict__ g = t.grad;
   float* __restrict__ buf = t.state0;
   const float sign = s.maximize ? -1.0f : 1.0f;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < t.n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  for (int64_t i = first_element(); i < t.n; i += element_stride()) {
     float gi = sign * g[i];
     if (s.weight_decay != 0.0f) gi = gi + s.weight_decay * p[i];
     if (s.momentum != 0.0f) {
@@ -71,11 +88,73 @@ __global__ void sgd_kernel(SlotTable table, SgdSettings s) {
   }
 }
 
-template <typename Settings, typename Launch>
-void for_each_group(const ParamSlot* slots, int count, int device, Launch launch) {
+__global__ void rmsprop_kernel(ParamTable table, RmspropSettings s) {
+  const ParamSlot& t = table.slot[blockIdx.y];
+  float* __restrict__ p = t.param;
+  const float* __restrict__ g = t.grad;
+  float* __restrict__ sq = t.state0;
+  float* __restrict__ ga = t.state1;
+  float* __restrict__ buf = t.state2;
+  const float sign = s.maximize ? -1.0f : 1.0f, neg_lr = -s.lr;
+  for (int64_t i = first_element(); i < t.n; i += element_stride()) {
+    float gi = sign * g[i];
+    if (s.weight_decay != 0.0f) gi = gi + s.weight_decay * p[i];
+    const float sqi = s.alpha * sq[i] + s.one_minus_alpha * (gi * gi);
+    sq[i] = sqi;
+    float avg;
+    if (s.centered) {
+      const float gai = ga[i] + s.one_minus_alpha * (gi - ga[i]);
+      ga[i] = gai;
+      avg = sqrtf(sqi + -1.0f * (gai * gai)) + s.eps;
+    } else {
+      avg = sqrtf(sqi) + s.eps;
+    }
+    if (s.momentum > 0.0f) {
+      const float b = s.momentum * buf[i] + gi / avg;
+      buf[i] = b;
+      p[i] = p[i] + neg_lr * b;
+    } else {
+      p[i] = p[i] + neg_lr * (gi / avg);
+    }
+  }
+}
+
+__global__ void adagrad_kernel(ParamTable table, AdagradSettings s) {
+  const ParamSlot& t = table.slot[blockIdx.y];
+  float* __restrict__ p = t.param;
+  const float* __restrict__ g = t.grad;
+  float* __restrict__ sum = t.state0;
+  const float sign = s.maximize ? -1.0f : 1.0f, neg_clr = -s.clr;
+  for (int64_t i = first_element(); i < t.n; i += element_stride()) {
+    float gi = sign * g[i];
+    if (s.weight_decay != 0.0f) gi = gi + s.weight_decay * p[i];
+    const float si = sum[i] + gi * gi;
+    sum[i] = si;
+    p[i] = p[i] + neg_clr * (gi / (sqrtf(si) + s.eps));
+  }
+}
+
+__global__ void ema_kernel(PairTable table, float decay, float one_minus_decay) {
+  const BufferPair& t = table.slot[blockIdx.y];
+  float* __restrict__ shadow = t.dst;
+  const float* __restrict__ param = t.src;
+  for (int64_t i = first_element(); i < t.n; i += element_stride())
+    shadow[i] = decay * shadow[i] + one_minus_decay * param[i];
+}
+
+__global__ void copy_kernel(PairTable table) {
+  const BufferPair& t = table.slot[blockIdx.y];
+  float* __restrict__ dst = t.dst;
+  const float* __restrict__ src = t.src;
+  for (int64_t i = first_element(); i < t.n; i += element_stride()) dst[i] = src[i];
+}
+
+// Calls launch(grid, stream, table) for each run of up to 64 slots that holds an element.
+template <typename Slot, typename Launch>
+void for_each_group(const Slot* slots, int count, int device, Launch launch) {
   cudaStream_t st = stream_of(device);
   for (int first = 0; first < count; first += kMaxSlots) {
-    SlotTable table;
+    SlotTable<Slot> table;
     const int used = std::min(kMaxSlots, count - first);
     int64_t largest = 0;
     for (int i = 0; i < used; ++i) {
@@ -91,7 +170,7 @@ void for_each_group(const ParamSlot* slots, int count, int device, Launch launch
 }  // namespace
 
 void adam_step(const ParamSlot* slots, int count, const AdamSettings& s, int device) {
-  for_each_group<AdamSettings>(slots, count, device, [&](dim3 grid, cudaStream_t st, const SlotTable& table) {
+  for_each_group(slots, count, device, [&](dim3 grid, cudaStream_t st, const ParamTable& table) {
     adam_kernel<<<grid, kThreads, 0, st>>>(table, s, nullptr, 0.0f, 0.0f, 0.0f);
     check_launch("adam_step");
   });
@@ -102,16 +181,44 @@ void adam_step_capturable(const ParamSlot* slots, int count, const AdamSettings&
   if (count == 0) return;
   advance_step_kernel<<<1, 1, 0, stream_of(device)>>>(step);
   check_launch("adam_step (step count)");
-  for_each_group<AdamSettings>(slots, count, device, [&](dim3 grid, cudaStream_t st, const SlotTable& table) {
+  for_each_group(slots, count, device, [&](dim3 grid, cudaStream_t st, const ParamTable& table) {
     adam_kernel<<<grid, kThreads, 0, st>>>(table, s, step, lr, beta1, beta2);
     check_launch("adam_step");
   });
 }
 
 void sgd_step(const ParamSlot* slots, int count, const SgdSettings& s, int device) {
-  for_each_group<SgdSettings>(slots, count, device, [&](dim3 grid, cudaStream_t st, const SlotTable& table) {
+  for_each_group(slots, count, device, [&](dim3 grid, cudaStream_t st, const ParamTable& table) {
     sgd_kernel<<<grid, kThreads, 0, st>>>(table, s);
     check_launch("sgd_step");
+  });
+}
+
+void rmsprop_step(const ParamSlot* slots, int count, const RmspropSettings& s, int device) {
+  for_each_group(slots, count, device, [&](dim3 grid, cudaStream_t st, const ParamTable& table) {
+    rmsprop_kernel<<<grid, kThreads, 0, st>>>(table, s);
+    check_launch("rmsprop_step");
+  });
+}
+
+void adagrad_step(const ParamSlot* slots, int count, const AdagradSettings& s, int device) {
+  for_each_group(slots, count, device, [&](dim3 grid, cudaStream_t st, const ParamTable& table) {
+    adagrad_kernel<<<grid, kThreads, 0, st>>>(table, s);
+    check_launch("adagrad_step");
+  });
+}
+
+void ema_update(const BufferPair* pairs, int count, float decay, float one_minus_decay, int device) {
+  for_each_group(pairs, count, device, [&](dim3 grid, cudaStream_t st, const PairTable& table) {
+    ema_kernel<<<grid, kThreads, 0, st>>>(table, decay, one_minus_decay);
+    check_launch("ema_update");
+  });
+}
+
+void copy_buffers(const BufferPair* pairs, int count, int device) {
+  for_each_group(pairs, count, device, [&](dim3 grid, cudaStream_t st, const PairTable& table) {
+    copy_kernel<<<grid, kThreads, 0, st>>>(table);
+    check_launch("copy_buffers");
   });
 }
 

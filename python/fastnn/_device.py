@@ -9,6 +9,7 @@ device array passes first.
 """
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -68,7 +69,8 @@ def to_device(fn: str, array, index):
     if is_device_array(array) and array.device == index:
         return array
     require(fn, index)
-    host = array.numpy() if is_device_array(array) else np.ascontiguousarray(array, dtype=np.float32)
+    # (asarray, not ascontiguousarray, which makes a 0-d array 1-d)
+    host = array.numpy() if is_device_array(array) else np.asarray(array, dtype=np.float32, order="C")
     return backend.from_numpy(host, index)
 
 
@@ -127,18 +129,40 @@ def scaled(x, alpha: float):
     return out
 
 
+def reduction_view(x, axes: tuple):
+    """x as (outer, R, inner) with the `axes` in R, for the reduction kernels, and the function that
+    takes an array of that shape back to x's shape. Size-1 axes are left out; when the other reduced
+    axes are not adjacent, the view is a permuted copy (kept axes first, reduced last), so that R
+    holds the whole reduced set (which max's ties need)."""
+    sizes = [n for n in x.shape if n != 1]
+    reduced = [d in axes for d, n in enumerate(x.shape) if n != 1]
+    inside = [i for i, r in enumerate(reduced) if r]
+    first, last = (inside[0], inside[-1] + 1) if inside else (len(sizes), len(sizes))
+    if all(reduced[first:last]):  # one run of reduced axes: a view
+        view = x.reshape([math.prod(sizes[:first]), math.prod(sizes[first:last]), math.prod(sizes[last:])])
+        return view, lambda y: y.reshape(list(x.shape))
+    order = [i for i, r in enumerate(reduced) if not r] + inside
+    kept = math.prod(sizes[i] for i in order[:-len(inside)])
+    view = backend.permute(x.reshape(sizes), order).reshape([kept, math.prod(sizes[i] for i in inside), 1])
+    undo = sorted(range(len(order)), key=order.__getitem__)
+    return view, lambda y: backend.permute(y.reshape([sizes[i] for i in order]), undo).reshape(list(x.shape))
+
+
+def sum_axes(x, axes: tuple, scale: float = 1.0):
+    """scale * the sum of device array x over `axes`, in the kernels' layout (the caller reshapes).
+    A sum with one output takes the multi-block sum_all."""
+    view, _ = reduction_view(x, axes)
+    if view.shape[0] * view.shape[2] == 1:
+        return backend.sum_all(view, scale)
+    return backend.reduce_sum(view, scale)
+
+
 def reduce_to(grad, shape: tuple):
-    """A device gradient summed back to `shape`: itself, a bias row's column sums, or one element."""
-    if tuple(grad.shape) == tuple(shape):
+    """A device gradient summed over the axes broadcasting prepended or stretched from 1, giving `shape`."""
+    shape = tuple(shape)
+    if tuple(grad.shape) == shape:
         return grad
-    size = 1
-    for d in shape:
-        size *= d
-    if size == 1:
-        return backend.sum_all(grad, 1.0).reshape(list(shape))
-    return backend.column_sums(grad.reshape([grad.size // shape[-1], shape[-1]])).reshape(list(shape))
+    prepended = grad.ndim - len(shape)
+    stretched = [prepended + i for i, n in enumerate(shape) if n == 1 and grad.shape[prepended + i] != 1]
+    return sum_axes(grad, tuple(range(prepended)) + tuple(stretched)).reshape(list(shape))
 
-
-def broadcast_scalar(grad, shape: tuple, scale: float = 1.0):
-    """A one-element device gradient spread over `shape`, times `scale`."""
-    return backend.binary(2, full(shape, scale, grad.device), grad.reshape([1]))

@@ -59,10 +59,16 @@ class no_grad:
 
 _DEFAULT_SEED = 0
 _generator = np.random.Generator(np.random.PCG64(_DEFAULT_SEED))
+# Dropout masks come from Philox4x32-10 (csrc/common/philox.h), a counter-based generator that
+# the CPU and the GPU share: the k-th mask after manual_seed(s) depends on (s, k) alone, not on
+# the device, the thread count or the numpy generator's position.
+_dropout_seed = _DEFAULT_SEED
+_dropout_draws = 0
 
 
 def manual_seed(seed: int) -> None:
-    """Reseed the global generator used by randn, rand and the layers' initialisation."""
+    """Reseed the global generator used by randn, rand and the layers' initialisation, and the
+    dropout masks' generator (on the CPU and the GPUs)."""
     global _generator
     try:
         seed = operator.index(seed)
@@ -70,12 +76,22 @@ def manual_seed(seed: int) -> None:
         raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}") from None
     if not -2 ** 63 <= seed < 2 ** 64:
         raise ValueError(f"manual_seed: seed must be in [-2**63, 2**64), got seed={seed}")
+    global _dropout_seed, _dropout_draws
     _generator = np.random.Generator(np.random.PCG64(seed % 2 ** 64))  # negative seeds wrap as in torch
+    _dropout_seed, _dropout_draws = seed % 2 ** 64, 0
 
 
 def default_generator() -> np.random.Generator:
     """The global numpy Generator (replaced by manual_seed; fetch it at each use)."""
     return _generator
+
+
+def next_dropout_draw(advance: bool = True) -> tuple:
+    """(seed, draw number) of the next dropout mask; counts the draw unless advance is False."""
+    global _dropout_draws
+    draw = _dropout_draws
+    _dropout_draws += bool(advance)
+    return _dropout_seed, draw
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,16 +6,22 @@ with `t.to("cuda")` or `t.cuda()`, a model with `model.to("cuda")`, and factorie
 `device="cuda"`. Ops whose tensors sit on different devices raise RuntimeError; an op without a
 CUDA kernel raises NotImplementedError naming itself. The ops with CUDA kernels so far: linear
 (with its fused bias and ReLU), 2-D matmul, conv2d and conv1d (im2col + our SGEMM, any stride,
-padding, dilation, groups), max_pool2d/1d, global average pooling, batch norm, the recurrent
+padding, dilation, groups) and their transposed forms, max_pool2d/1d, avg_pool2d/1d, adaptive average
+pooling (any output size), batch norm, the recurrent
 layers, dropout, transpose/permute, cat, first-axis row slices, relu, sigmoid, tanh, exp,
-log, sqrt, neg, reshape/flatten, add/sub/mul/div (same shape, a bias row, or a scalar), sum and mean over all
-elements, cross_entropy (class indices, mean), mse_loss, and the SGD and Adam/AdamW updates; device
+log, sqrt, neg, reshape/flatten, add/sub/mul/div/pow (numpy broadcasting), sum, mean and max (any axes,
+keepdim), softmax and log_softmax (any dim), every loss with all its options (cross_entropy, nll_loss,
+mse_loss, l1_loss, huber_loss, binary_cross_entropy with and without logits), every optimizer's update (SGD, Adagrad,
+RMSprop, Adam/AdamW with AMSGrad) and EMA; device
 memory comes from a caching allocator.
 """
 from __future__ import annotations
 
-from fastnn import _device
+import numpy as np
+
+from fastnn import _device, _tensor
 from fastnn._tensor import Tensor, tensor
+from fastnn.ops import dropout as dropout_ops
 
 
 def is_built() -> bool:
@@ -98,8 +104,11 @@ class GraphedStep:
     arrays of the parameters and their state (do not replace them; in-place updates are fine).
     Class labels go to the device as float32 (whole numbers; a label outside [0, C) gives a NaN
     loss instead of an error, since checking it would stop the GPU). Adam keeps its step count
-    on the device. SGD's first step with momentum and dampening > 0 differs from PyTorch's (the
-    buffer starts at zero, not at the gradient).
+    on the device; Adagrad needs lr_decay=0 (its rate follows a host step count, which the graph
+    would freeze: it raises NotImplementedError otherwise). SGD's first step with momentum and
+    dampening > 0 differs from PyTorch's (the buffer starts at zero, not at the gradient). Dropout draws its masks on the device with a
+    draw counter of its own there: replay k uses the masks eager step k would have drawn after
+    the graph was built (eager steps taken later continue from the host's count, not the graph's).
     """
 
     def __init__(self, model, loss_fn, optimizer, example_input, example_target, warmup: int = 3):
@@ -123,6 +132,7 @@ class GraphedStep:
         # The parameters and the optimizer's state before the warm-up (device arrays copied).
         copy = lambda v: v.copy() if _device.is_device_array(v) else v  # noqa: E731
         saved_params = [p.data.copy() for p in params]
+        draws_before = _tensor.next_dropout_draw(advance=False)[1]
         saved_state = {id(p): {k: copy(v) for k, v in optimizer.state.get(p, {}).items()} for p in params}
         for _ in range(max(1, int(warmup))):
             step()
@@ -138,8 +148,16 @@ class GraphedStep:
                     backend.copy_(value, start)
                 else:
                     backend.fill(value, float(start) if isinstance(start, (int, float)) else 0.0)
+        # Dropout in the graph draws with a device counter that starts where the warm-up started
+        # (so the first replay's masks are the ones an eager first step would have drawn).
+        _tensor._dropout_draws = draws_before
+        self._draw_counter = backend.from_numpy(np.array([draws_before], dtype=np.int64), index)
         backend.synchronize(index)
-        self._graph, self._loss = backend.capture(index, step)
+        dropout_ops.graph_draw_counter = self._draw_counter
+        try:
+            self._graph, self._loss = backend.capture(index, step)
+        finally:
+            dropout_ops.graph_draw_counter = None
         if not isinstance(self._loss, Tensor):
             raise TypeError(f"graphed_step: loss_fn must return a Tensor, got {type(self._loss).__name__}")
 

@@ -3,7 +3,8 @@
 Each op is a `Function` with forward and backward side by side. `linear` (and `linear_relu`,
 which Sequential uses for a Linear followed by a ReLU) is one `_C.gemm` call with the bias (and
 the ReLU) fused in the GEMM epilogue; `cross_entropy` is one fused C++ kernel (log-softmax + NLL,
-`_C.cross_entropy_forward/backward`); the others are numpy expressions.
+`_C.cross_entropy_forward/backward`); the others are numpy expressions. On CUDA tensors, softmax,
+log_softmax and every loss run the kernels of csrc/cuda/loss.cu (`cuda = True` Functions).
 
 Losses take `reduction` = 'none' | 'mean' | 'sum' and follow PyTorch's definitions, including
 binary_cross_entropy's log clamped at -100 and cross_entropy's handling of class weights,
@@ -210,10 +211,25 @@ def _stable_log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
+def _softmax_cuda(x, axis, log: bool):
+    """(log-)softmax of a device array along axis (None: a 0-d input, one value along an axis of its own)."""
+    line, dim = (x.reshape([1]), 0) if axis is None else (x, axis)
+    return _device.backend.softmax_forward(line, dim, log=log).reshape(list(x.shape))
+
+
+def _softmax_cuda_backward(grad, out, axis, log: bool):
+    line, dim = (out.reshape([1]), 0) if axis is None else (out, axis)
+    return _device.backend.softmax_backward(grad.reshape(list(line.shape)), line, dim, log=log).reshape(list(out.shape))
+
+
 class Softmax(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, x, axis):
-        if x.size == 0:
+        if _device.is_device_array(x):
+            out = _softmax_cuda(x, axis, log=False)
+        elif x.size == 0:
             out = x.copy()
         else:
             e = np.exp(x - np.max(x, axis=axis, keepdims=True))
@@ -225,13 +241,20 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, grad):
         out, = ctx.saved_tensors
+        if _device.is_device_array(out):
+            return _softmax_cuda_backward(grad, out, ctx.axis, log=False), None
         return out * (grad - np.sum(grad * out, axis=ctx.axis, keepdims=True)), None
 
 
 class LogSoftmax(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, x, axis):
-        out = x.copy() if x.size == 0 else _stable_log_softmax(x, axis)
+        if _device.is_device_array(x):
+            out = _softmax_cuda(x, axis, log=True)
+        else:
+            out = x.copy() if x.size == 0 else _stable_log_softmax(x, axis)
         ctx.save_for_backward(out)
         ctx.axis = axis
         return out
@@ -239,6 +262,8 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, grad):
         out, = ctx.saved_tensors
+        if _device.is_device_array(out):
+            return _softmax_cuda_backward(grad, out, ctx.axis, log=True), None
         return grad - np.exp(out) * np.sum(grad, axis=ctx.axis, keepdims=True), None
 
 
@@ -311,60 +336,79 @@ def _grad_or_none(ctx, i: int, value):
     return value() if ctx.needs_input_grad[i] else None
 
 
+# The kinds of _C.cuda's elementwise_loss_forward/backward (csrc/cuda/loss.cu).
+_MSE, _L1, _HUBER, _BCE, _BCE_WITH_LOGITS = range(5)
+
+
+def _weight_cuda(fn: str, weight, x):
+    """A constant weight broadcastable to device array x's shape, on x's device, in a shape the
+    kernels broadcast: a trailing part of x's (element i takes weight[i % weight.size]); other
+    shapes, such as (N, 1), are spelled out in full."""
+    if weight is None:
+        return None
+    shape = tuple(weight.shape)
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    if shape != tuple(x.shape)[len(x.shape) - len(shape):]:
+        host = weight.numpy() if _device.is_device_array(weight) else weight
+        weight, shape = np.broadcast_to(host, tuple(x.shape)), tuple(x.shape)
+    return _device.to_device(fn, weight, x.device).reshape(list(shape))
+
+
+def _elementwise_loss_cuda(ctx, fn: str, kind: int, x, y, weight=None, pos_weight=None, delta: float = 1.0):
+    """An elementwise loss of device arrays, reduced by ctx.reduction, in one kernel (and sum_all)."""
+    ctx.cuda_settings = dict(weight=_weight_cuda(fn, weight, x), pos_weight=_weight_cuda(fn, pos_weight, x),
+                             delta=delta, reduction=ctx.reduction)
+    ctx.cuda_kind = kind
+    ctx.save_for_backward(x, y)
+    return _device.backend.elementwise_loss_forward(kind, x, y, **ctx.cuda_settings)
+
+
+def _elementwise_loss_cuda_backward(ctx, grad) -> tuple:
+    """(input's gradient, target's gradient) of _elementwise_loss_cuda, None where not needed."""
+    x, y = ctx.saved_tensors
+    return _device.backend.elementwise_loss_backward(ctx.cuda_kind, grad, x, y, need_input=ctx.needs_input_grad[0],
+                                                     need_target=ctx.needs_input_grad[1], **ctx.cuda_settings)
+
+
 # ---------------------------------------------------------------------------------------------
 # regression losses
 
 class DifferenceLoss(Function):
     """A loss of the difference d = x - y, element by element, reduced: value(d) and its
     derivative d(value)/dd; the target's gradient is the negative of the input's. On device
-    arrays the squared error only (square=True), through the elementwise kernels."""
+    arrays the elementwise-loss kernel `kind` computes the same (delta: huber's, unused by the others)."""
     cuda = True
 
     @staticmethod
-    def forward(ctx, x, y, reduction, value, derivative, square=False):
+    def forward(ctx, x, y, reduction, value, derivative, kind, delta):
         ctx.reduction, ctx.derivative = reduction, derivative
         if _device.is_device_array(x):
-            if not square:
-                raise NotImplementedError("l1_loss and huber_loss have no CUDA kernel yet (mse_loss has)")
-            if tuple(x.shape) != tuple(y.shape):
-                raise NotImplementedError("mse_loss on CUDA needs input and target of one shape")
-            cuda = _device.backend
-            diff = cuda.binary(1, x, y)
-            ctx.save_for_backward(diff)
-            squares = cuda.binary(2, diff, diff)
-            if reduction == "none":
-                return squares
-            return cuda.sum_all(squares, 1.0 / max(diff.size, 1) if reduction == "mean" else 1.0)
+            return _elementwise_loss_cuda(ctx, "loss", kind, x, y, delta=delta)
         diff = x - y
         ctx.save_for_backward(diff)
         return _reduce(value(diff), reduction)
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            return _elementwise_loss_cuda_backward(ctx, grad) + (None,) * 5
         diff, = ctx.saved_tensors
-        if _device.is_device_array(diff):  # 2 d times the spread gradient
-            cuda = _device.backend
-            if ctx.reduction == "none":
-                g = _device.scaled(cuda.binary(2, grad, diff), 2.0)
-            else:
-                scale = 2.0 / max(diff.size, 1) if ctx.reduction == "mean" else 2.0
-                g = cuda.binary(2, _device.broadcast_scalar(grad, tuple(diff.shape), scale), diff)
-            return (_grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: _device.scaled(g, -1.0)),
-                    None, None, None, None)
         g = _spread(grad, diff.shape, ctx.reduction) * ctx.derivative(diff)
-        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None, None, None, None
+        return _grad_or_none(ctx, 0, lambda: g), _grad_or_none(ctx, 1, lambda: -g), None, None, None, None, None
 
 
 def mse_loss(input, target, reduction: str = "mean"):  # noqa: A002
     """(input - target)^2, reduced."""
     x, y = _pair("mse_loss", input, target)
-    return DifferenceLoss.apply(x, y, _check_reduction("mse_loss", reduction), lambda d: d * d, lambda d: 2 * d, True)
+    return DifferenceLoss.apply(x, y, _check_reduction("mse_loss", reduction), lambda d: d * d, lambda d: 2 * d,
+                                _MSE, 1.0)
 
 
 def l1_loss(input, target, reduction: str = "mean"):  # noqa: A002
     """|input - target|, reduced (gradient 0 where they are equal, as in PyTorch)."""
     x, y = _pair("l1_loss", input, target)
-    return DifferenceLoss.apply(x, y, _check_reduction("l1_loss", reduction), np.abs, np.sign, False)
+    return DifferenceLoss.apply(x, y, _check_reduction("l1_loss", reduction), np.abs, np.sign, _L1, 1.0)
 
 
 def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):  # noqa: A002
@@ -380,7 +424,7 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):  # n
 
     # d inside the band, +-delta outside
     return DifferenceLoss.apply(x, y, _check_reduction("huber_loss", reduction), value,
-                                lambda d: np.clip(d, -delta, delta), False)
+                                lambda d: np.clip(d, -delta, delta), _HUBER, float(delta))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,8 +435,13 @@ _BCE_EPS = np.float32(1e-12)     # and its gradient divides by at least this
 
 
 class BinaryCrossEntropy(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, x, y, weight, reduction):
+        if _device.is_device_array(x):
+            ctx.reduction = reduction
+            return _elementwise_loss_cuda(ctx, "binary_cross_entropy", _BCE, x, y, weight)
         log_x = np.maximum(np.log(x), _LOG_CLAMP)
         log_1mx = np.maximum(np.log1p(-x), _LOG_CLAMP)
         ctx.save_for_backward(x, y, weight, log_x, log_1mx)
@@ -402,6 +451,8 @@ class BinaryCrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            return _elementwise_loss_cuda_backward(ctx, grad) + (None, None)
         x, y, weight, log_x, log_1mx = ctx.saved_tensors
         g = _spread(grad, x.shape, ctx.reduction)
         if weight is not None:
@@ -412,14 +463,17 @@ class BinaryCrossEntropy(Function):
 
 
 def binary_cross_entropy(input, target, weight=None, reduction: str = "mean"):  # noqa: A002
-    """-w [y log(x) + (1 - y) log(1 - x)] for probabilities x in [0, 1], logs clamped at -100."""
+    """-w [y log(x) + (1 - y) log(1 - x)] for probabilities x in [0, 1], logs clamped at -100.
+    An input outside [0, 1] raises on the CPU; on a GPU (where checking would wait for it) its loss
+    and gradients are NaN."""
     x, y = _pair("binary_cross_entropy", input, target)
     _check_reduction("binary_cross_entropy", reduction)
-    outside = (x.data < 0) | (x.data > 1)
-    if outside.any():
-        bad = x.data[outside].reshape(-1)[0]
-        raise ValueError(f"binary_cross_entropy: every input must be a probability in [0, 1], found {bad}; "
-                         f"apply sigmoid first, or use binary_cross_entropy_with_logits on the raw scores")
+    if not x.is_cuda:
+        outside = (x.data < 0) | (x.data > 1)
+        if outside.any():
+            bad = x.data[outside].reshape(-1)[0]
+            raise ValueError(f"binary_cross_entropy: every input must be a probability in [0, 1], found {bad}; "
+                             f"apply sigmoid first, or use binary_cross_entropy_with_logits on the raw scores")
     w = _optional_weight("binary_cross_entropy", "weight", weight, x.shape)
     return BinaryCrossEntropy.apply(x, y, w, reduction)
 
@@ -430,8 +484,14 @@ def _softplus(z: np.ndarray) -> np.ndarray:
 
 
 class BinaryCrossEntropyWithLogits(Function):
+    cuda = True
+
     @staticmethod
     def forward(ctx, x, y, weight, pos_weight, reduction):
+        if _device.is_device_array(x):
+            ctx.reduction = reduction
+            return _elementwise_loss_cuda(ctx, "binary_cross_entropy_with_logits", _BCE_WITH_LOGITS, x, y, weight,
+                                          pos_weight)
         sp_neg = _softplus(-x)  # -log(sigmoid(x))
         ctx.save_for_backward(x, y, weight, pos_weight, sp_neg)
         ctx.reduction = reduction
@@ -443,6 +503,8 @@ class BinaryCrossEntropyWithLogits(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            return _elementwise_loss_cuda_backward(ctx, grad) + (None, None, None)
         x, y, weight, pos_weight, sp_neg = ctx.saved_tensors
         g = _spread(grad, x.shape, ctx.reduction)
         if weight is not None:
@@ -477,8 +539,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str 
 def _class_weight(fn: str, weight, C: int):
     if weight is None:
         return None
-    w = np.ascontiguousarray(as_array(weight))
-    if w.shape != (C,):
+    w = as_array(weight)  # a device tensor's array stays there
+    w = w if _device.is_device_array(w) else np.ascontiguousarray(w)
+    if tuple(w.shape) != (C,):
         raise ValueError(f"{fn}: weight must have one value per class, shape ({C},), got {_shape_text(w.shape)}")
     return w
 
@@ -493,6 +556,25 @@ def _class_indices(fn: str, target) -> np.ndarray:
             raise ValueError(f"{fn}: target of shape {_shape_text(t.shape)} is read as class indices, which "
                              f"must be whole numbers; class probabilities need the input's shape")
     return np.ascontiguousarray(t.astype(np.int64, copy=False))
+
+
+def _labels(fn: str, target, x: Tensor, C: int, ignore_index: int):
+    """Class-index targets for the device kernels or nll_loss: a CUDA tensor's array as it is (whole
+    numbers held as float32, checked on the device, where a label that is not a class index gives
+    NaN), or host int64 labels checked here."""
+    if isinstance(target, Tensor) and target.is_cuda:
+        if not x.is_cuda:
+            raise RuntimeError(f"{fn}: expected all tensors to be on the same device, but found at least two "
+                               f"devices, cpu and {target.device}; move them with .to(device)")
+        return target.data
+    t = _class_indices(fn, target)
+    named = t.reshape(1) if t.ndim == 0 else t  # an unbatched target's label is called target[0]
+    bad = (named != ignore_index) & ((named < 0) | (named >= C))
+    if bad.any():
+        where = tuple(int(i[0]) for i in np.nonzero(bad))
+        raise ValueError(f"{fn}: target[{', '.join(map(str, where))}] = {int(named[where])} is out of range for "
+                         f"{C} classes: class indices outside [0, {C}) must equal ignore_index ({ignore_index})")
+    return t
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
@@ -565,41 +647,67 @@ class CrossEntropy(Function):
         return grad_x, grad_t, None, None, None, None
 
 
-class CrossEntropyCuda(Function):
-    """The GPU's fused softmax cross-entropy: logits (N, C), int64 labels on the device, mean."""
+def _rows_cuda(x):
+    """_rows for a device array: (N, C, d1, ...) -> (N * d1 * ..., C)."""
+    if len(x.shape) == 2:
+        return x
+    moved = _device.backend.permute(x, [0] + list(range(2, len(x.shape))) + [1])
+    return moved.reshape([-1, x.shape[1]])
+
+
+def _unrows_cuda(g, shape: tuple):
+    """Inverse of _rows_cuda: (R, C) back to (N, C, d1, ...)."""
+    if len(shape) == 2:
+        return g
+    moved = g.reshape([shape[0]] + list(shape[2:]) + [shape[1]])
+    return _device.backend.permute(moved, [0, len(shape) - 1] + list(range(1, len(shape) - 1)))
+
+
+class ClassLossCuda(Function):
+    """cross_entropy, or nll_loss (settings['log_probs']), on the GPU: one row kernel each way
+    (csrc/cuda/loss.cu) with the class axis moved last. target: device labels (int64, or whole
+    numbers as float32) of the input's shape without its class axis, or probabilities of its shape."""
     cuda = True
+    numpy_math = False  # kernels only
 
     @staticmethod
-    def forward(ctx, logits, labels):
-        ctx.save_for_backward(logits, labels)
-        return _device.backend.cross_entropy_forward(logits, labels)
+    def forward(ctx, x, target, settings):
+        rows = _rows_cuda(x)
+        t = _rows_cuda(target) if len(target.shape) == len(x.shape) else target.reshape([-1])
+        loss, weight_sum = _device.backend.cross_entropy_forward(rows, t, **settings)
+        ctx.save_for_backward(rows, t, weight_sum)
+        ctx.x_shape, ctx.settings = tuple(x.shape), settings
+        if settings["reduction"] == "none":
+            return loss.reshape([x.shape[0]] + list(x.shape[2:]))
+        return loss
 
     @staticmethod
     def backward(ctx, grad):
-        logits, labels = ctx.saved_tensors
-        return _device.backend.cross_entropy_backward(logits, labels, grad), None
+        rows, t, weight_sum = ctx.saved_tensors
+        grad_x, grad_t = _device.backend.cross_entropy_backward(rows, t, grad.reshape([-1]), weight_sum,
+                                                                need_target=ctx.needs_input_grad[1], **ctx.settings)
+        return (_unrows_cuda(grad_x, ctx.x_shape) if ctx.needs_input_grad[0] else None,
+                None if grad_t is None else _unrows_cuda(grad_t, ctx.x_shape), None)
 
 
-def _cross_entropy_cuda(fn: str, x, target, weight, ignore_index, reduction, label_smoothing):
-    if x.ndim != 2 or weight is not None or label_smoothing != 0.0 or reduction != "mean":
-        raise NotImplementedError(f"{fn}: on CUDA only (N, C) logits with class indices, no weight, no label "
-                                  f"smoothing and reduction='mean' have a kernel yet")
-    if isinstance(target, Tensor) and target.is_cuda:  # labels on the device: checked there (NaN if not classes)
-        if target.shape != (x.shape[0],):
-            raise ValueError(f"{fn}: expected target of shape ({x.shape[0]},) for input of shape "
-                             f"{_shape_text(x.shape)}, got {_shape_text(target.shape)}")
-        return CrossEntropyCuda.apply(x, target.data)
-    labels = _class_indices(fn, target).reshape(-1)
-    if labels.shape != (x.shape[0],):
-        raise ValueError(f"{fn}: expected target of shape ({x.shape[0]},) for input of shape "
-                         f"{_shape_text(x.shape)}, got {_shape_text(labels.shape)}")
-    bad = (labels < 0) | (labels >= x.shape[1])
-    if np.any(bad & (labels != ignore_index)):
-        raise ValueError(f"{fn}: target holds class indices outside [0, {x.shape[1]}), e.g. "
-                         f"{int(labels[bad][0])}")
-    if np.any(labels == ignore_index):
-        raise NotImplementedError(f"{fn}: ignore_index has no CUDA kernel yet")
-    return CrossEntropyCuda.apply(x, _device.labels_to_device(fn, labels, x.data.device))
+def _class_loss_cuda(fn: str, x: Tensor, target, weight, ignore_index: int, reduction: str,
+                     label_smoothing: float, log_probs: bool):
+    """cross_entropy / nll_loss on x's device. target: a Tensor of probabilities (moved there), or
+    labels from _labels; weight: (C,) or None. The checks are the caller's."""
+    index = x.data.device
+    if isinstance(target, Tensor):
+        target = target if target.is_cuda else target.to(x.device)
+    elif not _device.is_device_array(target):
+        target = _device.labels_to_device(fn, target, index)
+    unbatched = x.ndim == 1
+    if unbatched:
+        x = x.reshape(1, x.shape[0])
+        target = target.reshape(x.shape) if isinstance(target, Tensor) else target.reshape([1])
+    settings = dict(weight=None if weight is None else _device.to_device(fn, weight, index),
+                    ignore_index=int(ignore_index), label_smoothing=float(label_smoothing), reduction=reduction,
+                    log_probs=log_probs)
+    out = ClassLossCuda.apply(x, target, settings)
+    return out.reshape(()) if unbatched and reduction == "none" else out
 
 
 def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",  # noqa: A002
@@ -614,8 +722,6 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     """
     fn = "cross_entropy"
     x = as_tensor(input)
-    if _device.cuda_used and x.is_cuda:
-        return _cross_entropy_cuda(fn, x, target, weight, ignore_index, reduction, label_smoothing)
     probabilities, unbatched = _batched(fn, x, target)
     _check_reduction(fn, reduction)
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
@@ -625,6 +731,9 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
         raise TypeError(f"{fn}: ignore_index must be an int, got {type(ignore_index).__name__}")
     C = x.shape[-1] if unbatched else x.shape[1]
     w = _class_weight(fn, weight, C)
+    if x.is_cuda:
+        t = as_tensor(target) if probabilities else _labels(fn, target, x, C, ignore_index)
+        return _class_loss_cuda(fn, x, t, w, ignore_index, reduction, label_smoothing, log_probs=False)
     t = as_tensor(target) if probabilities else _class_indices(fn, target)
     if unbatched:
         x = x.reshape(1, C)
@@ -683,14 +792,11 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
         raise TypeError(f"{fn}: ignore_index must be an int, got {type(ignore_index).__name__}")
     C = x.shape[-1] if unbatched else x.shape[1]
     w = _class_weight(fn, weight, C)
-    t = _class_indices(fn, target)
+    t = _labels(fn, target, x, C, ignore_index)
+    if x.is_cuda:
+        return _class_loss_cuda(fn, x, t, w, ignore_index, reduction, 0.0, log_probs=True)
     if unbatched:
         x, t = x.reshape(1, C), t.reshape(1)
-    bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if bad.any():
-        where = tuple(int(i[0]) for i in np.nonzero(bad))
-        raise ValueError(f"{fn}: target[{', '.join(map(str, where))}] = {int(t[where])} is out of range for {C} "
-                         f"classes: expected 0 <= target < {C} or target == ignore_index ({ignore_index})")
     out = NLLLoss.apply(x, t, w, int(ignore_index), reduction)
     return out.reshape(()) if unbatched and reduction == "none" else out
 

@@ -15,6 +15,9 @@ The transposed convolutions (the same `Conv` with transposed=True) are the adjoi
 `_C.conv_transpose2d_forward` call, which is that conv2d's input gradient plus the bias), with
 PyTorch's weight layout (in_channels, out_channels/groups, kH, kW) and output size
 (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1.
+
+On a device every form runs on `_C.cuda`'s entry points of the same names (csrc/cuda/conv.cu),
+the transposed ones built from the conv2d kernels as on the CPU.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ class Conv(Function):
     (output_padding >= stride, see _transposed). relu (convolutions only): a ReLU applied in the
     kernel's epilogue, its mask taken from the output in backward (conv2d_relu)."""
 
-    cuda = True  # conv2d and conv1d; not yet the transposed ones
+    cuda = True
     numpy_math = False
 
     @staticmethod
@@ -47,10 +50,12 @@ class Conv(Function):
         ctx.settings, ctx.views, ctx.transposed = settings, views, transposed
         ctx.shapes = (x.shape, weight.shape)
         if _device.is_device_array(x):
-            if transposed:
-                raise NotImplementedError("conv_transpose2d/1d have no CUDA kernel yet")
             x4, w4 = x.reshape(list(x4_shape)), weight.reshape(list(w4_shape))
-            out = _device.backend.conv2d_forward(x4, w4, bias, *settings)
+            if transposed:
+                ctx.settings = _whole_output_padding(settings, extra_rows)
+                out = _device.backend.conv_transpose2d_forward(x4, w4, bias, *ctx.settings)
+            else:
+                out = _device.backend.conv2d_forward(x4, w4, bias, *settings)
             if relu:
                 out = _device.backend.relu_forward(out)
             ctx.save_for_backward(x4, w4, out if relu else None)
@@ -75,7 +80,8 @@ class Conv(Function):
             grad4 = grad.reshape(list(ctx.views[2]))
             if out4 is not None:  # the fused ReLU: the gradient passes where the output is positive
                 grad4 = _device.backend.relu_backward(grad4, out4)
-            gi, gw, gb = _device.backend.conv2d_backward(grad4, x4, w4, *ctx.settings, needs)
+            kernel = _device.backend.conv_transpose2d_backward if ctx.transposed else _device.backend.conv2d_backward
+            gi, gw, gb = kernel(grad4, x4, w4, *ctx.settings, needs)
         else:
             grad4 = np.ascontiguousarray(grad, dtype=np.float32).reshape(ctx.views[2])
             if out4 is not None:
@@ -88,6 +94,14 @@ class Conv(Function):
             gi = gi[:, :, :H, :W]
         grads = (None if gi is None else gi.reshape(x_shape), None if gw is None else gw.reshape(w_shape), gb)
         return grads + (None,) * (len(ctx.needs_input_grad) - 3)  # settings, views, transposed, extra_rows, relu
+
+
+def _whole_output_padding(settings: tuple, extra_rows: tuple) -> tuple:
+    """A transposed convolution's settings with output_padding whole again: the CUDA kernel takes
+    it up to the dilation itself, without the extra zero input rows the CPU's needs (_transposed)."""
+    stride, padding, output_padding, dilation, groups = settings
+    whole = tuple(o + e * s for o, e, s in zip(output_padding, extra_rows, stride))
+    return stride, padding, whole, dilation, groups
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,9 +310,9 @@ def _transposed(fn: str, n: int, input, weight, bias, stride, padding, output_pa
         raise ValueError(f"{fn}: the output size would be {'x'.join(map(str, out_size))} for input size "
                          f"{'x'.join(map(str, size))}, kernel {'x'.join(map(str, kernel))} and padding={padding!r}; "
                          f"reduce the padding")
-    # The kernel is the adjoint of a conv2d, which needs output_padding < stride. PyTorch allows
+    # The CPU kernel is the adjoint of a conv2d, which needs output_padding < stride. PyTorch allows
     # up to the dilation: the same output comes from the input with output_padding // stride zero
-    # rows (columns) after it and output_padding % stride.
+    # rows (columns) after it and output_padding % stride (the CUDA kernel takes it whole).
     extra = tuple(o // s_ for o, s_ in zip(out_pad, stride))
     out_pad = tuple(o % s_ for o, s_ in zip(out_pad, stride))
     if n == 1:
@@ -308,7 +322,7 @@ def _transposed(fn: str, n: int, input, weight, bias, stride, padding, output_pa
         extra = (0,) + extra
     else:
         x4_shape, w4_shape, out4_shape = (N, C_in) + size, tuple(w.shape), (N, C_out) + out_size
-        settings = (stride, pad, out_pad, dilation, groups)
+        settings = (stride, (pad[0], pad[0], pad[1], pad[1]), out_pad, dilation, groups)
     out_shape = ((C_out,) if unbatched else (N, C_out)) + out_size
     return Conv.apply(x, w, b, settings, (x4_shape, w4_shape, out4_shape, out_shape), True, extra)
 

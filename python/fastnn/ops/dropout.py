@@ -1,35 +1,40 @@
-"""Inverted dropout: dropout (element-wise) and dropout2d (whole feature maps), seeded by fastnn's
-generator.
+"""Inverted dropout: dropout (element-wise) and dropout2d (whole feature maps), seeded by
+fastnn.manual_seed.
 
-The mask is drawn from fastnn's global generator (fastnn.manual_seed): 0 with probability p,
-1 / (1 - p) otherwise; dropout2d draws one value per (sample, channel), broadcast over H and W.
+The mask is 0 with probability p and 1 / (1 - p) otherwise; dropout2d draws one value per
+(sample, channel), broadcast over H and W. Masks come from Philox4x32-10 (`_C.dropout_mask`,
+`_C.cuda.dropout_mask`): the k-th mask after manual_seed(s) is the same on the CPU and the GPU,
+and is drawn where the tensor lives (nothing crosses from the host to a device).
 """
 from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
-from fastnn._tensor import default_generator
-from fastnn import _device
+from fastnn import _C, _device
+from fastnn._tensor import next_dropout_draw
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 
 __all__ = ["dropout", "dropout2d"]
 
+# While a CUDA graph is captured (fastnn.cuda.graphed_step): a device int64 (1,) holding the
+# draw number, read and advanced by the mask kernel itself, so each replay draws fresh masks.
+graph_draw_counter = None
+
 
 class Dropout(Function):
-    """x * mask, mask broadcast against x (one value per element, or per channel). On a device
-    array the mask, drawn on the host from the same generator as on the CPU, is expanded to x's
-    shape and copied over (one copy per call: a dropout step cannot be graph-captured yet)."""
+    """x * mask, the mask of `mask_shape` (x's shape, or one value per channel) broadcast over x."""
     cuda = True
 
     @staticmethod
-    def forward(ctx, x, mask):
+    def forward(ctx, x, mask_shape, p):
         if _device.is_device_array(x):
-            mask = _device.to_device("dropout", np.ascontiguousarray(np.broadcast_to(mask, x.shape)), x.device)
+            counter = graph_draw_counter  # when set, the draw number is the counter's, not the host's
+            seed, draw = next_dropout_draw(advance=counter is None)
+            mask = _device.backend.dropout_mask(list(mask_shape), p, seed, draw, counter, x.device)
             ctx.save_for_backward(mask)
             return _device.backend.binary(2, x, mask)
+        mask = _C.dropout_mask(mask_shape, p, *next_dropout_draw())
         ctx.save_for_backward(mask)
         return x * mask
 
@@ -37,8 +42,8 @@ class Dropout(Function):
     def backward(ctx, grad):
         mask, = ctx.saved_tensors
         if _device.is_device_array(grad):
-            return _device.backend.binary(2, grad, mask), None
-        return grad * mask, None
+            return _device.backend.binary(2, grad, mask), None, None
+        return grad * mask, None, None
 
 
 def check_probability(fn: str, p) -> float:
@@ -50,22 +55,14 @@ def check_probability(fn: str, p) -> float:
     return float(p)
 
 
-def _inverted_mask(shape, p: float) -> np.ndarray:
-    """0 with probability p, 1 / (1 - p) otherwise, from fastnn's global generator."""
-    if p == 1.0:
-        return np.zeros(shape, dtype=np.float32)
-    keep = default_generator().random(shape, dtype=np.float32) >= np.float32(p)
-    return keep.astype(np.float32) * np.float32(1.0 / (1.0 - p))
-
-
 def dropout(input, p: float = 0.5, training: bool = True):  # noqa: A002
     """Inverted dropout: zero each element with probability p and scale the others by 1/(1-p),
-    with fastnn's global generator (fastnn.manual_seed); the identity when not training."""
+    seeded by fastnn.manual_seed; the identity when not training."""
     p = check_probability("dropout", p)
     x = as_tensor(input)
     if not training or p == 0.0:
         return x
-    return Dropout.apply(x, _inverted_mask(x.shape, p))
+    return Dropout.apply(x, tuple(x.shape), p)
 
 
 def dropout2d(input, p: float = 0.5, training: bool = True):  # noqa: A002
@@ -77,4 +74,4 @@ def dropout2d(input, p: float = 0.5, training: bool = True):  # noqa: A002
         raise ValueError(f"dropout2d: expected input of shape (N, C, H, W) or (C, H, W), got {tuple(x.shape)}")
     if not training or p == 0.0:
         return x
-    return Dropout.apply(x, _inverted_mask(x.shape[:-2] + (1, 1), p))
+    return Dropout.apply(x, tuple(x.shape[:-2]) + (1, 1), p)

@@ -4,6 +4,9 @@ sigmoid, tanh, clone.
 Forward and backward are numpy expressions. Values follow IEEE as PyTorch does: log(0) = -inf,
 sqrt(-1) = nan, 1/0 = inf, without warnings (Function.apply runs ops under np.errstate).
 A broadcast input receives the gradient summed back to its own shape by `unbroadcast`.
+
+On a device add, sub, mul, div and pow run _C.cuda.binary, which broadcasts both operands as
+numpy does; gradients are summed back to the input shapes by _device.reduce_to.
 """
 from __future__ import annotations
 
@@ -44,18 +47,12 @@ def _binary(fn: str, function: type, a, b):
 
 
 # -- binary -----------------------------------------------------------------------------------
+# _C.cuda.binary's op codes; the last two are the factors of pow's gradients (see Pow).
+_ADD, _SUB, _MUL, _DIV, _POW, _POW_GRAD_BASE, _POW_GRAD_EXPONENT = range(7)
 
-def _cuda_binary(op: int, a, b, commutes: bool):
-    """a op b on the GPU, where the kernel broadcasts b only (same shape, a last-axis row, or one
-    element); a commuting op swaps a broadcast a to that side."""
-    def fits(x, y):  # y broadcasts over x
-        return x.shape == y.shape or y.size == 1 or (y.ndim == 1 and x.ndim >= 1 and y.shape[0] == x.shape[-1])
-    if fits(a, b):
-        return _device.backend.binary(op, a, b)
-    if commutes and fits(b, a):
-        return _device.backend.binary(op, b, a)
-    raise NotImplementedError(f"this broadcast of shapes {tuple(a.shape)} and {tuple(b.shape)} has no CUDA kernel "
-                              f"yet (same shapes, a row over the last axis, or a scalar do)")
+
+def _cuda_binary(op: int, a, b):
+    return _device.backend.binary(op, a, b)
 
 
 class Add(Function):
@@ -65,7 +62,7 @@ class Add(Function):
     def forward(ctx, a, b):
         ctx.a_shape, ctx.b_shape = a.shape, b.shape
         if _device.is_device_array(a):
-            return _cuda_binary(0, a, b, commutes=True)
+            return _cuda_binary(_ADD, a, b)
         return a + b
 
     @staticmethod
@@ -82,7 +79,7 @@ class Sub(Function):
     def forward(ctx, a, b):
         ctx.a_shape, ctx.b_shape = a.shape, b.shape
         if _device.is_device_array(a):
-            return _cuda_binary(1, a, b, commutes=False)
+            return _cuda_binary(_SUB, a, b)
         return a - b
 
     @staticmethod
@@ -101,15 +98,15 @@ class Mul(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         if _device.is_device_array(a):
-            return _cuda_binary(2, a, b, commutes=True)
+            return _cuda_binary(_MUL, a, b)
         return a * b
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         if _device.is_device_array(grad):
-            grad_a = _device.reduce_to(_cuda_binary(2, grad, b, True), a.shape) if ctx.needs_input_grad[0] else None
-            grad_b = _device.reduce_to(_cuda_binary(2, grad, a, True), b.shape) if ctx.needs_input_grad[1] else None
+            grad_a = _device.reduce_to(_cuda_binary(_MUL, grad, b), a.shape) if ctx.needs_input_grad[0] else None
+            grad_b = _device.reduce_to(_cuda_binary(_MUL, grad, a), b.shape) if ctx.needs_input_grad[1] else None
             return grad_a, grad_b
         grad_a = unbroadcast(grad * b, a.shape) if ctx.needs_input_grad[0] else None
         grad_b = unbroadcast(grad * a, b.shape) if ctx.needs_input_grad[1] else None
@@ -123,17 +120,17 @@ class Div(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         if _device.is_device_array(a):
-            return _cuda_binary(3, a, b, commutes=False)
+            return _cuda_binary(_DIV, a, b)
         return a / b
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         if _device.is_device_array(grad):
-            grad_a = _device.reduce_to(_cuda_binary(3, grad, b, False), a.shape) if ctx.needs_input_grad[0] else None
+            grad_a = _device.reduce_to(_cuda_binary(_DIV, grad, b), a.shape) if ctx.needs_input_grad[0] else None
             grad_b = None
             if ctx.needs_input_grad[1]:  # -grad * a / b^2, as (grad * a / b) / b
-                quotient = _cuda_binary(3, _cuda_binary(3, _cuda_binary(2, grad, a, True), b, False), b, False)
+                quotient = _cuda_binary(_DIV, _cuda_binary(_DIV, _cuda_binary(_MUL, grad, a), b), b)
                 grad_b = _device.scaled(_device.reduce_to(quotient, b.shape), -1.0)
             return grad_a, grad_b
         grad_a = unbroadcast(grad / b, a.shape) if ctx.needs_input_grad[0] else None
@@ -142,16 +139,33 @@ class Div(Function):
 
 
 class Pow(Function):
-    """base ** exponent, either of which may be a constant."""
+    """base ** exponent, either of which may be a constant. On a device the factors
+    exponent * base**(exponent - 1) and base**exponent * log(base) (0 at base == 0 for
+    exponent >= 0, as below) are one kernel each (_POW_GRAD_BASE, _POW_GRAD_EXPONENT)."""
+
+    cuda = True
 
     @staticmethod
     def forward(ctx, base, exponent):
+        if _device.is_device_array(base):
+            ctx.save_for_backward(base, exponent)
+            return _cuda_binary(_POW, base, exponent)
         out = np.power(base, exponent)
         ctx.save_for_backward(base, exponent, out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
+        if _device.is_device_array(grad):
+            base, exponent = ctx.saved_tensors
+            grad_base = grad_exponent = None
+            if ctx.needs_input_grad[0]:
+                d_base = _cuda_binary(_POW_GRAD_BASE, base, exponent)
+                grad_base = _device.reduce_to(_cuda_binary(_MUL, grad, d_base), base.shape)
+            if ctx.needs_input_grad[1]:
+                d_exponent = _cuda_binary(_POW_GRAD_EXPONENT, base, exponent)
+                grad_exponent = _device.reduce_to(_cuda_binary(_MUL, grad, d_exponent), exponent.shape)
+            return grad_base, grad_exponent
         base, exponent, out = ctx.saved_tensors
         grad_base = grad_exponent = None
         if ctx.needs_input_grad[0]:

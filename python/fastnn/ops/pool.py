@@ -1,7 +1,8 @@
 """Pooling ops: max_pool2d, avg_pool2d, adaptive_avg_pool2d, their 1-d forms and global pooling.
 
 Each 2-d op is a Function whose forward and backward call one `_C` entry point each
-(csrc/cpu/pool.cpp). Arguments follow torch.nn.functional: kernel_size, stride (default: the
+(csrc/cpu/pool.cpp), or on a device the `_C.cuda` one of the same name and arguments
+(csrc/cuda/pool.cu). Arguments follow torch.nn.functional: kernel_size, stride (default: the
 kernel), padding and dilation are ints or (h, w) pairs; padding may be at most half the kernel;
 ceil_mode rounds the output size up, keeping a last window only when it starts inside the input
 or its left padding. Inputs are (N, C, H, W), or (C, H, W) without a batch axis.
@@ -19,7 +20,7 @@ import operator
 
 import numpy as np
 
-from fastnn import _C, _device
+from fastnn import _device
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 from fastnn.ops.shape import reshape
@@ -162,16 +163,19 @@ def global_max_pool2d(input):  # noqa: A002
 # average pooling
 
 class AvgPool2d(Function):
+    cuda = True
+    numpy_math = False
+
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor, fn):
-        out = _call(fn, "avg_pool2d_forward", _C.avg_pool2d_forward, np.ascontiguousarray(x), kernel, stride,
-                    padding, ceil_mode, count_include_pad, divisor)
-        ctx.args = (x.shape[2:], kernel, stride, padding, ceil_mode, count_include_pad, divisor)
+        out = _call(fn, "avg_pool2d_forward", _device.kernels(x).avg_pool2d_forward, _device.contiguous(x), kernel,
+                    stride, padding, ceil_mode, count_include_pad, divisor)
+        ctx.args = (tuple(x.shape[2:]), kernel, stride, padding, ceil_mode, count_include_pad, divisor)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        return (_C.avg_pool2d_backward(np.ascontiguousarray(grad), *ctx.args),
+        return (_device.kernels(grad).avg_pool2d_backward(_device.contiguous(grad), *ctx.args),
                 None, None, None, None, None, None, None)
 
 
@@ -217,26 +221,25 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
 # adaptive average pooling
 
 class AdaptiveAvgPool2d(Function):
-    cuda = True  # global average pooling (output size 1 x 1) only, so far
+    """On a device, output size 1 x 1 takes the global average kernel (a block-wide sum per plane,
+    where the adaptive kernel's one thread per output would sum a whole plane alone)."""
+    cuda = True
     numpy_math = False
 
     @staticmethod
     def forward(ctx, x, output_size, fn):
-        ctx.input_size = x.shape[2:]
-        if _device.is_device_array(x):
-            if tuple(output_size) != (1, 1):
-                raise NotImplementedError(f"{fn}: only output size 1 (global average pooling) has a CUDA kernel yet")
+        ctx.input_size = tuple(x.shape[2:])
+        ctx.global_average = _device.is_device_array(x) and tuple(output_size) == (1, 1)
+        if ctx.global_average:
             return _device.backend.global_avg_pool_forward(x)
-        out = _call(fn, "adaptive_avg_pool2d_forward", _C.adaptive_avg_pool2d_forward, np.ascontiguousarray(x),
-                    output_size)
-        ctx.input_size = x.shape[2:]
-        return out
+        return _call(fn, "adaptive_avg_pool2d_forward", _device.kernels(x).adaptive_avg_pool2d_forward,
+                     _device.contiguous(x), output_size)
 
     @staticmethod
     def backward(ctx, grad):
-        if _device.is_device_array(grad):
-            return _device.backend.global_avg_pool_backward(grad, tuple(ctx.input_size)), None, None
-        return _C.adaptive_avg_pool2d_backward(np.ascontiguousarray(grad), ctx.input_size), None, None
+        if ctx.global_average:
+            return _device.backend.global_avg_pool_backward(grad, ctx.input_size), None, None
+        return _device.kernels(grad).adaptive_avg_pool2d_backward(_device.contiguous(grad), ctx.input_size), None, None
 
 
 def adaptive_avg_pool2d(input, output_size):  # noqa: A002

@@ -4,12 +4,13 @@ Per element, g = grad (negated when maximize); Adam adds weight_decay * p to g (
 first multiplies p by 1 - lr * weight_decay (decoupled); m = lerp(m, g, 1 - beta1);
 v = beta2 * v + (1 - beta2) * g * g; AMSGrad keeps vmax = max(vmax, v) and uses it for v;
 p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), t counted per parameter from
-1, the bias corrections computed in double. One fused `_C.adam_step` per group.
+1, the bias corrections computed in double. One fused `_C.adam_step` per group (on a GPU,
+`_C.cuda.adam_step`, one launch per step count, normally one).
 """
 from __future__ import annotations
 
 from fastnn import _C, _device
-from fastnn.optim.optimizer import Optimizer, check_hyper, new_buffer
+from fastnn.optim.optimizer import Optimizer, by_step, check_hyper, new_buffer
 
 
 class Adam(Optimizer):
@@ -35,8 +36,6 @@ class Adam(Optimizer):
         if not items:
             return
         amsgrad = bool(group["amsgrad"])
-        if items[0][0].is_cuda and amsgrad:
-            raise NotImplementedError("Adam(amsgrad=True) has no CUDA kernel yet")
         states = []
         for p, _, state in items:
             if not state:
@@ -52,14 +51,15 @@ class Adam(Optimizer):
                             weight_decay=float(group["weight_decay"]), maximize=bool(group["maximize"]),
                             decoupled=bool(group["decoupled_weight_decay"]))
             if self._capturable:
-                return self._update_capturable(items, states, settings)
+                return self._update_capturable(items, states, settings, amsgrad)
         steps = [int(s["step"]) + 1 for s in states]
         if items[0][0].is_cuda:
-            for step in sorted(set(steps)):  # one launch per step count (normally a single one)
-                chosen = [i for i, s in enumerate(steps) if s == step]
+            for step, chosen in by_step(steps):
                 _device.backend.adam_step([items[i][0].data for i in chosen], [items[i][1] for i in chosen],
                                           [states[i]["exp_avg"] for i in chosen],
-                                          [states[i]["exp_avg_sq"] for i in chosen], step=step, **settings)
+                                          [states[i]["exp_avg_sq"] for i in chosen],
+                                          [states[i]["max_exp_avg_sq"] for i in chosen] if amsgrad else [],
+                                          step=step, **settings)
             for state, step in zip(states, steps):
                 state["step"] = step
             return
@@ -72,7 +72,7 @@ class Adam(Optimizer):
         for state, step in zip(states, steps):
             state["step"] = step
 
-    def _update_capturable(self, items: list, states: list, settings: dict) -> None:
+    def _update_capturable(self, items: list, states: list, settings: dict, amsgrad: bool) -> None:
         """The update of a captured CUDA graph: the step count lives on the device, one float32
         array shared by the group's parameters, advanced by the kernel itself (a host count would
         be frozen into the graph)."""
@@ -83,6 +83,7 @@ class Adam(Optimizer):
             state["step"] = counter
         _device.backend.adam_step([p.data for p, _, _ in items], [g for _, g, _ in items],
                                   [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                                  [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
                                   step_count=counter, **settings)
 
 

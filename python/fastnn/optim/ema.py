@@ -10,7 +10,10 @@ update() runs one fused `_C.ema_update` over every parameter:
 shadow = d * shadow + (1 - d) * param, with d = decay, or with warmup=True (TensorFlow's
 ExponentialMovingAverage with num_updates) d = min(decay, (1 + n) / (10 + n)), n being the
 number of updates made before this one (so the first update uses 0.1 and the average follows
-the fast-moving early weights closely). The shadows start as copies of the parameters.
+the fast-moving early weights closely). The shadows start as copies of the parameters, on their
+device: for parameters on a GPU, update, copy_to and average_parameters run `_C.cuda`'s
+entry points of the same names (one launch per 64 parameters). state_dict() holds host copies
+either way (portable, as Module.state_dict).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import contextlib
 
 import numpy as np
 
-from fastnn import _C
+from fastnn import _device
 from fastnn._tensor import Tensor
 
 
@@ -45,7 +48,11 @@ class EMA:
         self.decay = decay
         self.warmup = bool(warmup)
         self.num_updates = 0
-        self.shadow = [np.array(p.data, dtype=np.float32, order="C", copy=True) for p in params]
+        self.shadow = [_copy(p.data) for p in params]
+
+    def _kernels(self):
+        """_C, or _C.cuda for shadows on a GPU."""
+        return _device.kernels(self.shadow[0])
 
     def current_decay(self) -> float:
         """The decay the next update() will use."""
@@ -56,7 +63,7 @@ class EMA:
 
     def update(self) -> None:
         """shadow = d * shadow + (1 - d) * param for every parameter, in one fused pass."""
-        _C.ema_update(self.shadow, [p.data for p in self.params], decay=self.current_decay())
+        self._kernels().ema_update(self.shadow, [p.data for p in self.params], decay=self.current_decay())
         self.num_updates += 1
 
     def copy_to(self, params=None) -> None:
@@ -64,24 +71,26 @@ class EMA:
         targets = self.params if params is None else list(params)
         if len(targets) != len(self.shadow):
             raise ValueError(f"EMA.copy_to: got {len(targets)} parameters, expected {len(self.shadow)}")
-        _C.copy_buffers([p.data for p in targets], self.shadow)
+        self._kernels().copy_buffers([p.data for p in targets], self.shadow)
 
     @contextlib.contextmanager
     def average_parameters(self):
         """Within the block the parameters hold the averaged weights; their own values are
         restored on exit, also when the block raises."""
-        backup = [np.empty_like(p.data) for p in self.params]
-        _C.copy_buffers(backup, [p.data for p in self.params])
-        _C.copy_buffers([p.data for p in self.params], self.shadow)
+        kernels, params = self._kernels(), [p.data for p in self.params]
+        backup = [_empty_like(a) for a in params]
+        kernels.copy_buffers(backup, params)
+        kernels.copy_buffers(params, self.shadow)
         try:
             yield self
         finally:
-            _C.copy_buffers([p.data for p in self.params], backup)
+            kernels.copy_buffers(params, backup)
 
     def state_dict(self) -> dict:
-        """{"decay", "warmup", "num_updates", "shadow": [arrays]} (the arrays are copies)."""
+        """{"decay", "warmup", "num_updates", "shadow": [arrays]} (the arrays are numpy copies, also
+        of shadows on a GPU)."""
         return {"decay": self.decay, "warmup": self.warmup, "num_updates": self.num_updates,
-                "shadow": [s.copy() for s in self.shadow]}
+                "shadow": [s.numpy() if _device.is_device_array(s) else s.copy() for s in self.shadow]}
 
     def load_state_dict(self, state_dict: dict) -> None:
         missing = {"decay", "warmup", "num_updates", "shadow"} - set(state_dict)
@@ -92,10 +101,13 @@ class EMA:
             raise ValueError(f"EMA.load_state_dict: got {len(shadow)} shadow arrays, expected {len(self.shadow)}")
         arrays = []
         for i, (saved, own) in enumerate(zip(shadow, self.shadow)):
-            a = np.array(saved.data if isinstance(saved, Tensor) else saved, dtype=np.float32, order="C", copy=True)
-            if a.shape != own.shape:
-                raise ValueError(f"EMA.load_state_dict: shadow[{i}] has shape {a.shape}, expected {own.shape}")
-            arrays.append(a)
+            if isinstance(saved, Tensor):
+                saved = saved.data
+            a = _copy(saved.numpy() if _device.is_device_array(saved) else saved)
+            if a.shape != tuple(own.shape):
+                raise ValueError(f"EMA.load_state_dict: shadow[{i}] has shape {a.shape}, expected {tuple(own.shape)}")
+            arrays.append(_device.to_device("EMA.load_state_dict", a, own.device) if _device.is_device_array(own)
+                          else a)
         decay = float(state_dict["decay"])
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMA.load_state_dict: decay must be in [0, 1], got {decay}")
@@ -107,3 +119,17 @@ class EMA:
     def __repr__(self) -> str:
         return (f"EMA(decay={self.decay}, warmup={self.warmup}, num_updates={self.num_updates}, "
                 f"tensors={len(self.shadow)})")
+
+
+def _copy(array):
+    """A C-contiguous float32 copy of a numpy array, or a copy of a device array on its device."""
+    if _device.is_device_array(array):
+        return array.copy()
+    return np.array(array, dtype=np.float32, order="C", copy=True)
+
+
+def _empty_like(array):
+    """A new float32 array of array's shape on its device (contents undefined)."""
+    if _device.is_device_array(array):
+        return _device.backend.empty(list(array.shape), "float32", array.device)
+    return np.empty(array.shape, dtype=np.float32)

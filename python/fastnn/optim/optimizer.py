@@ -1,11 +1,13 @@
 """Optimizer: the base of fastnn's optimizers, with PyTorch's interface.
 
 `param_groups` is a list of dicts, each holding "params" (a list of Tensors) and that group's
-hyper-parameters ("lr", ...); `state` maps each parameter to a dict of its buffers (numpy
-float32 arrays, PyTorch's names) and counters. A subclass implements `_update_group(group)`:
-it gathers the group's parameters that have a gradient (those whose .grad is None are skipped,
-as in PyTorch) with their state buffers and hands the lists to one fused `_C.*_step` call,
-which updates every tensor of the group in place in one threaded pass.
+hyper-parameters ("lr", ...); `state` maps each parameter to a dict of its buffers (float32
+arrays on the parameter's device, PyTorch's names) and counters. A subclass implements
+`_update_group(group)`: it gathers the group's parameters that have a gradient (those whose
+.grad is None are skipped, as in PyTorch) with their state buffers and hands the lists to one
+fused `_C.*_step` call, which updates every tensor of the group in place in one threaded pass
+(on a GPU, `_C.cuda.*_step`: one launch per 64 parameters). Subclasses whose update runs on
+GPU parameters set `cuda = True`.
 """
 from __future__ import annotations
 
@@ -140,7 +142,9 @@ class Optimizer:
             loss = closure()
         for group in self.param_groups:
             if _device.cuda_used and not type(self).cuda and any(p.is_cuda for p in group["params"]):
-                raise NotImplementedError(f"{type(self).__name__} has no CUDA kernel yet; SGD, Adam and AdamW do")
+                raise NotImplementedError(f"{type(self).__name__} has no CUDA kernel (its class does not set "
+                                          f"cuda = True); the built-in SGD, Adagrad, RMSprop, Adam and AdamW have "
+                                          f"one, or move the parameters to the CPU")
             self._update_group(group)
         return loss
 
@@ -211,19 +215,23 @@ class Optimizer:
 
     @staticmethod
     def _load_value(index: int, name: str, value, p: Tensor):
+        """A copy of a saved state value: a number, or a float32 buffer on p's device."""
         if value is None:  # e.g. PyTorch's momentum_buffer before its first use
             return None
         if isinstance(value, Tensor):
             value = value.data
-        if isinstance(value, np.ndarray) and value.ndim == 0:
-            value = value.item()
+        if _device.is_device_array(value):
+            value = value.numpy()
+        # a step count: a number, or an array of one (a captured Adam keeps it on the device)
+        if isinstance(value, np.ndarray) and (value.ndim == 0 or (name == "step" and value.size == 1)):
+            value = value.reshape(-1)[0].item()
         if isinstance(value, numbers.Number):
             return int(value) if float(value).is_integer() and name == "step" else value
         array = np.array(value, dtype=np.float32, order="C", copy=True)
         if array.shape != p.data.shape:
             raise ValueError(f"load_state_dict: state '{name}' of parameter {index} has shape {array.shape}, "
                              f"expected {p.data.shape} (the parameter's shape)")
-        return array
+        return _device.to_device("load_state_dict", array, p.data.device if p.is_cuda else None)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -234,6 +242,13 @@ class Optimizer:
                     lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def by_step(steps: list):
+    """(step, indices of the parameters at that step) for each distinct step count, in increasing
+    order: the device kernels take one step count per launch (normally all are at the same one)."""
+    for step in sorted(set(steps)):
+        yield step, [i for i, s in enumerate(steps) if s == step]
 
 
 def check_hyper(name: str, value, low: float = 0.0, high: float = None, high_open: bool = False,

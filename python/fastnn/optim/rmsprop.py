@@ -3,11 +3,12 @@
 Per element, g = grad (negated when maximize) + weight_decay * p;
 v = alpha * v + (1 - alpha) * g * g; centered: ga = lerp(ga, g, 1 - alpha) and
 avg = sqrt(v - ga * ga) + eps, else avg = sqrt(v) + eps; with momentum, b = momentum * b + g / avg
-and p -= lr * b, else p -= lr * g / avg. One fused `_C.rmsprop_step` per group.
+and p -= lr * b, else p -= lr * g / avg. One fused `_C.rmsprop_step` per group (on a GPU,
+`_C.cuda.rmsprop_step`, which takes the same arguments).
 """
 from __future__ import annotations
 
-from fastnn import _C
+from fastnn import _device
 from fastnn.optim.optimizer import Optimizer, check_hyper, new_buffer
 
 
@@ -21,6 +22,8 @@ class RMSprop(Optimizer):
         check_hyper("alpha value", alpha)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize))
+
+    cuda = True
 
     def _update_group(self, group: dict) -> None:
         items = self._with_grads(group)
@@ -37,12 +40,13 @@ class RMSprop(Optimizer):
             if centered and "grad_avg" not in state:
                 state["grad_avg"] = new_buffer(p)
             states.append(state)
-        _C.rmsprop_step([p.data for p, _, _ in items], [g for _, g, _ in items],
-                        [s["square_avg"] for s in states],
-                        [s["grad_avg"] for s in states] if centered else [],
-                        [s["momentum_buffer"] for s in states] if momentum > 0 else [],
-                        lr=float(group["lr"]), alpha=float(group["alpha"]), eps=float(group["eps"]),
-                        weight_decay=float(group["weight_decay"]), momentum=momentum, centered=centered,
-                        maximize=bool(group["maximize"]))
+        kernels = _device.kernels(items[0][0].data)
+        kernels.rmsprop_step([p.data for p, _, _ in items], [g for _, g, _ in items],
+                             [s["square_avg"] for s in states],
+                             [s["grad_avg"] for s in states] if centered else [],
+                             [s["momentum_buffer"] for s in states] if momentum > 0 else [],
+                             lr=float(group["lr"]), alpha=float(group["alpha"]), eps=float(group["eps"]),
+                             weight_decay=float(group["weight_decay"]), momentum=momentum, centered=centered,
+                             maximize=bool(group["maximize"]))
         for state in states:
             state["step"] += 1
