@@ -37,6 +37,13 @@ inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535) {
 #define GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
+// v combined with op over the 32 lanes of a (full) warp by butterfly shuffles; every lane gets the result.
+template <class T, class Op>
+__device__ __forceinline__ T warp_all_reduce(T v, Op op) {
+  for (int offset = 16; offset > 0; offset /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
 // Device scratch from the caching allocator, returned when it goes out of scope (kernels queued on
 // fastnn's stream may still use it: the next user of the block queues after them).
 struct Scratch {

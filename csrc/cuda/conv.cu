@@ -32,8 +32,7 @@ constexpr int64_t kMaxColsFloats = int64_t(32) << 20;
 
 __global__ void im2col_kernel(float* cols, const float* x, ConvShape s, int64_t n0, int64_t nb) {
   const int64_t plane = s.OH * s.OW, L = nb * plane, cg_rs = s.C * s.R * s.S;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < cg_rs * L;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, cg_rs * L) {
     const int64_t row = e / L, col = e % L;
     const int64_t img = col / plane, p = col % plane, oh = p / s.OW, ow = p % s.OW;
     const int64_t c = row / (s.R * s.S), rs = row % (s.R * s.S), r = rs / s.S, q = rs % s.S;
@@ -47,8 +46,7 @@ __global__ void im2col_kernel(float* cols, const float* x, ConvShape s, int64_t 
 __global__ void scatter_output_kernel(float* out, const float* tmp, const float* bias, ConvShape s, int64_t n0,
                                       int64_t nb) {
   const int64_t plane = s.OH * s.OW, L = nb * plane, total = nb * s.K * plane;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, total) {
     const int64_t img = e / (s.K * plane), k = (e / plane) % s.K, p = e % plane;
     out[n0 * s.K * plane + e] = tmp[k * L + img * plane + p] + (bias ? bias[k] : 0.0f);
   }
@@ -57,8 +55,7 @@ __global__ void scatter_output_kernel(float* out, const float* tmp, const float*
 // tmp (k, img * plane + p) = dy (n0 + img, k, p)
 __global__ void gather_grad_kernel(float* tmp, const float* dy, ConvShape s, int64_t n0, int64_t nb) {
   const int64_t plane = s.OH * s.OW, L = nb * plane, total = nb * s.K * plane;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, total) {
     const int64_t img = e / (s.K * plane), k = (e / plane) % s.K, p = e % plane;
     tmp[k * L + img * plane + p] = dy[n0 * s.K * plane + e];
   }
@@ -67,8 +64,7 @@ __global__ void gather_grad_kernel(float* tmp, const float* dy, ConvShape s, int
 // dx = the col2im sum, + bias[c] when bias is not null (the transposed convolution's forward).
 __global__ void col2im_kernel(float* dx, const float* dcols, const float* bias, ConvShape s, int64_t n0, int64_t nb) {
   const int64_t plane = s.OH * s.OW, L = nb * plane, total = nb * s.C * s.H * s.W;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, total) {
     const int64_t img = e / (s.C * s.H * s.W), c = (e / (s.H * s.W)) % s.C;
     const int64_t ih = (e / s.W) % s.H, iw = e % s.W;
     float sum = 0.0f;  // every tap, even when OH, OW are 0 (no dcols then) and only the bias remains

@@ -106,7 +106,7 @@ __global__ void sum_all_kernel(float* out, const float* x, int64_t n, float scal
   __shared__ float warp_sums[kThreads / 32];
   float s = 0.0f;
   GRID_STRIDE(i, n) s += x[i];
-  for (int offset = 16; offset > 0; offset /= 2) s += __shfl_down_sync(0xffffffffu, s, offset);
+  s = warp_all_reduce(s, [](float a, float b) { return a + b; });
   if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
   __syncthreads();
   if (threadIdx.x == 0) {

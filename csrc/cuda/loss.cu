@@ -44,22 +44,12 @@ namespace {
 constexpr int kRowsPerBlock = 8;
 constexpr int kThreads = 256;
 
-__device__ float warp_max(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-__device__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
 // The threads that share a line: a warp (lane 0..31 of 32) or a single thread.
 struct WarpLine {
   int lane;
   static constexpr int width = 32;
-  __device__ float max(float v) const { return warp_max(v); }
-  __device__ float sum(float v) const { return warp_sum(v); }
+  __device__ float max(float v) const { return warp_all_reduce(v, [](float a, float b) { return fmaxf(a, b); }); }
+  __device__ float sum(float v) const { return warp_all_reduce(v, [](float a, float b) { return a + b; }); }
 };
 struct ThreadLine {
   static constexpr int lane = 0, width = 1;
@@ -128,8 +118,7 @@ __global__ void rows_kernel(Op op, int64_t rows, int64_t C) {
 // op(line, start, stride) over the lines of (outer, C, inner): one thread each, grid-stride.
 template <class Op>
 __global__ void lines_kernel(Op op, int64_t outer, int64_t C, int64_t inner) {
-  for (int64_t line = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; line < outer * inner;
-       line += static_cast<int64_t>(blockDim.x) * gridDim.x)
+  GRID_STRIDE(line, outer * inner)
     op(ThreadLine{}, (line / inner) * C * inner + line % inner, inner);
 }
 
@@ -317,8 +306,7 @@ __device__ float weight_at(const float* w, int64_t period, int64_t i) { return w
 
 template <ElementwiseLoss kind>
 __global__ void elementwise_loss_forward_kernel(float* loss, ElementwiseLossArgs a) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+  GRID_STRIDE(i, a.n)
     loss[i] = Element<kind>::loss(a.x[i], a.y[i], weight_at(a.pos_weight, a.pos_weight_period, i), a.delta) *
               weight_at(a.weight, a.weight_period, i);
 }
@@ -327,8 +315,7 @@ __global__ void elementwise_loss_forward_kernel(float* loss, ElementwiseLossArgs
 template <ElementwiseLoss kind>
 __global__ void elementwise_loss_backward_kernel(float* dx, float* dy, const float* grad, int64_t grad_stride,
                                                  float divisor, ElementwiseLossArgs a) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < a.n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(i, a.n) {
     const float g = grad[i * grad_stride] / divisor * weight_at(a.weight, a.weight_period, i);
     float gx, gy;
     Element<kind>::grads(a.x[i], a.y[i], weight_at(a.pos_weight, a.pos_weight_period, i), a.delta, &gx, &gy);

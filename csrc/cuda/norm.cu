@@ -58,8 +58,7 @@ __global__ void stats_kernel(float* mean, float* invstd, float* running_mean, fl
 
 __global__ void running_stats_kernel(float* mean, float* invstd, const float* running_mean, const float* running_var,
                                      float eps, int64_t C) {
-  for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < C;
-       c += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(c, C) {
     mean[c] = running_mean[c];
     invstd[c] = static_cast<float>(1.0 / sqrt(static_cast<double>(running_var[c]) + eps));
   }
@@ -67,8 +66,7 @@ __global__ void running_stats_kernel(float* mean, float* invstd, const float* ru
 
 __global__ void normalize_kernel(float* y, const float* x, const float* mean, const float* invstd, const float* w,
                                  const float* b, int64_t N, int64_t C, int64_t L) {
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < N * C * L;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, N * C * L) {
     const int64_t c = (e / L) % C;
     const float scale = invstd[c] * (w ? w[c] : 1.0f);
     y[e] = (x[e] - mean[c]) * scale + (b ? b[c] : 0.0f);
@@ -96,8 +94,7 @@ __global__ void grad_input_kernel(float* dx, const float* dy, const float* x, co
                                   const float* w, const float* dw, const float* db, bool training, int64_t N, int64_t C,
                                   int64_t L) {
   const float M = static_cast<float>(N * L);
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < N * C * L;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, N * C * L) {
     const int64_t c = (e / L) % C;
     const float scale = invstd[c] * (w ? w[c] : 1.0f);
     if (training) {

@@ -29,11 +29,11 @@ using ParamTable = SlotTable<ParamSlot>;
 using PairTable = SlotTable<BufferPair>;
 static_assert(sizeof(ParamTable) + sizeof(AdamSettings) + 32 <= 4096, "adam_kernel's arguments exceed 4 KiB");
 
-// The grid-stride loop over the elements of the block's slot: this thread's first one and the step.
-__device__ __forceinline__ int64_t first_element() {
-  return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+// The gradient as SGD, RMSprop and Adagrad use it: negated when maximizing, plus the L2 term.
+__device__ __forceinline__ float l2_gradient(float g, float p, float sign, float weight_decay) {
+  const float gi = sign * g;
+  return weight_decay != 0.0f ? gi + weight_decay * p : gi;
 }
-__device__ __forceinline__ int64_t element_stride() { return static_cast<int64_t>(blockDim.x) * gridDim.x; }
 
 // step: null, or the step count on the device (already advanced by advance_step_kernel), whose
 // bias corrections are then computed here, in float (the capturable variant).
@@ -50,7 +50,7 @@ __global__ void adam_kernel(ParamTable table, AdamSettings s, const float* step,
   float* __restrict__ v = t.state1;
   float* __restrict__ vmax = t.state2;
   const float sign = s.maximize ? -1.0f : 1.0f, l2 = s.decoupled ? 0.0f : s.weight_decay;
-  for (int64_t i = first_element(); i < t.n; i += element_stride()) {
+  GRID_STRIDE(i, t.n) {
     float pi = p[i];
     if (s.decoupled) pi = pi * s.decay_factor;
     float gi = sign * g[i];
@@ -76,9 +76,8 @@ __global__ void sgd_kernel(ParamTable table, SgdSettings s) {
   const float* __restrict__ g = t.grad;
   float* __restrict__ buf = t.state0;
   const float sign = s.maximize ? -1.0f : 1.0f;
-  for (int64_t i = first_element(); i < t.n; i += element_stride()) {
-    float gi = sign * g[i];
-    if (s.weight_decay != 0.0f) gi = gi + s.weight_decay * p[i];
+  GRID_STRIDE(i, t.n) {
+    float gi = l2_gradient(g[i], p[i], sign, s.weight_decay);
     if (s.momentum != 0.0f) {
       const float b = s.first_step ? gi : s.momentum * buf[i] + s.one_minus_dampening * gi;
       buf[i] = b;
@@ -96,9 +95,8 @@ __global__ void rmsprop_kernel(ParamTable table, RmspropSettings s) {
   float* __restrict__ ga = t.state1;
   float* __restrict__ buf = t.state2;
   const float sign = s.maximize ? -1.0f : 1.0f, neg_lr = -s.lr;
-  for (int64_t i = first_element(); i < t.n; i += element_stride()) {
-    float gi = sign * g[i];
-    if (s.weight_decay != 0.0f) gi = gi + s.weight_decay * p[i];
+  GRID_STRIDE(i, t.n) {
+    float gi = l2_gradient(g[i], p[i], sign, s.weight_decay);
     const float sqi = s.alpha * sq[i] + s.one_minus_alpha * (gi * gi);
     sq[i] = sqi;
     float avg;
@@ -125,9 +123,8 @@ __global__ void adagrad_kernel(ParamTable table, AdagradSettings s) {
   const float* __restrict__ g = t.grad;
   float* __restrict__ sum = t.state0;
   const float sign = s.maximize ? -1.0f : 1.0f, neg_clr = -s.clr;
-  for (int64_t i = first_element(); i < t.n; i += element_stride()) {
-    float gi = sign * g[i];
-    if (s.weight_decay != 0.0f) gi = gi + s.weight_decay * p[i];
+  GRID_STRIDE(i, t.n) {
+    float gi = l2_gradient(g[i], p[i], sign, s.weight_decay);
     const float si = sum[i] + gi * gi;
     sum[i] = si;
     p[i] = p[i] + neg_clr * (gi / (sqrtf(si) + s.eps));
@@ -138,7 +135,7 @@ __global__ void ema_kernel(PairTable table, float decay, float one_minus_decay) 
   const BufferPair& t = table.slot[blockIdx.y];
   float* __restrict__ shadow = t.dst;
   const float* __restrict__ param = t.src;
-  for (int64_t i = first_element(); i < t.n; i += element_stride())
+  GRID_STRIDE(i, t.n)
     shadow[i] = decay * shadow[i] + one_minus_decay * param[i];
 }
 
@@ -146,7 +143,7 @@ __global__ void copy_kernel(PairTable table) {
   const BufferPair& t = table.slot[blockIdx.y];
   float* __restrict__ dst = t.dst;
   const float* __restrict__ src = t.src;
-  for (int64_t i = first_element(); i < t.n; i += element_stride()) dst[i] = src[i];
+  GRID_STRIDE(i, t.n) dst[i] = src[i];
 }
 
 // Calls launch(grid, stream, table) for each run of up to 64 slots that holds an element.

@@ -27,8 +27,7 @@ constexpr int kThreads = 256;
 
 __global__ void max_pool_forward_kernel(float* out, int64_t* indices, const float* x, PoolShape s) {
   const int64_t total = s.P * s.OH * s.OW;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, total) {
     const int64_t p = e / (s.OH * s.OW), oh = (e / s.OW) % s.OH, ow = e % s.OW;
     const float* plane = x + p * s.H * s.W;
     float best = -INFINITY;
@@ -53,8 +52,7 @@ __global__ void max_pool_forward_kernel(float* out, int64_t* indices, const floa
 
 __global__ void max_pool_backward_kernel(float* dx, const float* dy, const int64_t* indices, PoolShape s) {
   const int64_t total = s.P * s.OH * s.OW;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, total) {
     const int64_t where = indices[e];
     if (where >= 0) atomicAdd(dx + (e / (s.OH * s.OW)) * s.H * s.W + where, dy[e]);
   }
@@ -76,8 +74,7 @@ __global__ void plane_mean_kernel(float* out, const float* x, int64_t L) {
 }
 
 __global__ void spread_kernel(float* dx, const float* dy, int64_t P, int64_t L) {
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < P * L;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x)
+  GRID_STRIDE(e, P * L)
     dx[e] = dy[e / L] / static_cast<float>(L);
 }
 
@@ -117,8 +114,7 @@ __device__ void covering_outputs(int64_t i, int64_t out, int64_t kernel, int64_t
 
 __global__ void avg_pool_forward_kernel(float* out, const float* x, PoolShape s, AvgDivisor d) {
   const int64_t total = s.P * s.OH * s.OW;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, total) {
     const int64_t p = e / (s.OH * s.OW), oh = (e / s.OW) % s.OH, ow = e % s.OW;
     const AvgWindow wh = avg_window(oh, s.H, s.kernel_h, s.stride_h, s.pad_h);
     const AvgWindow ww = avg_window(ow, s.W, s.kernel_w, s.stride_w, s.pad_w);
@@ -132,8 +128,7 @@ __global__ void avg_pool_forward_kernel(float* out, const float* x, PoolShape s,
 
 __global__ void avg_pool_backward_kernel(float* dx, const float* dy, PoolShape s, AvgDivisor d) {
   const int64_t total = s.P * s.H * s.W;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, total) {
     const int64_t p = e / (s.H * s.W), ih = (e / s.W) % s.H, iw = e % s.W;
     int64_t oh_lo, oh_hi, ow_lo, ow_hi;
     covering_outputs(ih, s.OH, s.kernel_h, s.stride_h, s.pad_h, &oh_lo, &oh_hi);
@@ -156,8 +151,7 @@ __device__ int64_t adaptive_end(int64_t o, int64_t in, int64_t out) { return ((o
 
 __global__ void adaptive_avg_pool_forward_kernel(float* out, const float* x, int64_t P, int64_t H, int64_t W,
                                                  int64_t OH, int64_t OW) {
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < P * OH * OW;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, P * OH * OW) {
     const int64_t p = e / (OH * OW), oh = (e / OW) % OH, ow = e % OW;
     const int64_t h0 = adaptive_start(oh, H, OH), h1 = adaptive_end(oh, H, OH);
     const int64_t w0 = adaptive_start(ow, W, OW), w1 = adaptive_end(ow, W, OW);
@@ -173,8 +167,7 @@ __global__ void adaptive_avg_pool_forward_kernel(float* out, const float* x, int
 // holds for o < (i + 1) out / in, end(o) > i for o >= floor(i out / in).
 __global__ void adaptive_avg_pool_backward_kernel(float* dx, const float* dy, int64_t P, int64_t H, int64_t W,
                                                   int64_t OH, int64_t OW) {
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < P * H * W;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, P * H * W) {
     const int64_t p = e / (H * W), ih = (e / W) % H, iw = e % W;
     const int64_t oh_lo = ih * OH / H, oh_hi = ((ih + 1) * OH + H - 1) / H;
     const int64_t ow_lo = iw * OW / W, ow_hi = ((iw + 1) * OW + W - 1) / W;

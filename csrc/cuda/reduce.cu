@@ -40,7 +40,7 @@ struct MaxOp {
 template <class Op>
 __device__ typename Op::T block_reduce(typename Op::T v) {
   __shared__ typename Op::T warp_partial[kThreads / 32];
-  for (int offset = 16; offset > 0; offset /= 2) v = Op::combine(v, __shfl_down_sync(0xffffffffu, v, offset));
+  v = warp_all_reduce(v, [](typename Op::T a, typename Op::T b) { return Op::combine(a, b); });
   if (threadIdx.x % 32 == 0) warp_partial[threadIdx.x / 32] = v;
   __syncthreads();
   v = warp_partial[0];

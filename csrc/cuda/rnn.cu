@@ -36,8 +36,7 @@ __global__ void forward_step_kernel(int cell, float* g_t, const float* hp, float
                                     const float* h_prev, const float* c_prev, const int64_t* lengths, int64_t t,
                                     int64_t B, int64_t H, int64_t S) {
   const int64_t G = (cell == kLstm ? 4 : cell == kGru ? 3 : 1) * H;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < B * H;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, B * H) {
     const int64_t b = e / H, j = e % H;
     if (!active(lengths, t, b)) {
       h_t[e] = h_prev[e];
@@ -79,8 +78,7 @@ __global__ void backward_step_kernel(int cell, float* da_t, float* dah_t, float*
                                      const float* h_t, const float* h_prev, const int64_t* lengths, int64_t t,
                                      int64_t B, int64_t H, int64_t S) {
   const int64_t G = (cell == kLstm ? 4 : cell == kGru ? 3 : 1) * H;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < B * H;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(e, B * H) {
     const int64_t b = e / H, j = e % H;
     float* da = da_t + b * G;
     if (!active(lengths, t, b)) {  // dh and dc pass through; no gate gradient
@@ -122,8 +120,7 @@ __global__ void backward_step_kernel(int cell, float* da_t, float* dah_t, float*
 }
 
 __global__ void sum_biases_kernel(float* out, const float* a, const float* b, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+  GRID_STRIDE(i, n)
     out[i] = (a ? a[i] : 0.0f) + (b ? b[i] : 0.0f);
 }
 
