@@ -282,6 +282,17 @@ void check_same_shape(const Array& a, const Array& b, const char* fn, const char
   check_same_device(a, b, fn, arg_a, arg_b);
 }
 
+const float* vector_arg(const Array* v, int64_t n, const Array& x, const char* fn, const char* arg,
+                        const char* x_arg) {
+  if (!v) return nullptr;
+  check_float(*v, fn, arg);
+  if (v->shape != std::vector<int64_t>{n})
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape (" + std::to_string(n) + ",), got " +
+                shape_text(v->shape));
+  check_same_device(x, *v, fn, x_arg, arg);
+  return v->f();
+}
+
 py::object or_none(const std::optional<Array>& a) { return a ? py::cast(*a) : py::object(py::none()); }
 
 // ---- copies into existing arrays and CUDA graphs ---------------------------------------------------

@@ -66,6 +66,14 @@ const Array& check_float(const Array& a, const char* fn, const char* arg);
 void check_rank(const Array& a, size_t rank, const char* fn, const char* arg, const std::string& expected);
 void check_same_device(const Array& a, const Array& b, const char* fn, const char* arg_a, const char* arg_b);
 void check_same_shape(const Array& a, const Array& b, const char* fn, const char* arg_a, const char* arg_b);
+// An optional float32 vector argument (bias, class weights, per-channel values): null, or its data
+// after checking that it has shape (n,) and sits on the device of x (the argument named x_arg).
+const float* vector_arg(const Array* v, int64_t n, const Array& x, const char* fn, const char* arg,
+                        const char* x_arg);
+inline const float* vector_arg(const std::optional<Array>& v, int64_t n, const Array& x, const char* fn,
+                               const char* arg, const char* x_arg) {
+  return vector_arg(v ? &*v : nullptr, n, x, fn, arg, x_arg);
+}
 // An optional result as a Python object: the array, or None.
 py::object or_none(const std::optional<Array>& a);
 

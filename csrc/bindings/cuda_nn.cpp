@@ -22,6 +22,13 @@ void check_nchw(const Array& a, const char* fn, const char* arg) {
   check_rank(a, 4, fn, arg, "(N, C, H, W)");
 }
 
+void check_conv_settings(const Pair& stride, const std::array<int64_t, 4>& pad, const Pair& dilation,
+                         const char* fn) {
+  if (stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 || pad[0] < 0 || pad[1] < 0 ||
+      pad[2] < 0 || pad[3] < 0)
+    raise_value(std::string(fn) + ": stride and dilation must be >= 1 and padding >= 0");
+}
+
 // settings as the CPU binding takes them: stride (h, w), padding (top, bottom, left, right),
 // dilation (h, w), groups; the Python op (ops/conv.py) has checked them against the shapes.
 cuda::ConvShape conv_shape(const Array& x, const Array& w, const Pair& stride, const std::array<int64_t, 4>& pad,
@@ -33,9 +40,7 @@ cuda::ConvShape conv_shape(const Array& x, const Array& w, const Pair& stride, c
   if (groups < 1 || x.shape[1] % groups || w.shape[0] % groups || w.shape[1] * groups != x.shape[1])
     raise_value(std::string(fn) + ": weight " + shape_text(w.shape) + " does not fit input " + shape_text(x.shape) +
                 " with groups=" + std::to_string(groups));
-  if (stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 || pad[0] < 0 || pad[1] < 0 ||
-      pad[2] < 0 || pad[3] < 0)
-    raise_value(std::string(fn) + ": stride and dilation must be >= 1 and padding >= 0");
+  check_conv_settings(stride, pad, dilation, fn);
   cuda::ConvShape s{x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3], 0, 0,
                     stride[0], stride[1], pad[0], pad[2], dilation[0], dilation[1], groups};
   const int64_t eh = dilation[0] * (s.R - 1) + 1, ew = dilation[1] * (s.S - 1) + 1;
@@ -48,26 +53,37 @@ cuda::ConvShape conv_shape(const Array& x, const Array& w, const Pair& stride, c
   return s;
 }
 
-// bias (or null): float32 of shape (count,) on x's device.
-const float* bias_arg(const Array* bias, int64_t count, const Array& x, const char* fn) {
-  if (!bias) return nullptr;
-  check_float(*bias, fn, "bias");
-  if (bias->shape != std::vector<int64_t>{count})
-    raise_value(std::string(fn) + ": argument 'bias' must have shape (" + std::to_string(count) + ",), got " +
-                shape_text(bias->shape));
-  check_same_device(x, *bias, fn, "input", "bias");
-  return bias->f();
-}
-
 Array conv_forward_py(const Array& x, const Array& w, const Array* bias, const Pair& stride,
                      const std::array<int64_t, 4>& pad, const Pair& dilation, int64_t groups) {
   constexpr const char* fn = "cuda.conv2d_forward";
   const cuda::ConvShape s = conv_shape(x, w, stride, pad, dilation, groups, fn);
-  const float* b = bias_arg(bias, s.K, x, fn);
+  const float* b = vector_arg(bias, s.K, x, fn, "bias", "input");
   Array out = empty({s.N, s.K, s.OH, s.OW}, Dtype::float32, x.device, fn);
   py::gil_scoped_release release;
   cuda::conv2d_forward(out.f(), x.f(), w.f(), b, s, x.device);
   return out;
+}
+
+// The gradients a convolution's backward is asked for (needs: input, weight, bias of `channels`),
+// after checking grad_output against the forward's output shape; backward(dx, dw, db) runs with
+// the GIL released, null for those not asked for.
+template <class Backward>
+py::tuple conv_gradients(const Array& dy, const Array& x, const Array& w, const std::vector<int64_t>& out_shape,
+                         int64_t channels, const std::array<bool, 3>& needs, const char* fn, Backward backward) {
+  check_nchw(dy, fn, "grad_output");
+  if (dy.shape != out_shape)
+    raise_value(std::string(fn) + ": argument 'grad_output' must have shape " + shape_text(out_shape) + ", got " +
+                shape_text(dy.shape));
+  check_same_device(x, dy, fn, "input", "grad_output");
+  std::optional<Array> dx, dw, db;
+  if (needs[0]) dx = empty(x.shape, Dtype::float32, x.device, fn);
+  if (needs[1]) dw = empty(w.shape, Dtype::float32, x.device, fn);
+  if (needs[2]) db = empty({channels}, Dtype::float32, x.device, fn);
+  {
+    py::gil_scoped_release release;
+    backward(dx ? dx->f() : nullptr, dw ? dw->f() : nullptr, db ? db->f() : nullptr);
+  }
+  return py::make_tuple(or_none(dx), or_none(dw), or_none(db));
 }
 
 py::tuple conv_backward_py(const Array& dy, const Array& x, const Array& w, const Pair& stride,
@@ -75,21 +91,9 @@ py::tuple conv_backward_py(const Array& dy, const Array& x, const Array& w, cons
                           const std::array<bool, 3>& needs) {
   constexpr const char* fn = "cuda.conv2d_backward";
   const cuda::ConvShape s = conv_shape(x, w, stride, pad, dilation, groups, fn);
-  check_nchw(dy, fn, "grad_output");
-  if (dy.shape != std::vector<int64_t>{s.N, s.K, s.OH, s.OW})
-    raise_value(std::string(fn) + ": argument 'grad_output' must have shape " +
-                shape_text({s.N, s.K, s.OH, s.OW}) + ", got " + shape_text(dy.shape));
-  check_same_device(x, dy, fn, "input", "grad_output");
-  std::optional<Array> dx, dw, db;
-  if (needs[0]) dx = empty(x.shape, Dtype::float32, x.device, fn);
-  if (needs[1]) dw = empty(w.shape, Dtype::float32, x.device, fn);
-  if (needs[2]) db = empty({s.K}, Dtype::float32, x.device, fn);
-  {
-    py::gil_scoped_release release;
-    cuda::conv2d_backward(dx ? dx->f() : nullptr, dw ? dw->f() : nullptr, db ? db->f() : nullptr, dy.f(), x.f(),
-                          w.f(), s, x.device);
-  }
-  return py::make_tuple(or_none(dx), or_none(dw), or_none(db));
+  return conv_gradients(dy, x, w, {s.N, s.K, s.OH, s.OW}, s.K, needs, fn, [&](float* dx, float* dw, float* db) {
+    cuda::conv2d_backward(dx, dw, db, dy.f(), x.f(), w.f(), s, x.device);
+  });
 }
 
 // A transposed convolution's settings as the CPU binding takes them (padding: top, bottom, left,
@@ -109,9 +113,7 @@ cuda::ConvShape transposed_shape(const Array& x, const Array& w, const Pair& str
                 ", C_out/groups, R, S) and groups dividing " + std::to_string(C_in));
   if (w.shape[2] < 1 || w.shape[3] < 1)
     raise_value(std::string(fn) + ": the kernel must be at least 1x1, got weight of shape " + shape_text(w.shape));
-  if (stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 || pad[0] < 0 || pad[1] < 0 ||
-      pad[2] < 0 || pad[3] < 0)
-    raise_value(std::string(fn) + ": stride and dilation must be >= 1 and padding >= 0");
+  check_conv_settings(stride, pad, dilation, fn);
   for (int i = 0; i < 2; ++i)
     if (output_padding[i] < 0 || output_padding[i] >= std::max(stride[i], dilation[i]))
       raise_value(std::string(fn) + ": output_padding must be >= 0 and smaller than the stride or the dilation, got (" +
@@ -133,7 +135,7 @@ Array conv_transpose_forward_py(const Array& x, const Array& w, const Array* bia
                                int64_t groups) {
   constexpr const char* fn = "cuda.conv_transpose2d_forward";
   const cuda::ConvShape s = transposed_shape(x, w, stride, pad, output_padding, dilation, groups, fn);
-  const float* b = bias_arg(bias, s.C, x, fn);
+  const float* b = vector_arg(bias, s.C, x, fn, "bias", "input");
   Array out = empty({s.N, s.C, s.H, s.W}, Dtype::float32, x.device, fn);
   py::gil_scoped_release release;
   cuda::conv_transpose2d_forward(out.f(), x.f(), w.f(), b, s, x.device);
@@ -145,21 +147,9 @@ py::tuple conv_transpose_backward_py(const Array& dy, const Array& x, const Arra
                                      const Pair& dilation, int64_t groups, const std::array<bool, 3>& needs) {
   constexpr const char* fn = "cuda.conv_transpose2d_backward";
   const cuda::ConvShape s = transposed_shape(x, w, stride, pad, output_padding, dilation, groups, fn);
-  check_nchw(dy, fn, "grad_output");
-  if (dy.shape != std::vector<int64_t>{s.N, s.C, s.H, s.W})
-    raise_value(std::string(fn) + ": argument 'grad_output' must have shape " + shape_text({s.N, s.C, s.H, s.W}) +
-                ", got " + shape_text(dy.shape));
-  check_same_device(x, dy, fn, "input", "grad_output");
-  std::optional<Array> dx, dw, db;
-  if (needs[0]) dx = empty(x.shape, Dtype::float32, x.device, fn);
-  if (needs[1]) dw = empty(w.shape, Dtype::float32, x.device, fn);
-  if (needs[2]) db = empty({s.C}, Dtype::float32, x.device, fn);
-  {
-    py::gil_scoped_release release;
-    cuda::conv_transpose2d_backward(dx ? dx->f() : nullptr, dw ? dw->f() : nullptr, db ? db->f() : nullptr, dy.f(),
-                                    x.f(), w.f(), s, x.device);
-  }
-  return py::make_tuple(or_none(dx), or_none(dw), or_none(db));
+  return conv_gradients(dy, x, w, {s.N, s.C, s.H, s.W}, s.C, needs, fn, [&](float* dx, float* dw, float* db) {
+    cuda::conv_transpose2d_backward(dx, dw, db, dy.f(), x.f(), w.f(), s, x.device);
+  });
 }
 
 // The window settings checked, and the PoolShape they give for N x C planes of H x W.
@@ -299,25 +289,15 @@ std::array<int64_t, 3> ncl(const Array& x, const char* fn) {
   return {x.shape[0], x.shape[1], L};
 }
 
-const float* channel_arg(const std::optional<Array>& a, const Array& x, int64_t C, const char* fn, const char* arg) {
-  if (!a) return nullptr;
-  check_float(*a, fn, arg);
-  if (a->shape != std::vector<int64_t>{C})
-    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape (" + std::to_string(C) + ",), got " +
-                shape_text(a->shape));
-  check_same_device(x, *a, fn, "input", arg);
-  return a->f();
-}
-
 py::tuple batch_norm_forward_cuda(const Array& x, const std::optional<Array>& w, const std::optional<Array>& b,
                                   const std::optional<Array>& rm, const std::optional<Array>& rv, bool training,
                                   double momentum, double eps) {
   constexpr const char* fn = "cuda.batch_norm_forward";
   const auto [N, C, L] = ncl(x, fn);
-  const float* wp = channel_arg(w, x, C, fn, "weight");
-  const float* bp = channel_arg(b, x, C, fn, "bias");
-  float* rmp = const_cast<float*>(channel_arg(rm, x, C, fn, "running_mean"));
-  float* rvp = const_cast<float*>(channel_arg(rv, x, C, fn, "running_var"));
+  const float* wp = vector_arg(w, C, x, fn, "weight", "input");
+  const float* bp = vector_arg(b, C, x, fn, "bias", "input");
+  float* rmp = const_cast<float*>(vector_arg(rm, C, x, fn, "running_mean", "input"));
+  float* rvp = const_cast<float*>(vector_arg(rv, C, x, fn, "running_var", "input"));
   if (!training && (!rmp || !rvp))
     raise_value(std::string(fn) + ": running_mean and running_var are needed in evaluation mode");
   Array y = empty(x.shape, Dtype::float32, x.device, fn);
@@ -335,9 +315,9 @@ py::tuple batch_norm_backward_cuda(const Array& dy, const Array& x, const Array&
   constexpr const char* fn = "cuda.batch_norm_backward";
   const auto [N, C, L] = ncl(x, fn);
   check_same_shape(x, check_float(dy, fn, "grad_output"), fn, "input", "grad_output");
-  channel_arg(mean, x, C, fn, "save_mean");
-  channel_arg(invstd, x, C, fn, "save_invstd");
-  const float* wp = channel_arg(w, x, C, fn, "weight");
+  vector_arg(mean, C, x, fn, "save_mean", "input");
+  vector_arg(invstd, C, x, fn, "save_invstd", "input");
+  const float* wp = vector_arg(w, C, x, fn, "weight", "input");
   Array dx = empty(x.shape, Dtype::float32, x.device, fn);
   Array dw = empty({C}, Dtype::float32, x.device, fn), db = empty({C}, Dtype::float32, x.device, fn);
   {

@@ -32,17 +32,11 @@ Array gemm(const Array& a, const Array& b, bool trans_a, bool trans_b, const Arr
   if (M > kMaxDim || N > kMaxDim)
     raise_value(std::string(fn) + ": M and N must be at most " + std::to_string(kMaxDim) + ", got M=" +
                 std::to_string(M) + ", N=" + std::to_string(N));
-  if (bias) {
-    check_float(*bias, fn, "bias");
-    if (bias->shape != std::vector<int64_t>{N})
-      raise_value(std::string(fn) + ": argument 'bias' must have shape (" + std::to_string(N) + ",), got " +
-                  shape_text(bias->shape));
-    check_same_device(a, *bias, fn, "a", "bias");
-  }
+  const float* bias_n = vector_arg(bias, N, a, fn, "bias", "a");
   Array c = empty({M, N}, Dtype::float32, a.device, fn);
   py::gil_scoped_release release;
   cuda::sgemm(c.f(), N, a.f(), a.shape[1], b.f(), b.shape[1], M, N, K, trans_a, trans_b, alpha, 0.0f,
-              bias ? bias->f() : nullptr, relu, a.device);
+              bias_n, relu, a.device);
   return c;
 }
 
@@ -373,14 +367,7 @@ cuda::CrossEntropyArgs class_loss_args(const Array& logits, const Array& target,
                 (log_probs ? "" : " or float32 class probabilities of shape " + shape_text(logits.shape)) +
                 ", got " + dtype_name(target.dtype) + " of shape " + shape_text(target.shape));
   }
-  if (weight) {
-    check_float(*weight, fn, "weight");
-    check_same_device(logits, *weight, fn, "logits", "weight");
-    if (weight->shape != std::vector<int64_t>{a.C})
-      raise_value(std::string(fn) + ": argument 'weight' must have shape (" + std::to_string(a.C) + ",), got " +
-                  shape_text(weight->shape));
-    a.weight = weight->f();
-  }
+  a.weight = vector_arg(weight, a.C, logits, fn, "weight", "logits");
   if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0) || (log_probs && label_smoothing != 0.0))
     raise_value(std::string(fn) + ": argument 'label_smoothing' must be in [0, 1] (0 with log_probs), got " +
                 std::to_string(label_smoothing));
