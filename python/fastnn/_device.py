@@ -100,6 +100,13 @@ def contiguous(array):
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def transpose(x, axes):
+    """x with its axes reordered (out axis i is x's axes[i]): a numpy view, or a device copy."""
+    if is_device_array(x):
+        return backend.permute(x, [int(d) for d in axes])
+    return np.transpose(x, axes)
+
+
 def add(a, b):
     """a + b for two gradients of one shape on one device (numpy arrays or device arrays)."""
     if is_device_array(a):

@@ -577,18 +577,20 @@ def _labels(fn: str, target, x: Tensor, C: int, ignore_index: int):
     return t
 
 
-def _rows(x: np.ndarray) -> np.ndarray:
-    """(N, C, d1, ...) -> (N * d1 * ..., C) contiguous, class axis last."""
-    if x.ndim == 2:
-        return np.ascontiguousarray(x)
-    return np.ascontiguousarray(np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]))
+def _rows(x):
+    """(N, C, d1, ...) -> (N * d1 * ..., C) contiguous, class axis last (a numpy or a device array)."""
+    ndim = len(x.shape)
+    if ndim > 2:
+        x = _device.transpose(x, [0, *range(2, ndim), 1])
+    return _device.contiguous(x).reshape([-1, x.shape[-1]])
 
 
-def _unrows(g: np.ndarray, shape: tuple) -> np.ndarray:
+def _unrows(g, shape: tuple):
     """Inverse of _rows: (R, C) back to (N, C, d1, ...)."""
     if len(shape) == 2:
         return g
-    return np.moveaxis(g.reshape((shape[0],) + shape[2:] + (shape[1],)), -1, 1)
+    class_last = g.reshape([shape[0], *shape[2:], shape[1]])
+    return _device.transpose(class_last, [0, len(shape) - 1, *range(1, len(shape) - 1)])
 
 
 def _batched(fn: str, x: Tensor, target):
@@ -647,22 +649,6 @@ class CrossEntropy(Function):
         return grad_x, grad_t, None, None, None, None
 
 
-def _rows_cuda(x):
-    """_rows for a device array: (N, C, d1, ...) -> (N * d1 * ..., C)."""
-    if len(x.shape) == 2:
-        return x
-    moved = _device.backend.permute(x, [0] + list(range(2, len(x.shape))) + [1])
-    return moved.reshape([-1, x.shape[1]])
-
-
-def _unrows_cuda(g, shape: tuple):
-    """Inverse of _rows_cuda: (R, C) back to (N, C, d1, ...)."""
-    if len(shape) == 2:
-        return g
-    moved = g.reshape([shape[0]] + list(shape[2:]) + [shape[1]])
-    return _device.backend.permute(moved, [0, len(shape) - 1] + list(range(1, len(shape) - 1)))
-
-
 class ClassLossCuda(Function):
     """cross_entropy, or nll_loss (settings['log_probs']), on the GPU: one row kernel each way
     (csrc/cuda/loss.cu) with the class axis moved last. target: device labels (int64, or whole
@@ -672,8 +658,8 @@ class ClassLossCuda(Function):
 
     @staticmethod
     def forward(ctx, x, target, settings):
-        rows = _rows_cuda(x)
-        t = _rows_cuda(target) if len(target.shape) == len(x.shape) else target.reshape([-1])
+        rows = _rows(x)
+        t = _rows(target) if len(target.shape) == len(x.shape) else target.reshape([-1])
         loss, weight_sum = _device.backend.cross_entropy_forward(rows, t, **settings)
         ctx.save_for_backward(rows, t, weight_sum)
         ctx.x_shape, ctx.settings = tuple(x.shape), settings
@@ -686,8 +672,8 @@ class ClassLossCuda(Function):
         rows, t, weight_sum = ctx.saved_tensors
         grad_x, grad_t = _device.backend.cross_entropy_backward(rows, t, grad.reshape([-1]), weight_sum,
                                                                 need_target=ctx.needs_input_grad[1], **ctx.settings)
-        return (_unrows_cuda(grad_x, ctx.x_shape) if ctx.needs_input_grad[0] else None,
-                None if grad_t is None else _unrows_cuda(grad_t, ctx.x_shape), None)
+        return (_unrows(grad_x, ctx.x_shape) if ctx.needs_input_grad[0] else None,
+                None if grad_t is None else _unrows(grad_t, ctx.x_shape), None)
 
 
 def _class_loss_cuda(fn: str, x: Tensor, target, weight, ignore_index: int, reduction: str,

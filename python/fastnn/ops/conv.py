@@ -37,23 +37,22 @@ class Conv(Function):
     """x (N, C, H, W) conv weight (K, C/groups, R, S) + bias (K,), or with transposed the
     transposed convolution: x (N, C_in, H, W), weight (C_in, C_out/groups, R, S), bias (C_out,).
     x and weight may be 1-D or unbatched views of those: `views` holds the 4-D shapes and the
-    output's own shape. extra_rows: zero rows and columns after a transposed convolution's input
-    (output_padding >= stride, see _transposed). relu (convolutions only): a ReLU applied in the
-    kernel's epilogue, its mask taken from the output in backward (conv2d_relu)."""
+    output's own shape. A transposed convolution's output_padding may reach the dilation, as in
+    PyTorch (see _cpu_output_padding for the CPU kernel). relu (convolutions only): a ReLU applied
+    in the kernel's epilogue, its mask taken from the output in backward (conv2d_relu)."""
 
     cuda = True
     numpy_math = False
 
     @staticmethod
-    def forward(ctx, x, weight, bias, settings, views, transposed=False, extra_rows=(0, 0), relu=False):
+    def forward(ctx, x, weight, bias, settings, views, transposed=False, relu=False):
         x4_shape, w4_shape, out4_shape, out_shape = views
         ctx.settings, ctx.views, ctx.transposed = settings, views, transposed
         ctx.shapes = (x.shape, weight.shape)
         if _device.is_device_array(x):
             x4, w4 = x.reshape(list(x4_shape)), weight.reshape(list(w4_shape))
             if transposed:
-                ctx.settings = _whole_output_padding(settings, extra_rows)
-                out = _device.backend.conv_transpose2d_forward(x4, w4, bias, *ctx.settings)
+                out = _device.backend.conv_transpose2d_forward(x4, w4, bias, *settings)
             else:
                 out = _device.backend.conv2d_forward(x4, w4, bias, *settings)
             if relu:
@@ -61,12 +60,15 @@ class Conv(Function):
             ctx.save_for_backward(x4, w4, out if relu else None)
             return out.reshape(list(out_shape))
         x4 = np.ascontiguousarray(x).reshape(x4_shape)
+        extra_rows = (0, 0)
+        if transposed:
+            ctx.settings, extra_rows = _cpu_output_padding(settings)
         if any(extra_rows):
             x4 = np.pad(x4, ((0, 0), (0, 0), (0, extra_rows[0]), (0, extra_rows[1])))
         w4 = np.ascontiguousarray(weight).reshape(w4_shape)
         b = None if bias is None else np.ascontiguousarray(bias)
         if transposed:
-            out = _C.conv_transpose2d_forward(x4, w4, b, *settings, check_finite=get_check_finite())
+            out = _C.conv_transpose2d_forward(x4, w4, b, *ctx.settings, check_finite=get_check_finite())
         else:
             out = _C.conv2d_forward(x4, w4, b, *settings, relu=relu, check_finite=get_check_finite())
         ctx.save_for_backward(x4, w4, out if relu else None)
@@ -93,15 +95,17 @@ class Conv(Function):
             H, W = ctx.views[0][2:]
             gi = gi[:, :, :H, :W]
         grads = (None if gi is None else gi.reshape(x_shape), None if gw is None else gw.reshape(w_shape), gb)
-        return grads + (None,) * (len(ctx.needs_input_grad) - 3)  # settings, views, transposed, extra_rows, relu
+        return grads + (None,) * (len(ctx.needs_input_grad) - 3)  # settings, views, transposed, relu
 
 
-def _whole_output_padding(settings: tuple, extra_rows: tuple) -> tuple:
-    """A transposed convolution's settings with output_padding whole again: the CUDA kernel takes
-    it up to the dilation itself, without the extra zero input rows the CPU's needs (_transposed)."""
+def _cpu_output_padding(settings: tuple) -> tuple:
+    """(settings, extra rows) for the CPU kernel, the adjoint of a conv2d, which needs
+    output_padding < stride: the same output comes from the input with output_padding // stride
+    zero rows (columns) after it and output_padding % stride. (The CUDA kernel takes it whole.)"""
     stride, padding, output_padding, dilation, groups = settings
-    whole = tuple(o + e * s for o, e, s in zip(output_padding, extra_rows, stride))
-    return stride, padding, whole, dilation, groups
+    extra = tuple(o // s_ for o, s_ in zip(output_padding, stride))
+    remainder = tuple(o % s_ for o, s_ in zip(output_padding, stride))
+    return (stride, padding, remainder, dilation, groups), extra
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ def _convolution(fn: str, n: int, input, weight, bias, stride, padding, dilation
             if len(_PLANS) >= 1024:
                 _PLANS.clear()
             _PLANS[key] = plan
-    return Conv.apply(x, w, b, *plan, False, (0, 0), relu)
+    return Conv.apply(x, w, b, *plan, False, relu)
 
 
 def _plan(fn: str, n: int, x_shape: tuple, w_shape: tuple, b_shape, stride, padding, dilation, groups):
@@ -310,21 +314,15 @@ def _transposed(fn: str, n: int, input, weight, bias, stride, padding, output_pa
         raise ValueError(f"{fn}: the output size would be {'x'.join(map(str, out_size))} for input size "
                          f"{'x'.join(map(str, size))}, kernel {'x'.join(map(str, kernel))} and padding={padding!r}; "
                          f"reduce the padding")
-    # The CPU kernel is the adjoint of a conv2d, which needs output_padding < stride. PyTorch allows
-    # up to the dilation: the same output comes from the input with output_padding // stride zero
-    # rows (columns) after it and output_padding % stride (the CUDA kernel takes it whole).
-    extra = tuple(o // s_ for o, s_ in zip(out_pad, stride))
-    out_pad = tuple(o % s_ for o, s_ in zip(out_pad, stride))
     if n == 1:
         x4_shape, w4_shape = (N, C_in, 1) + size, (C_in, w.shape[1], 1) + kernel
         out4_shape = (N, C_out, 1) + out_size
         settings = ((1,) + stride, (0, 0, pad[0], pad[0]), (0,) + out_pad, (1,) + dilation, groups)
-        extra = (0,) + extra
     else:
         x4_shape, w4_shape, out4_shape = (N, C_in) + size, tuple(w.shape), (N, C_out) + out_size
         settings = (stride, (pad[0], pad[0], pad[1], pad[1]), out_pad, dilation, groups)
     out_shape = ((C_out,) if unbatched else (N, C_out)) + out_size
-    return Conv.apply(x, w, b, settings, (x4_shape, w4_shape, out4_shape, out_shape), True, extra)
+    return Conv.apply(x, w, b, settings, (x4_shape, w4_shape, out4_shape, out_shape), True)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002

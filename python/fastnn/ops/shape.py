@@ -67,15 +67,11 @@ class Permute(Function):
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims
-        if _device.is_device_array(a):
-            return _device.backend.permute(a, [int(d) for d in dims])
-        return np.transpose(a, dims)
+        return _device.transpose(a, dims)
 
     @staticmethod
     def backward(ctx, grad):
-        if _device.is_device_array(grad):
-            return _device.backend.permute(grad, [int(d) for d in np.argsort(ctx.dims)]), None
-        return np.transpose(grad, np.argsort(ctx.dims)), None
+        return _device.transpose(grad, np.argsort(ctx.dims)), None
 
 
 def permute(x, dims):
