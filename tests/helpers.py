@@ -88,6 +88,19 @@ def check_op(shapes, fastnn_fn, reference_fn, atol=1e-5, rtol=1e-5, grad=True,
     return out
 
 
+def train_steps(model, optimizer, x, y, device, steps):
+    """`steps` optimizer steps of cross-entropy of model(x) against labels y, x sent to `device`
+    (where the model is); the losses, as floats."""
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = fastnn.nn.functional.cross_entropy(model(fastnn.tensor(x, device=device)), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     """Serves files without logging to stderr; records (path, status) of each request."""
     requests = []

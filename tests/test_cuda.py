@@ -16,7 +16,8 @@ import pytest
 
 import fastnn
 from fake_cuda import FakeCuda
-from fastnn import _device, nn
+from fastnn import nn
+from helpers import train_steps
 
 rng = np.random.default_rng(7)
 
@@ -251,13 +252,7 @@ def test_lenet_step_on_the_device_matches_the_cpu(backend):
     losses, weights = [], []
     for device in ("cpu", "cuda"):
         model = lenet().to(device)
-        opt = fastnn.optim.Adam(model.parameters(), lr=1e-3)
-        for _ in range(2):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(fastnn.tensor(x, device=device)), y)
-            loss.backward()
-            opt.step()
-        losses.append(loss.item())
+        losses.append(train_steps(model, fastnn.optim.Adam(model.parameters(), lr=1e-3), x, y, device, 2)[-1])
         weights.append(model[0].weight.cpu().detach().numpy())
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
     np.testing.assert_allclose(weights[1], weights[0], rtol=1e-4, atol=1e-6)
@@ -275,16 +270,11 @@ def test_cifar_style_cnn_on_the_device_matches_the_cpu(backend):
     results = []
     for device in ("cpu", "cuda"):
         model = cnn().to(device)
-        opt = fastnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        for _ in range(2):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(fastnn.tensor(x, device=device)), y)
-            loss.backward()
-            opt.step()
+        loss = train_steps(model, fastnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), x, y, device, 2)[-1]
         model.eval()
         with fastnn.no_grad():
             logits = model(fastnn.tensor(x, device=device)).cpu().numpy()
-        results.append((loss.item(), logits, model[1].running_var.cpu().numpy(), model[0].weight.cpu().detach().numpy()))
+        results.append((loss, logits, model[1].running_var.cpu().numpy(), model[0].weight.cpu().detach().numpy()))
     for cpu, gpu in zip(*results):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
 

@@ -14,6 +14,7 @@ import pytest
 import fastnn
 from fastnn import nn
 from fastnn.nn import functional as F
+from helpers import train_steps
 
 rng = np.random.default_rng(11)
 
@@ -243,14 +244,7 @@ def test_decoder_model_training_on_the_device_matches_the_cpu(backend):
     results = []
     for device in ("cpu", "cuda"):
         net = model().to(device)
-        opt = fastnn.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-        losses = []
-        for _ in range(3):
-            opt.zero_grad()
-            loss = F.cross_entropy(net(fastnn.tensor(x, device=device)), y)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+        losses = train_steps(net, fastnn.optim.SGD(net.parameters(), lr=0.1, momentum=0.9), x, y, device, 3)
         results.append([np.array(losses)] + [p.cpu().detach().numpy() for p in net.parameters()])
     assert results[0][0][-1] < results[0][0][0]  # it learns
     assert_same(results, rtol=1e-4, atol=1e-5)
