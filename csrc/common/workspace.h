@@ -8,6 +8,10 @@
 #include <cstdlib>
 #include <new>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace fastnn {
 
 class Workspace {
@@ -24,8 +28,15 @@ class Workspace {
       std::free(data_);
       data_ = nullptr;
       capacity_ = 0;
-      data_ = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+      const size_t bytes = n * sizeof(float);
+      // Buffers of a megabyte or more (a GEMM's packed B panel, im2col columns) are read in
+      // sweeps that would miss the TLB on every 4 KiB page: ask for transparent huge pages.
+      const size_t align = bytes >= (size_t{1} << 20) ? (size_t{2} << 20) : 64;
+      data_ = static_cast<float*>(std::aligned_alloc(align, (bytes + align - 1) / align * align));
       if (!data_) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+      if (align > 64) madvise(data_, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
+#endif
       capacity_ = n;
     }
     return data_;

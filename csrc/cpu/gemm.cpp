@@ -77,6 +77,14 @@ thread_local Workspace tls_pack_a, tls_pack_b;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// The block size at most `block` (a multiple of `multiple`) that cuts `extent` into the fewest,
+// most even blocks: 1024 rows by MC = 240 are 5 x 216, not 4 x 240 + 64 (a thin last block
+// reads the whole B panel for a few tiles).
+int64_t even_block(int64_t extent, int64_t block, int64_t multiple) {
+  const int64_t blocks = (extent + block - 1) / block;
+  return std::min(block, round_up((extent + blocks - 1) / blocks, multiple));
+}
+
 // dst[p * dst_stride + r] = src[r * ld + p] for r < rows, p < len: the transposing
 // copy behind packing a row-major A and a transposed B. SSE 4 x 4 register
 // transposes turn four strided scalar stores per element into one vector store
@@ -302,8 +310,9 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
           const int64_t band = round_up((M + nt - 1) / nt, mr);
           const int64_t row_end = std::min(M, (tid + 1) * band);
           float* my_pack_a = pack_a + tid * a_slice;
-          for (int64_t ic = tid * band; ic < row_end; ic += MC) {
-            const int64_t mc = std::min(MC, row_end - ic);
+          const int64_t my_mc = even_block(row_end - tid * band, MC, mr);
+          for (int64_t ic = tid * band; ic < row_end; ic += my_mc) {
+            const int64_t mc = std::min(my_mc, row_end - ic);
             const int64_t n_ir = (mc + mr - 1) / mr;
             for (int64_t s = 0; s < n_ir; ++s)
               pack_a_sliver(A, lda, trans_a, ic + s * mr, std::min<int64_t>(mr, mc - s * mr), pc, kc, mr,
@@ -315,8 +324,9 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
           continue;
         }
 
-        for (int64_t ic = 0; ic < M; ic += MC) {
-          const int64_t mc = std::min(MC, M - ic);
+        const int64_t shared_mc = even_block(M, MC, mr);
+        for (int64_t ic = 0; ic < M; ic += shared_mc) {
+          const int64_t mc = std::min(shared_mc, M - ic);
           const int64_t n_ir = (mc + mr - 1) / mr;
           int64_t s0, s1;
           split_range(n_ir, tid, nt, &s0, &s1);
