@@ -393,43 +393,47 @@ RnnProblem rnn_problem(const char* fn, const std::string& cell, const Array& x, 
   return p;
 }
 
-// An optional (B, H) state as given, or zeros (kept in `holder`).
-const float* state_arg(const py::object& a, const RnnProblem& p, const char* fn, const char* arg,
-                       std::optional<Array>* holder) {
-  if (a.is_none()) {
+// An optional (B, H) state as given (on the device of x), or zeros (kept in `holder`).
+const float* state_arg(const std::optional<Array>& a, const Array& x, const RnnProblem& p, const char* fn,
+                       const char* arg, std::optional<Array>* holder) {
+  if (!a) {
     *holder = empty({p.s.B, p.s.H}, Dtype::float32, p.device, fn);
     cuda::fill((*holder)->f(), 0.0f, p.s.B * p.s.H, p.device);
     return (*holder)->f();
   }
-  const Array& s = a.cast<const Array&>();
-  check_float(s, fn, arg);
-  if (s.shape != std::vector<int64_t>{p.s.B, p.s.H})
+  check_float(*a, fn, arg);
+  if (a->shape != std::vector<int64_t>{p.s.B, p.s.H})
     raise_value(std::string(fn) + ": argument '" + arg + "' must have shape " + shape_text({p.s.B, p.s.H}) + ", got " +
-                shape_text(s.shape));
-  return s.f();
+                shape_text(a->shape));
+  check_same_device(x, *a, fn, "x", arg);
+  return a->f();
 }
 
-const float* gate_vector(const py::object& a, const RnnProblem& p, const char* fn, const char* arg) {
-  if (a.is_none()) return nullptr;
-  const Array& v = a.cast<const Array&>();
-  check_float(v, fn, arg);
-  if (v.shape != std::vector<int64_t>{p.G})
-    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape (" + std::to_string(p.G) + ",), got " +
-                shape_text(v.shape));
-  return v.f();
+// An array the forward saved for the backward: required when `needed`, of the shape it was made with.
+const float* saved_arg(const std::optional<Array>& a, const std::vector<int64_t>& shape, bool needed, const Array& x,
+                       const char* fn, const char* arg) {
+  if (!needed) return nullptr;
+  if (!a) raise_value(std::string(fn) + ": argument '" + arg + "' (saved by the forward) is required");
+  check_float(*a, fn, arg);
+  if (a->shape != shape)
+    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape " + shape_text(shape) + ", got " +
+                shape_text(a->shape));
+  check_same_device(x, *a, fn, "x", arg);
+  return a->f();
 }
 
 py::tuple rnn_forward_cuda(const std::string& cell, const Array& x, const Array& w_ih, const Array& w_hh,
-                           const py::object& b_ih, const py::object& b_hh, const py::object& h0, const py::object& c0,
-                           const py::object& lengths, bool reverse) {
+                           const std::optional<Array>& b_ih, const std::optional<Array>& b_hh,
+                           const std::optional<Array>& h0, const std::optional<Array>& c0, const py::object& lengths,
+                           bool reverse) {
   constexpr const char* fn = "cuda.rnn_forward";
   const RnnProblem p = rnn_problem(fn, cell, x, w_ih, w_hh, lengths);
   const auto& s = p.s;
-  const float* bi = gate_vector(b_ih, p, fn, "b_ih");
-  const float* bh = gate_vector(b_hh, p, fn, "b_hh");
+  const float* bi = vector_arg(b_ih, p.G, x, fn, "b_ih", "x");
+  const float* bh = vector_arg(b_hh, p.G, x, fn, "b_hh", "x");
   std::optional<Array> h0_zero, c0_zero;
-  const float* h0p = state_arg(h0, p, fn, "h0", &h0_zero);
-  const float* c0p = p.cell == 0 ? state_arg(c0, p, fn, "c0", &c0_zero) : nullptr;
+  const float* h0p = state_arg(h0, x, p, fn, "h0", &h0_zero);
+  const float* c0p = p.cell == 0 ? state_arg(c0, x, p, fn, "c0", &c0_zero) : nullptr;
   Array out = empty({s.T + p.states, s.B, s.H}, Dtype::float32, p.device, fn);
   std::optional<Array> hs, cs, gates;
   if (p.lengths) hs = empty({s.T, s.B, s.H}, Dtype::float32, p.device, fn);
@@ -447,27 +451,23 @@ py::tuple rnn_forward_cuda(const std::string& cell, const Array& x, const Array&
 }
 
 py::tuple rnn_backward_cuda(const std::string& cell, const Array& grad_out, const Array& x, const Array& w_ih,
-                            const Array& w_hh, const py::object& h0, const py::object& c0, const Array& out,
-                            const py::object& hs, const py::object& cs, const py::object& gates,
-                            const py::object& lengths, bool reverse, bool need_dx, bool bias) {
+                            const Array& w_hh, const std::optional<Array>& h0, const std::optional<Array>& c0,
+                            const Array& out, const std::optional<Array>& hs, const std::optional<Array>& cs,
+                            const std::optional<Array>& gates, const py::object& lengths, bool reverse, bool need_dx,
+                            bool bias) {
   constexpr const char* fn = "cuda.rnn_backward";
   const RnnProblem p = rnn_problem(fn, cell, x, w_ih, w_hh, lengths);
   const auto& s = p.s;
-  const std::vector<int64_t> packed{s.T + p.states, s.B, s.H};
-  if (grad_out.shape != packed || out.shape != packed)
-    raise_value(std::string(fn) + ": arguments 'grad_out' and 'out' must have shape " + shape_text(packed) +
-                " (outputs, then h_n [, c_n])");
-  auto saved = [&](const py::object& a, const char* arg, bool needed) -> const float* {
-    if (!needed) return nullptr;
-    if (a.is_none()) raise_value(std::string(fn) + ": argument '" + std::string(arg) + "' (saved by the forward) is required");
-    return a.cast<const Array&>().f();
-  };
-  const float* hsp = p.lengths ? saved(hs, "hs", true) : out.f();
-  const float* csp = saved(cs, "cs", p.cell == 0);
-  const float* gp = saved(gates, "gates", p.S > 0);
+  const std::vector<int64_t> packed{s.T + p.states, s.B, s.H}, steps{s.T, s.B, s.H};
+  // (outputs, then h_n [, c_n]) stacked, as the forward returns them
+  saved_arg(grad_out, packed, true, x, fn, "grad_out");
+  saved_arg(out, packed, true, x, fn, "out");
+  const float* hsp = p.lengths ? saved_arg(hs, steps, true, x, fn, "hs") : out.f();
+  const float* csp = saved_arg(cs, steps, p.cell == 0, x, fn, "cs");
+  const float* gp = saved_arg(gates, {s.T, s.B, p.S}, p.S > 0, x, fn, "gates");
   std::optional<Array> h0_zero, c0_zero;
-  const float* h0p = state_arg(h0, p, fn, "h0", &h0_zero);
-  const float* c0p = p.cell == 0 ? state_arg(c0, p, fn, "c0", &c0_zero) : nullptr;
+  const float* h0p = state_arg(h0, x, p, fn, "h0", &h0_zero);
+  const float* c0p = p.cell == 0 ? state_arg(c0, x, p, fn, "c0", &c0_zero) : nullptr;
   Array dw_ih = empty({p.G, s.I}, Dtype::float32, p.device, fn), dw_hh = empty({p.G, s.H}, Dtype::float32, p.device, fn);
   Array dh0 = empty({s.B, s.H}, Dtype::float32, p.device, fn);
   std::optional<Array> dx, db_ih, db_hh, dc0;
