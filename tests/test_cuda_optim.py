@@ -202,6 +202,29 @@ def test_optimizer_state_moves_between_cpu_and_device(backend, name, kw):
             np.testing.assert_allclose(host(p.data), p_whole.data, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("cpu_steps", [0, 2])
+@pytest.mark.parametrize("name,kw", STATEFUL, ids=STATEFUL_IDS)
+def test_optimizer_state_follows_a_model_moved_after_the_optimizer_was_built(backend, name, kw, cpu_steps):
+    # PyTorch asks for the model to be moved first; here the state follows at the next step
+    # (Adagrad's accumulators exist from the start, the others' after cpu_steps > 0).
+    rng = np.random.default_rng(7)
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in ((3, 5), (3,))] for _ in range(4)]
+    fastnn.manual_seed(0)
+    reference, moved = nn.Linear(5, 3), nn.Linear(5, 3)
+    moved.load_state_dict(reference.state_dict())
+    reference_opt = make_case(name, kw)(list(reference.parameters()))
+    moved_opt = make_case(name, kw)(list(moved.parameters()))
+    for t, step_grads in enumerate(grads):
+        if t == cpu_steps:
+            moved.to("cuda")
+        for model, opt in ((reference, reference_opt), (moved, moved_opt)):
+            device = next(model.parameters()).device
+            for p, g in zip(model.parameters(), step_grads):
+                p.grad = fastnn.tensor(g, device=device)
+            opt.step()
+    assert_same_state(reference_opt, moved_opt)
+
+
 # ---- EMA ------------------------------------------------------------------------------------------
 
 def ema_pair(decay=0.9, warmup=True, seed=6):

@@ -141,12 +141,27 @@ class Optimizer:
         if closure is not None:
             loss = closure()
         for group in self.param_groups:
-            if _device.cuda_used and not type(self).cuda and any(p.is_cuda for p in group["params"]):
-                raise NotImplementedError(f"{type(self).__name__} has no CUDA kernel (its class does not set "
-                                          f"cuda = True); the built-in SGD, Adagrad, RMSprop, Adam and AdamW have "
-                                          f"one, or move the parameters to the CPU")
+            if _device.cuda_used:
+                if not type(self).cuda and any(p.is_cuda for p in group["params"]):
+                    raise NotImplementedError(f"{type(self).__name__} has no CUDA kernel (its class does not set "
+                                              f"cuda = True); the built-in SGD, Adagrad, RMSprop, Adam and AdamW "
+                                              f"have one, or move the parameters to the CPU")
+                self._follow_parameter_devices(group)
             self._update_group(group)
         return loss
+
+    def _follow_parameter_devices(self, group: dict) -> None:
+        """Move state buffers to their parameter's device where they differ: a model moved by .to()
+        after its optimizer was built (Adagrad makes its accumulators at once; any optimizer after
+        a step) takes its state along, as load_state_dict would place it."""
+        for i, p in enumerate(group["params"]):
+            state = self.state.get(p)
+            if not state:
+                continue
+            for name, value in state.items():
+                on_device = _device.is_device_array(value)
+                if (on_device or isinstance(value, np.ndarray)) and on_device != p.is_cuda:
+                    state[name] = self._load_value(i, name, value, p)
 
     def _update_group(self, group: dict) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement _update_group")
