@@ -40,6 +40,15 @@ def device(request, monkeypatch):
     return "cuda"
 
 
+@pytest.fixture(params=fastnn.config()["isa_supported"])
+def isa(request):
+    """Each kernel level this CPU supports forced in turn (what FASTNN_ISA does at import)."""
+    previous = fastnn._C.get_isa()
+    fastnn._C.set_isa(request.param)
+    yield request.param
+    fastnn._C.set_isa(previous)
+
+
 @pytest.fixture
 def server(tmp_path):
     """An HTTP server on 127.0.0.1 (ephemeral port) serving tmp_path/www; yields (base URL, root)."""

@@ -9,15 +9,6 @@ ISAS = fastnn.config()["isa_supported"]
 SPECIAL_SIZES = [1, 2, 3, 5, 7, 8, 13, 16, 17, 31, 33, 64, 65, 127, 144, 145, 257, 511, 600]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Force the micro-kernel level (what FASTNN_ISA does at import) for one test."""
-    previous = _C.get_isa()
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa(previous)
-
-
 def gemm_reference(a, b, trans_a, trans_b, alpha, beta, c0, bias=None, row_bias=None, relu=False):
     """alpha * op(a) @ op(b) + beta * c0 (+ biases, ReLU) in float64, and the scale of its
     terms (|alpha| |op(a)| @ |op(b)| + |beta c0|), against which float32 error is measured."""
