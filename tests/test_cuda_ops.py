@@ -167,6 +167,20 @@ def test_max_splits_its_gradient_among_ties(backend, axis):
                                rtol=1e-6)
 
 
+@pytest.mark.parametrize("outer, R, inner", [(1, 50000, 1), (3, 7000, 1), (2, 5000, 3), (1, 70000, 2)])
+def test_max_backward_over_long_axes_splits_among_ties(backend, outer, R, inner):
+    # Long R over few outputs: the kernels cut R into pieces (partials, then their reduction).
+    x = rng.integers(0, 50, (outer, R, inner)).astype(np.float32)  # many tied maxima
+    X = backend.from_numpy(x, 0)
+    out = backend.reduce_max(X)
+    np.testing.assert_array_equal(out.numpy(), x.max(1))
+    dy = rng.standard_normal((outer, inner)).astype(np.float32)
+    dx = backend.reduce_max_backward(backend.from_numpy(dy, 0), X, out).numpy()
+    at_max = x == x.max(1, keepdims=True)
+    np.testing.assert_array_equal(dx, np.where(at_max, dy[:, None, :] / at_max.sum(1, keepdims=True).astype(np.float32),
+                                               0))
+
+
 def test_max_propagates_nan_as_the_cpu(backend):
     x = np.array([[1.0, np.nan, 3.0], [4.0, 5.0, 6.0]], np.float32)
     cpu, device = _on_both(lambda t: fastnn.max(t, axis=1), [x])

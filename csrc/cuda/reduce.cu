@@ -7,10 +7,17 @@
 // through shared memory. The block is as wide as the row, rounded up to a warp, up to 256
 // threads, so short rows leave no idle warps. inner > 1 (columns): one thread per output, looping
 // over R; neighbouring threads read neighbouring inner positions, so a warp's loads coalesce.
-// Sums accumulate in double: within 1e-7 of float64 at any R, with a fixed order (no atomics) so
-// results repeat bit for bit. Max compares in float and lets NaN win, as numpy's amax.
-// max backward, in the same two layouts: each output's ties are counted in a first pass over R,
-// then dx = dy / ties where x equals the maximum and 0 elsewhere, as the CPU's Max.
+// Few outputs over a long R (a sum of everything, a batch axis over 10 features) would leave the
+// GPU nearly idle that way, so R is then cut into `chunks` pieces: a first pass reduces each
+// piece into a scratch (outer, chunks, inner) of partials, a second reduces the partials. The
+// cut depends only on the shape.
+// Sums accumulate in double (partials too): within 1e-7 of float64 at any R, with a fixed order
+// (no atomics) so results repeat bit for bit. Max compares in float and lets NaN win, as numpy's
+// amax.
+// max backward: dx marks where x equals its output's maximum (1, else 0), those marks are summed
+// per output (the ties), then dx = dy / ties at the marks: as the CPU's Max, which splits the
+// gradient between tied maxima; every pass is spread over all elements.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda/check.cuh"
@@ -49,70 +56,95 @@ __device__ typename Op::T block_reduce(typename Op::T v) {
   return v;
 }
 
-// x (outer, R): out[o] = scale * (x[o, 0] op ... op x[o, R - 1]).
-template <class Op>
-__global__ void reduce_rows_kernel(float* out, const float* x, int64_t outer, int64_t R, float scale) {
-  for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
-    const float* row = x + o * R;
+// x (outer, R) with each row cut into `chunks` pieces of `len`: out[o * chunks + c] = scale * (the op
+// over piece c of row o). One block per piece.
+template <class Op, class In, class Out>
+__global__ void reduce_rows_kernel(Out* out, const In* x, int64_t outer, int64_t R, int64_t chunks, int64_t len,
+                                   float scale) {
+  for (int64_t b = blockIdx.x; b < outer * chunks; b += gridDim.x) {
+    const In* row = x + (b / chunks) * R;
+    const int64_t end = min(R, (b % chunks + 1) * len);
     typename Op::T acc = Op::identity();
-    for (int64_t r = threadIdx.x; r < R; r += blockDim.x) acc = Op::combine(acc, row[r]);
+    for (int64_t r = (b % chunks) * len + threadIdx.x; r < end; r += blockDim.x) acc = Op::combine(acc, row[r]);
     acc = block_reduce<Op>(acc);
-    if (threadIdx.x == 0) out[o] = static_cast<float>(acc * scale);
+    if (threadIdx.x == 0) out[b] = static_cast<Out>(acc * scale);
   }
 }
 
-// x (outer, R, inner): out[o, i] = scale * (x[o, 0, i] op ... op x[o, R - 1, i]).
-template <class Op>
-__global__ void reduce_columns_kernel(float* out, const float* x, int64_t outer, int64_t R, int64_t inner,
-                                      float scale) {
-  GRID_STRIDE(k, outer * inner) {
-    const float* column = x + (k / inner) * R * inner + k % inner;
+// x (outer, R, inner) with R cut into `chunks` pieces of `len`: out[(o * chunks + c) * inner + i] =
+// scale * (the op over x[o, r, i] for r in piece c). One thread per output.
+template <class Op, class In, class Out>
+__global__ void reduce_columns_kernel(Out* out, const In* x, int64_t outer, int64_t R, int64_t inner, int64_t chunks,
+                                      int64_t len, float scale) {
+  GRID_STRIDE(k, outer * chunks * inner) {
+    const int64_t c = (k / inner) % chunks;
+    const In* column = x + (k / (inner * chunks)) * R * inner + k % inner;
+    const int64_t end = min(R, (c + 1) * len);
     typename Op::T acc = Op::identity();
-    for (int64_t r = 0; r < R; ++r) acc = Op::combine(acc, column[r * inner]);
-    out[k] = static_cast<float>(acc * scale);
-  }
-}
-
-// dx, x (outer, R); dy, out (outer,): dx[o, r] = dy[o] / ties[o] where x[o, r] == out[o], else 0.
-__global__ void max_backward_rows_kernel(float* dx, const float* dy, const float* x, const float* out, int64_t outer,
-                                         int64_t R) {
-  for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
-    const float* row = x + o * R;
-    const float m = out[o];
-    double ties = 0.0;
-    for (int64_t r = threadIdx.x; r < R; r += blockDim.x) ties += row[r] == m;
-    const float share = dy[o] / static_cast<float>(block_reduce<SumOp>(ties));
-    for (int64_t r = threadIdx.x; r < R; r += blockDim.x) dx[o * R + r] = row[r] == m ? share : 0.0f;
-  }
-}
-
-// dx, x (outer, R, inner); dy, out (outer, inner): the same per column.
-__global__ void max_backward_columns_kernel(float* dx, const float* dy, const float* x, const float* out,
-                                            int64_t outer, int64_t R, int64_t inner) {
-  GRID_STRIDE(k, outer * inner) {
-    const int64_t first = (k / inner) * R * inner + k % inner;
-    const float m = out[k];
-    double ties = 0.0;
-    for (int64_t r = 0; r < R; ++r) ties += x[first + r * inner] == m;
-    const float share = dy[k] / static_cast<float>(ties);
-    for (int64_t r = 0; r < R; ++r) dx[first + r * inner] = x[first + r * inner] == m ? share : 0.0f;
+    for (int64_t r = c * len; r < end; ++r) acc = Op::combine(acc, column[r * inner]);
+    out[k] = static_cast<Out>(acc * scale);
   }
 }
 
 // A block per row, as wide as the row rounded up to a warp, at most kThreads.
 int row_threads(int64_t R) { return R >= kThreads ? kThreads : R <= 32 ? 32 : static_cast<int>((R + 31) / 32 * 32); }
 
+// Pieces per reduced line: enough that some 1024 blocks (rows) or 64 Ki threads (columns) have
+// work, each piece still long enough (2048 elements for a block, 64 for a thread) to be worth a
+// partial.
+int64_t chunks_for(int64_t outer, int64_t R, int64_t inner) {
+  const int64_t outputs = outer * inner;
+  const int64_t wanted = inner == 1 ? 1024 : 65536, min_len = inner == 1 ? 2048 : 64;
+  const int64_t chunks = std::min((R + min_len - 1) / min_len, std::max<int64_t>(1, wanted / outputs));
+  return std::max<int64_t>(1, chunks);
+}
+
+// One pass: x (outer, R, inner) -> out (outer, chunks, inner), R cut into `chunks` pieces.
+template <class Op, class In, class Out>
+void reduce_pass(Out* out, const In* x, int64_t outer, int64_t R, int64_t inner, int64_t chunks, float scale,
+                 cudaStream_t s) {
+  const int64_t len = (R + chunks - 1) / chunks;
+  if (inner == 1) {
+    reduce_rows_kernel<Op><<<grid_for(outer * chunks, 1), row_threads(len), 0, s>>>(out, x, outer, R, chunks, len,
+                                                                                     scale);
+  } else {
+    reduce_columns_kernel<Op><<<grid_for(outer * chunks * inner, kThreads), kThreads, 0, s>>>(out, x, outer, R, inner,
+                                                                                               chunks, len, scale);
+  }
+}
+
 template <class Op>
 void reduce(float* out, const float* x, int64_t outer, int64_t R, int64_t inner, float scale, int device,
             const char* fn) {
+  using T = typename Op::T;
   if (outer * inner == 0) return;
   cudaStream_t s = stream_of(device);
-  if (inner == 1) {
-    reduce_rows_kernel<Op><<<grid_for(outer, 1), row_threads(R), 0, s>>>(out, x, outer, R, scale);
+  const int64_t chunks = chunks_for(outer, R, inner);
+  if (chunks == 1) {
+    reduce_pass<Op>(out, x, outer, R, inner, 1, scale, s);
   } else {
-    reduce_columns_kernel<Op><<<grid_for(outer * inner, kThreads), kThreads, 0, s>>>(out, x, outer, R, inner, scale);
+    Scratch partials((outer * chunks * inner * static_cast<int64_t>(sizeof(T)) + 3) / 4, device);
+    T* p = reinterpret_cast<T*>(partials.ptr);
+    reduce_pass<Op>(p, x, outer, R, inner, chunks, 1.0f, s);
+    check_launch(fn);
+    reduce_pass<Op>(out, p, outer, chunks, inner, 1, scale, s);
   }
   check_launch(fn);
+}
+
+// dx, x (outer, R, inner); out (outer, inner): dx = 1 where x equals its output, else 0.
+__global__ void mark_maxima_kernel(float* dx, const float* x, const float* out, int64_t outer, int64_t R,
+                                   int64_t inner) {
+  GRID_STRIDE(k, outer * R * inner) dx[k] = x[k] == out[(k / (R * inner)) * inner + k % inner] ? 1.0f : 0.0f;
+}
+
+// dx (outer, R, inner) of marks; dy, ties (outer, inner): dx = dy / ties at the marks.
+__global__ void share_gradient_kernel(float* dx, const float* dy, const float* ties, int64_t outer, int64_t R,
+                                      int64_t inner) {
+  GRID_STRIDE(k, outer * R * inner) {
+    const int64_t j = (k / (R * inner)) * inner + k % inner;
+    dx[k] = dx[k] != 0.0f ? dy[j] / ties[j] : 0.0f;
+  }
 }
 
 }  // namespace
@@ -127,14 +159,14 @@ void reduce_max(float* out, const float* x, int64_t outer, int64_t R, int64_t in
 
 void reduce_max_backward(float* dx, const float* dy, const float* x, const float* out, int64_t outer, int64_t R,
                          int64_t inner, int device) {
-  if (outer * R * inner == 0) return;
+  const int64_t n = outer * R * inner;
+  if (n == 0) return;
   cudaStream_t s = stream_of(device);
-  if (inner == 1) {
-    max_backward_rows_kernel<<<grid_for(outer, 1), row_threads(R), 0, s>>>(dx, dy, x, out, outer, R);
-  } else {
-    max_backward_columns_kernel<<<grid_for(outer * inner, kThreads), kThreads, 0, s>>>(dx, dy, x, out, outer, R,
-                                                                                       inner);
-  }
+  mark_maxima_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(dx, x, out, outer, R, inner);
+  check_launch("reduce_max_backward");
+  Scratch ties(outer * inner, device);
+  reduce<SumOp>(ties.ptr, dx, outer, R, inner, 1.0f, device, "reduce_max_backward");
+  share_gradient_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(dx, dy, ties.ptr, outer, R, inner);
   check_launch("reduce_max_backward");
 }
 
