@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "cpu/pool.h"
 #include "bindings/cuda_array.h"
+#include "bindings/pool_checks.h"
 #include "cuda/kernels.h"
 
 namespace fastnn {
@@ -158,17 +158,9 @@ cuda::PoolShape pool_windows(int64_t N, int64_t C, int64_t H, int64_t W, const P
   if (H < 1 || W < 1)
     raise_value(std::string(fn) + ": the input must have non-zero height and width, got (" + std::to_string(H) +
                 ", " + std::to_string(W) + ")");
-  if (kernel[0] < 1 || kernel[1] < 1 || stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 ||
-      padding[0] < 0 || padding[1] < 0 || padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
-    raise_value(std::string(fn) + ": kernel_size, stride and dilation must be >= 1 and padding between 0 and half "
-                "the kernel_size");
-  const PoolAxis ah{kernel[0], stride[0], padding[0], dilation[0]}, aw{kernel[1], stride[1], padding[1], dilation[1]};
-  cuda::PoolShape s{N * C, H, W, pool_output_size(H, ah, ceil_mode), pool_output_size(W, aw, ceil_mode), kernel[0],
-                    kernel[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]};
-  if (s.OH < 1 || s.OW < 1)
-    raise_value(std::string(fn) + ": the output would be empty for an input of shape " +
-                shape_text({N, C, H, W}));
-  return s;
+  const PoolWindows win = check_pool_windows(fn, H, W, kernel, stride, padding, dilation, ceil_mode);
+  return {N * C, H, W, win.OH, win.OW, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
+          dilation[0], dilation[1]};
 }
 
 cuda::PoolShape pool_shape(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding,

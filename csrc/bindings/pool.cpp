@@ -9,14 +9,54 @@
 
 #include "bindings/buffers.h"
 #include "bindings/checks.h"
+#include "bindings/pool_checks.h"
 #include "cpu/pool.h"
 
 namespace fastnn {
-namespace {
-
-using Pair = std::array<int64_t, 2>;
 
 std::string pair_str(const Pair& p) { return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")"; }
+
+namespace {
+
+constexpr int64_t kMaxSetting = int64_t{1} << 30;  // keeps every index product within int64
+
+void check_at_least(const Pair& p, int64_t low, const char* fn, const char* arg) {
+  if (p[0] < low || p[1] < low)
+    raise_value(std::string(fn) + ": argument '" + arg + "' must be >= " + std::to_string(low) + " in both axes, got " +
+                pair_str(p));
+  if (p[0] > kMaxSetting || p[1] > kMaxSetting)
+    raise_value(std::string(fn) + ": argument '" + arg + "' must be at most 2**30 in both axes, got " + pair_str(p));
+}
+
+}  // namespace
+
+PoolWindows check_pool_windows(const char* fn, int64_t H, int64_t W, const Pair& kernel, const Pair& stride,
+                               const Pair& padding, const Pair& dilation, bool ceil_mode) {
+  check_at_least(kernel, 1, fn, "kernel_size");
+  check_at_least(stride, 1, fn, "stride");
+  check_at_least(padding, 0, fn, "padding");
+  check_at_least(dilation, 1, fn, "dilation");
+  if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
+    raise_value(std::string(fn) + ": argument 'padding' " + pair_str(padding) +
+                " must be at most half of kernel_size " + pair_str(kernel) + ", i.e. <= " +
+                pair_str({kernel[0] / 2, kernel[1] / 2}));
+  PoolWindows out{{kernel[0], stride[0], padding[0], dilation[0]}, {kernel[1], stride[1], padding[1], dilation[1]}, 0, 0};
+  out.OH = pool_output_size(H, out.h, ceil_mode);
+  out.OW = pool_output_size(W, out.w, ceil_mode);
+  if (out.OH < 1 || out.OW < 1) {
+    const Pair extent{dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1};
+    raise_value(std::string(fn) + ": the output would be empty: output size " + pair_str({out.OH, out.OW}) +
+                " for an input of height and width " + pair_str({H, W}) + " with kernel_size " + pair_str(kernel) +
+                ", stride " + pair_str(stride) + ", padding " + pair_str(padding) + " and dilation " +
+                pair_str(dilation) + "; the window spans " + pair_str(extent) +
+                ", larger than the padded input " + pair_str({H + 2 * padding[0], W + 2 * padding[1]}) +
+                ": use a smaller kernel_size or more padding");
+  }
+  return out;
+}
+
+namespace {
+
 std::string shape4_str(int64_t a, int64_t b, int64_t c, int64_t d) {
   return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ", " + std::to_string(d) +
          ")";
@@ -43,46 +83,6 @@ void check_spatial(const Nchw& d, const char* fn, const char* arg, const py::arr
   if (d.H < 1 || d.W < 1)
     raise_value(std::string(fn) + ": argument '" + arg + "' must have non-zero height and width, got shape " +
                 shape_str(a));
-}
-
-constexpr int64_t kMaxSetting = int64_t{1} << 30;  // keeps every index product within int64
-
-void check_at_least(const Pair& p, int64_t low, const char* fn, const char* arg) {
-  if (p[0] < low || p[1] < low)
-    raise_value(std::string(fn) + ": argument '" + arg + "' must be >= " + std::to_string(low) + " in both axes, got " +
-                pair_str(p));
-  if (p[0] > kMaxSetting || p[1] > kMaxSetting)
-    raise_value(std::string(fn) + ": argument '" + arg + "' must be at most 2**30 in both axes, got " + pair_str(p));
-}
-
-// Window settings checked, and the output size they give for an H x W input.
-struct Windows {
-  PoolAxis h, w;
-  int64_t OH, OW;
-};
-Windows check_windows(const char* fn, int64_t H, int64_t W, const Pair& kernel, const Pair& stride, const Pair& padding,
-                      const Pair& dilation, bool ceil_mode) {
-  check_at_least(kernel, 1, fn, "kernel_size");
-  check_at_least(stride, 1, fn, "stride");
-  check_at_least(padding, 0, fn, "padding");
-  check_at_least(dilation, 1, fn, "dilation");
-  if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2)
-    raise_value(std::string(fn) + ": argument 'padding' " + pair_str(padding) +
-                " must be at most half of kernel_size " + pair_str(kernel) + ", i.e. <= " +
-                pair_str({kernel[0] / 2, kernel[1] / 2}));
-  Windows out{{kernel[0], stride[0], padding[0], dilation[0]}, {kernel[1], stride[1], padding[1], dilation[1]}, 0, 0};
-  out.OH = pool_output_size(H, out.h, ceil_mode);
-  out.OW = pool_output_size(W, out.w, ceil_mode);
-  if (out.OH < 1 || out.OW < 1) {
-    const Pair extent{dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1};
-    raise_value(std::string(fn) + ": the output would be empty: output size " + pair_str({out.OH, out.OW}) +
-                " for an input of height and width " + pair_str({H, W}) + " with kernel_size " + pair_str(kernel) +
-                ", stride " + pair_str(stride) + ", padding " + pair_str(padding) + " and dilation " +
-                pair_str(dilation) + "; the window spans " + pair_str(extent) +
-                ", larger than the padded input " + pair_str({H + 2 * padding[0], W + 2 * padding[1]}) +
-                ": use a smaller kernel_size or more padding");
-  }
-  return out;
 }
 
 Pair check_input_size(const Pair& size, const char* fn) {
@@ -113,7 +113,7 @@ py::tuple max_pool2d_forward_py(const py::array& input, const Pair& kernel, cons
   if (d.H * d.W > INT_MAX)
     raise_value(std::string(fn) + ": argument 'input' has planes of " + std::to_string(d.H * d.W) +
                 " elements; at most 2**31 - 1 are supported (int32 indices)");
-  const Windows win = check_windows(fn, d.H, d.W, kernel, stride, padding, dilation, ceil_mode);
+  const PoolWindows win = check_pool_windows(fn, d.H, d.W, kernel, stride, padding, dilation, ceil_mode);
   auto out = empty4(d.N, d.C, win.OH, win.OW);
   py::array_t<int32_t> indices = new_int32_array({d.N, d.C, win.OH, win.OW});
   float* o = out.mutable_data();
@@ -170,7 +170,7 @@ py::array avg_pool2d_forward_py(const py::array& input, const Pair& kernel, cons
   const Nchw d = check_nchw(input, fn, "input");
   check_spatial(d, fn, "input", input);
   const AvgPoolOptions opt = avg_options(fn, count_include_pad, divisor_override);
-  const Windows win = check_windows(fn, d.H, d.W, kernel, stride, padding, {1, 1}, ceil_mode);
+  const PoolWindows win = check_pool_windows(fn, d.H, d.W, kernel, stride, padding, {1, 1}, ceil_mode);
   auto out = empty4(d.N, d.C, win.OH, win.OW);
   float* o = out.mutable_data();
   const float* x = static_cast<const float*>(input.data());
@@ -188,7 +188,8 @@ py::array avg_pool2d_backward_py(const py::array& grad_output, const Pair& input
   const Nchw g = check_nchw(grad_output, fn, "grad_output", "(N, C, OH, OW)");
   check_input_size(input_size, fn);
   const AvgPoolOptions opt = avg_options(fn, count_include_pad, divisor_override);
-  const Windows win = check_windows(fn, input_size[0], input_size[1], kernel, stride, padding, {1, 1}, ceil_mode);
+  const PoolWindows win =
+      check_pool_windows(fn, input_size[0], input_size[1], kernel, stride, padding, {1, 1}, ceil_mode);
   check_grad_shape(grad_output, g, g.N, g.C, win.OH, win.OW, fn, "the output size for input_size and the window");
   auto grad_input = empty4(g.N, g.C, input_size[0], input_size[1]);
   float* gx = grad_input.mutable_data();
