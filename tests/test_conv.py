@@ -244,17 +244,20 @@ def _ref_fn(stride=1, padding=0, dilation=1, groups=1):
     (((2, 3, 4, 4), (3, 1, 3, 3), (3,)), dict(padding=1, groups=3)),   # depthwise
     (((2, 3, 3, 3), (2, 3, 1, 1), (2,)), dict()),                       # 1x1 fast path
 ])
-def test_conv2d_finite_difference_gradients(shapes, kwargs):
-    check_op(shapes, lambda x, w, b: F.conv2d(x, w, b, **kwargs), _ref_fn(**kwargs), atol=1e-5, rtol=1e-4)
+def test_conv2d_finite_difference_gradients(shapes, kwargs, device):
+    check_op(shapes, lambda x, w, b: F.conv2d(x, w, b, **kwargs), _ref_fn(**kwargs), atol=1e-5, rtol=1e-4,
+             device=device)
 
 
-def test_conv2d_same_padding_with_even_kernel():
+def test_conv2d_same_padding_with_even_kernel(device):
     # PyTorch's rule: total = dilation * (k - 1), the odd one out at the bottom/right.
     check_op([(1, 2, 5, 6), (2, 2, 4, 2)], lambda x, w: F.conv2d(x, w, padding="same", dilation=(1, 2)),
-             lambda x, w: conv2d_reference(x, w, padding=(1, 2, 1, 1), dilation=(1, 2)), atol=1e-5, rtol=1e-4)
-    out = F.conv2d(fastnn.randn(2, 3, 7, 8), fastnn.randn(4, 3, 4, 2), padding="same")
+             lambda x, w: conv2d_reference(x, w, padding=(1, 2, 1, 1), dilation=(1, 2)), atol=1e-5, rtol=1e-4,
+             device=device)
+    out = F.conv2d(fastnn.randn(2, 3, 7, 8, device=device), fastnn.randn(4, 3, 4, 2, device=device), padding="same")
     assert out.shape == (2, 4, 7, 8)
-    assert F.conv2d(fastnn.randn(2, 3, 7, 8), fastnn.randn(4, 3, 4, 2), padding="valid").shape == (2, 4, 4, 7)
+    assert F.conv2d(fastnn.randn(2, 3, 7, 8, device=device), fastnn.randn(4, 3, 4, 2, device=device),
+                    padding="valid").shape == (2, 4, 4, 7)
 
 
 def _conv1d_ref(stride=1, padding=0, dilation=1, groups=1):
@@ -265,23 +268,24 @@ def _conv1d_ref(stride=1, padding=0, dilation=1, groups=1):
     return ref
 
 
-def test_conv1d_finite_difference_and_same():
+def test_conv1d_finite_difference_and_same(device):
     check_op([(2, 4, 9), (6, 2, 3), (6,)], lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1, dilation=2, groups=2),
-             _conv1d_ref(stride=2, padding=1, dilation=2, groups=2), atol=1e-5, rtol=1e-4)
+             _conv1d_ref(stride=2, padding=1, dilation=2, groups=2), atol=1e-5, rtol=1e-4, device=device)
     check_op([(1, 3, 7), (2, 3, 4)], lambda x, w: F.conv1d(x, w, padding="same"),
-             _conv1d_ref(padding=(1, 2)), atol=1e-5, rtol=1e-4)
+             _conv1d_ref(padding=(1, 2)), atol=1e-5, rtol=1e-4, device=device)
 
 
-def test_unbatched_inputs():
+def test_unbatched_inputs(device):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 6, 5), dtype=np.float32)
     w = rng.standard_normal((4, 3, 3, 2), dtype=np.float32)
-    t = fastnn.tensor(x, requires_grad=True)
-    out = F.conv2d(t, w, padding=1)
-    np.testing.assert_allclose(out.detach().numpy(), conv2d_reference(x[None], w, padding=1)[0], atol=1e-4)
+    t = fastnn.tensor(x, requires_grad=True, device=device)
+    out = F.conv2d(t, fastnn.tensor(w, device=device), padding=1)
+    np.testing.assert_allclose(out.detach().cpu().numpy(), conv2d_reference(x[None], w, padding=1)[0], atol=1e-4)
     out.sum().backward()
-    assert t.grad.shape == x.shape
-    out1 = F.conv1d(x[0], rng.standard_normal((2, 6, 3), dtype=np.float32))
+    assert t.grad.shape == x.shape and t.grad.device == t.device
+    out1 = F.conv1d(fastnn.tensor(x[0], device=device),
+                    fastnn.tensor(rng.standard_normal((2, 6, 3), dtype=np.float32), device=device))
     assert out1.shape == (2, 3)
 
 
@@ -293,10 +297,10 @@ def test_noncontiguous_input_and_weight():
     np.testing.assert_allclose(out.numpy(), conv2d_reference(x, w, stride=2), atol=1e-4)
 
 
-def test_only_the_wanted_gradients_are_computed():
-    x = fastnn.randn(2, 3, 6, 6)
-    w = fastnn.randn(4, 3, 3, 3, requires_grad=True)
-    b = fastnn.randn(4)
+def test_only_the_wanted_gradients_are_computed(device):
+    x = fastnn.randn(2, 3, 6, 6, device=device)
+    w = fastnn.randn(4, 3, 3, 3, requires_grad=True, device=device)
+    b = fastnn.randn(4, device=device)
     F.conv2d(x, w, b).sum().backward()
     assert x.grad is None and b.grad is None and w.grad.shape == (4, 3, 3, 3)
 
@@ -320,12 +324,12 @@ def test_conv2d_layer_settings_init_and_config():
     assert nn.Conv1d(4, 6, 3, dilation=2)(fastnn.randn(2, 4, 20)).shape == (2, 6, 16)
 
 
-def test_conv_layers_learn_through_autograd():
-    layer = nn.Conv2d(2, 3, (3, 2), padding=(1, 0))
-    x = fastnn.randn(2, 2, 5, 4)
+def test_conv_layers_learn_through_autograd(device):
+    layer = nn.Conv2d(2, 3, (3, 2), padding=(1, 0)).to(device)
+    x = fastnn.randn(2, 2, 5, 4, device=device)
     layer(x).sum().backward()
     assert layer.weight.grad.shape == (3, 2, 3, 2) and layer.bias.grad.shape == (3,)
-    np.testing.assert_allclose(layer.bias.grad.numpy(), np.full(3, 2 * 5 * 3), rtol=1e-6)
+    np.testing.assert_allclose(layer.bias.grad.cpu().numpy(), np.full(3, 2 * 5 * 3), rtol=1e-6)
 
 
 @pytest.mark.parametrize("args,kwargs,error,match", [
@@ -433,9 +437,9 @@ def torch():
     torch.set_num_threads(threads)
 
 
-def test_against_pytorch_random_shapes(torch):
+def test_against_pytorch_random_shapes(torch, device):
     rng = np.random.default_rng(99)
-    for i in range(40):
+    for i in range(40 if device == "cpu" else 12):  # the device runs: fewer shapes, to keep the suite quick
         N, C, H, W, K, R, S, stride, padding, dilation, groups, bias = _random_case(rng)
         pt, pb, pl, pr = padding
         padding = (pt, pl)  # torch pads symmetrically
@@ -448,30 +452,33 @@ def test_against_pytorch_random_shapes(torch):
         ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding, dilation, groups)
         gy = rng.standard_normal(tuple(ty.shape), dtype=np.float32)
         ty.backward(torch.tensor(gy))
-        fx, fw, fb = (fastnn.tensor(a, requires_grad=True) for a in (x, w, b))
+        fx, fw, fb = (fastnn.tensor(a, requires_grad=True, device=device) for a in (x, w, b))
         fy = F.conv2d(fx, fw, fb, stride, padding, dilation, groups)
-        fy.backward(gy)
+        fy.backward(fastnn.tensor(gy, device=device))
         for got, want in ((fy, ty), (fx.grad, tx.grad), (fw.grad, tw.grad), (fb.grad, tb.grad)):
             want = want.detach().numpy()
-            np.testing.assert_allclose(got.detach().numpy(), want, atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=1e-4)
+            np.testing.assert_allclose(got.detach().cpu().numpy(), want,
+                                       atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=1e-4)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
-def test_against_pytorch_same_padding_and_conv1d(torch):
+def test_against_pytorch_same_padding_and_conv1d(torch, device):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 4, 9, 10), dtype=np.float32)
     for R, S, dil in ((4, 2, 1), (3, 4, 2), (2, 2, (2, 3))):
         w = rng.standard_normal((6, 4, R, S), dtype=np.float32)
         want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding="same", dilation=dil).numpy()
-        np.testing.assert_allclose(F.conv2d(x, w, padding="same", dilation=dil).numpy(), want, atol=1e-4)
+        got = F.conv2d(fastnn.tensor(x, device=device), fastnn.tensor(w, device=device), padding="same", dilation=dil)
+        np.testing.assert_allclose(got.cpu().numpy(), want, atol=1e-4)
     x1 = rng.standard_normal((3, 4, 12), dtype=np.float32)
     w1 = rng.standard_normal((6, 2, 4), dtype=np.float32)
     for kwargs in (dict(padding="same", groups=2), dict(stride=3, padding=2, dilation=2, groups=2)):
         want = torch.nn.functional.conv1d(torch.tensor(x1), torch.tensor(w1), **kwargs).numpy()
-        np.testing.assert_allclose(F.conv1d(x1, w1, **kwargs).numpy(), want, atol=1e-4)
+        got = F.conv1d(fastnn.tensor(x1, device=device), fastnn.tensor(w1, device=device), **kwargs)
+        np.testing.assert_allclose(got.cpu().numpy(), want, atol=1e-4)
 
 
-def test_pytorch_state_dict_loads_into_conv_layers(torch):
+def test_pytorch_state_dict_loads_into_conv_layers(torch, device):
     torch.manual_seed(0)
     for theirs, ours, shape in (
             (torch.nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2),
@@ -479,10 +486,11 @@ def test_pytorch_state_dict_loads_into_conv_layers(torch):
             (torch.nn.Conv2d(3, 5, 4, padding="same", bias=False), nn.Conv2d(3, 5, 4, padding="same", bias=False),
              (2, 3, 7, 7)),
             (torch.nn.Conv1d(4, 8, 3, padding=1, groups=4), nn.Conv1d(4, 8, 3, padding=1, groups=4), (2, 4, 11))):
-        ours.load_state_dict(theirs.state_dict())
+        ours.to(device).load_state_dict(theirs.state_dict())
         x = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
         want = theirs(torch.tensor(x)).detach().numpy()
-        np.testing.assert_allclose(ours(fastnn.tensor(x)).detach().numpy(), want, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(ours(fastnn.tensor(x, device=device)).detach().cpu().numpy(), want, atol=1e-5,
+                                   rtol=1e-5)
         assert list(ours.state_dict().keys()) == list(theirs.state_dict().keys())
 
 

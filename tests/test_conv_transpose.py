@@ -70,7 +70,7 @@ def test_named_cases(case):
     _compare(case, seed=7)
 
 
-def test_adjoint_of_conv2d():
+def test_adjoint_of_conv2d(device):
     """<conv2d(y, w), x> == <y, conv_transpose2d(x, w)> for the same weight: the defining property.
     output_padding brings the transposed output back to the conv2d's input size exactly."""
     rng = np.random.default_rng(3)
@@ -79,10 +79,12 @@ def test_adjoint_of_conv2d():
                                               ((1, 1), (2, 2), (2, 2), 4)):
         w = rng.standard_normal((4, 8 // groups, 3, 3)).astype(np.float32)
         y = rng.standard_normal((2, 8) + size).astype(np.float32)
-        conv = F.conv2d(y, w, None, stride, padding, dilation, groups).numpy().astype(np.float64)
+        wt, yt = fastnn.tensor(w, device=device), fastnn.tensor(y, device=device)
+        conv = F.conv2d(yt, wt, None, stride, padding, dilation, groups).cpu().numpy().astype(np.float64)
         x = rng.standard_normal(conv.shape).astype(np.float32)
         out_pad = tuple((n + 2 * p - d * 2 - 1) % s for n, p, d, s in zip(size, padding, dilation, stride))
-        back = F.conv_transpose2d(x, w, None, stride, padding, out_pad, groups, dilation).numpy().astype(np.float64)
+        back = F.conv_transpose2d(fastnn.tensor(x, device=device), wt, None, stride, padding, out_pad, groups,
+                                  dilation).cpu().numpy().astype(np.float64)
         assert back.shape == y.shape
         lhs, rhs = float(np.sum(conv * x)), float(np.sum(y * back))
         assert abs(lhs - rhs) <= 1e-5 * float(np.sum(np.abs(conv * x))), (lhs, rhs)
@@ -116,30 +118,33 @@ def _ref_fn(stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     (((2, 3, 2, 2), (3, 2, 1, 1), (2,)), dict()),                                              # 1x1
     (((1, 2, 3, 2), (2, 2, 2, 2), (2,)), dict(stride=1, dilation=3, output_padding=(2, 1))),   # op >= stride
 ])
-def test_conv_transpose2d_finite_difference_gradients(shapes, kwargs):
-    check_op(shapes, lambda x, w, b: F.conv_transpose2d(x, w, b, **kwargs), _ref_fn(**kwargs), atol=1e-5, rtol=1e-4)
+def test_conv_transpose2d_finite_difference_gradients(shapes, kwargs, device):
+    check_op(shapes, lambda x, w, b: F.conv_transpose2d(x, w, b, **kwargs), _ref_fn(**kwargs), atol=1e-5, rtol=1e-4,
+             device=device)
 
 
-def test_conv_transpose1d_finite_difference():
+def test_conv_transpose1d_finite_difference(device):
     def ref(x, w, b):
         return conv_transpose2d_reference(x[:, :, None], w[:, :, None], b, (1, 3), (0, 0, 1, 1), (0, 2), (1, 2),
                                           2)[:, :, 0]
     check_op([(2, 4, 5), (4, 3, 3), (6,)],
              lambda x, w, b: F.conv_transpose1d(x, w, b, stride=3, padding=1, output_padding=2, groups=2, dilation=2),
-             ref, atol=1e-5, rtol=1e-4)
+             ref, atol=1e-5, rtol=1e-4, device=device)
 
 
-def test_unbatched_and_noncontiguous_inputs():
+def test_unbatched_and_noncontiguous_inputs(device):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5, 6, 3), dtype=np.float32).transpose(2, 0, 1)  # (3, 5, 6) strided
     w = rng.standard_normal((3, 4, 3, 3), dtype=np.float32)
-    t = fastnn.tensor(x, requires_grad=True)
-    out = F.conv_transpose2d(t, w, stride=2)
+    t = fastnn.tensor(x, requires_grad=True, device=device)
+    out = F.conv_transpose2d(t, fastnn.tensor(w, device=device), stride=2)
     assert out.shape == (4, 11, 13)
-    np.testing.assert_allclose(out.detach().numpy(), conv_transpose2d_reference(x[None], w, stride=2)[0], atol=1e-4)
+    np.testing.assert_allclose(out.detach().cpu().numpy(), conv_transpose2d_reference(x[None], w, stride=2)[0],
+                               atol=1e-4)
     out.sum().backward()
-    assert t.grad.shape == x.shape
-    assert F.conv_transpose1d(x[0], rng.standard_normal((5, 2, 4), dtype=np.float32)).shape == (2, 9)
+    assert t.grad.shape == x.shape and t.grad.device == t.device
+    w1 = rng.standard_normal((5, 2, 4), dtype=np.float32)
+    assert F.conv_transpose1d(fastnn.tensor(x[0], device=device), fastnn.tensor(w1, device=device)).shape == (2, 9)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,18 +171,18 @@ def test_layer_settings_init_output_size_and_config():
     assert nn.ConvTranspose1d(4, 6, 3, stride=2)(fastnn.randn(2, 4, 10)).shape == (2, 6, 21)
 
 
-def test_layer_trains_and_saves(tmp_path):
-    model = nn.Sequential(nn.ConvTranspose2d(2, 3, 4, stride=2, padding=1), nn.Sigmoid())
-    x = fastnn.randn(4, 2, 5, 5)
+def test_layer_trains_and_saves(tmp_path, device):
+    model = nn.Sequential(nn.ConvTranspose2d(2, 3, 4, stride=2, padding=1), nn.Sigmoid()).to(device)
+    x = fastnn.randn(4, 2, 5, 5, device=device)
     layer = model[0]
     layer(x).sum().backward()
-    np.testing.assert_allclose(layer.bias.grad.numpy(), np.full(3, 4 * 10 * 10), rtol=1e-6)
+    np.testing.assert_allclose(layer.bias.grad.cpu().numpy(), np.full(3, 4 * 10 * 10), rtol=1e-6)
     assert layer.weight.grad.shape == (2, 3, 4, 4)
     path = tmp_path / "up.fnn"
     model.save(path)
-    loaded = nn.load_model(path)
+    loaded = nn.load_model(path).to(device)
     assert isinstance(loaded[0], nn.ConvTranspose2d) and loaded[0].get_config() == layer.get_config()
-    np.testing.assert_array_equal(loaded(x).detach().numpy(), model(x).detach().numpy())
+    np.testing.assert_array_equal(loaded(x).detach().cpu().numpy(), model(x).detach().cpu().numpy())
 
 
 @pytest.mark.parametrize("args,kwargs,error,match", [
@@ -233,10 +238,10 @@ def test_binding_errors(call, error, match):
         call(x, w)
 
 
-def test_empty_batch():
-    out = F.conv_transpose2d(np.zeros((0, 3, 4, 4), np.float32), np.ones((3, 2, 3, 3), np.float32),
-                             np.ones(2, np.float32))
-    assert out.shape == (0, 2, 6, 6)
+def test_empty_batch(device):
+    out = F.conv_transpose2d(fastnn.zeros(0, 3, 4, 4, device=device), fastnn.ones(3, 2, 3, 3, device=device),
+                             fastnn.ones(2, device=device))
+    assert out.shape == (0, 2, 6, 6) and out.is_cuda == (device == "cuda")
     gx, gw, gb = _C.conv_transpose2d_backward(np.zeros((0, 2, 6, 6), np.float32), np.zeros((0, 3, 4, 4), np.float32),
                                               np.ones((3, 2, 3, 3), np.float32))
     assert gx.shape == (0, 3, 4, 4) and not gw.any() and not gb.any()
@@ -254,9 +259,9 @@ def torch():
     torch.set_num_threads(threads)
 
 
-def test_against_pytorch_random_shapes(torch):
+def test_against_pytorch_random_shapes(torch, device):
     rng = np.random.default_rng(5)
-    for _ in range(30):
+    for _ in range(30 if device == "cpu" else 10):  # the device runs: a third of the shapes, to keep the suite quick
         N, C, H, W, K, R, S, stride, padding, _, dilation, groups, _ = _random_case(rng)
         padding = (padding[0], padding[2])  # torch pads symmetrically
         out_pad = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))  # torch's full range
@@ -271,16 +276,16 @@ def test_against_pytorch_random_shapes(torch):
         ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, stride, padding, out_pad, groups, dilation)
         gy = rng.standard_normal(tuple(ty.shape), dtype=np.float32)
         ty.backward(torch.tensor(gy))
-        fx, fw, fb = (fastnn.tensor(a, requires_grad=True) for a in (x, w, b))
+        fx, fw, fb = (fastnn.tensor(a, requires_grad=True, device=device) for a in (x, w, b))
         fy = F.conv_transpose2d(fx, fw, fb, stride, padding, out_pad, groups, dilation)
-        fy.backward(gy)
+        fy.backward(fastnn.tensor(gy, device=device))
         for got, want in ((fy, ty), (fx.grad, tx.grad), (fw.grad, tw.grad), (fb.grad, tb.grad)):
             want = want.detach().numpy()
-            np.testing.assert_allclose(got.detach().numpy(), want, atol=1e-4 * max(1.0, float(np.abs(want).max())),
-                                       rtol=1e-4)
+            np.testing.assert_allclose(got.detach().cpu().numpy(), want,
+                                       atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=1e-4)
 
 
-def test_pytorch_state_dict_loads(torch):
+def test_pytorch_state_dict_loads(torch, device):
     torch.manual_seed(0)
     for theirs, ours, shape in (
             (torch.nn.ConvTranspose2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), output_padding=(1, 0), groups=2),
@@ -288,8 +293,9 @@ def test_pytorch_state_dict_loads(torch):
              (3, 4, 5, 6)),
             (torch.nn.ConvTranspose1d(4, 8, 3, stride=2, bias=False), nn.ConvTranspose1d(4, 8, 3, stride=2, bias=False),
              (2, 4, 11))):
-        ours.load_state_dict(theirs.state_dict())
+        ours.to(device).load_state_dict(theirs.state_dict())
         x = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
         want = theirs(torch.tensor(x)).detach().numpy()
-        np.testing.assert_allclose(ours(fastnn.tensor(x)).detach().numpy(), want, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(ours(fastnn.tensor(x, device=device)).detach().cpu().numpy(), want, atol=1e-5,
+                                   rtol=1e-5)
         assert list(ours.state_dict().keys()) == list(theirs.state_dict().keys())

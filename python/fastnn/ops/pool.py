@@ -94,8 +94,6 @@ class MaxPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, ceil_mode, fn, sink):
-        if sink is not None and _device.is_device_array(x):
-            raise NotImplementedError(f"{fn}: return_indices=True has no CUDA kernel yet")
         out, indices = _call(fn, "max_pool2d_forward", _device.kernels(x).max_pool2d_forward, _device.contiguous(x),
                              kernel, stride, padding, dilation, ceil_mode)
         ctx.save_for_backward(indices)
@@ -114,7 +112,11 @@ class MaxPool2d(Function):
 def _max_pool(fn, x, kernel, stride, padding, dilation, ceil_mode, return_indices):
     sink = [] if return_indices else None
     out = MaxPool2d.apply(x, kernel, stride, padding, dilation, bool(ceil_mode), fn, sink)
-    return out, (sink[0].astype(np.int64) if return_indices else None)
+    if not return_indices:
+        return out, None
+    # a numpy array on either device (a device's indices are copied back), as the docstring says
+    indices = sink[0].numpy() if _device.is_device_array(sink[0]) else sink[0]
+    return out, indices.astype(np.int64)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,  # noqa: A002
