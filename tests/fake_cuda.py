@@ -114,6 +114,26 @@ class FakeCuda:
     def permute(self, x, dims):
         return _new(np.transpose(x._host, dims), x.device)
 
+    @staticmethod
+    def _view(host, offset, shape, strides):
+        """The view the binding checks and walks: inside the array, or a ValueError."""
+        flat = host.reshape(-1)
+        if 0 not in shape:
+            reach = [(n - 1) * s for n, s in zip(shape, strides)]
+            if offset + sum(r for r in reach if r < 0) < 0 or offset + sum(r for r in reach if r > 0) >= flat.size:
+                raise ValueError(f"cuda.gather_strided: the view of shape {tuple(shape)} at offset {offset} reaches "
+                                 f"outside the array of {flat.size} elements")
+        base = flat[offset:] if offset < flat.size else flat
+        return np.lib.stride_tricks.as_strided(base, shape=tuple(shape), strides=tuple(4 * s for s in strides))
+
+    def gather_strided(self, x, offset, shape, strides):
+        return _new(self._view(x._host, offset, shape, strides).copy(), x.device)
+
+    def scatter_strided(self, dst, src, offset, strides):
+        if self.capturing:
+            return
+        self._view(dst._host, offset, src.shape, strides)[...] = src._host
+
     def cat(self, tensors, axis):
         return _new(np.concatenate([t._host for t in tensors], axis=axis), tensors[0].device)
 

@@ -193,3 +193,16 @@ def test_sum_over_an_empty_axis_is_zero(backend):
     np.testing.assert_array_equal(fastnn.sum(t, axis=0).cpu().numpy(), np.zeros(3))
     assert fastnn.sum(t, axis=1).shape == (0,)
     assert fastnn.sum(t).item() == 0.0
+
+
+def test_strided_views_are_checked_against_the_array(backend):
+    x = backend.from_numpy(np.arange(15, dtype=np.float32), 0)
+    np.testing.assert_array_equal(backend.gather_strided(x, 14, [3, 2], [-5, -2]).numpy(), [[14, 12], [9, 7], [4, 2]])
+    for offset, shape, strides in [(15, [1], [1]), (2, [2, 2], [-5, 1]), (0, [4], [5]), (0, [2, 3], [7, 1])]:
+        with pytest.raises(ValueError, match="reaches outside"):
+            backend.gather_strided(x, offset, shape, strides)
+    dst = backend.from_numpy(np.zeros(15, np.float32), 0)
+    backend.scatter_strided(dst, backend.from_numpy(np.ones((2, 2), np.float32), 0), 1, [5, 2])
+    np.testing.assert_array_equal(np.flatnonzero(dst.numpy()), [1, 3, 6, 8])
+    with pytest.raises(ValueError, match="reaches outside"):
+        backend.scatter_strided(dst, backend.from_numpy(np.ones(4, np.float32), 0), 12, [1])

@@ -183,12 +183,28 @@ def test_flatten(shape, start, end, device):
     check_op([shape], lambda x: x.flatten(start, end), lambda x: flatten_ref(x, start, end), device=device)
 
 
-@pytest.mark.parametrize("index", [
-    1, -1, slice(1, 3), (slice(None), 2), (Ellipsis, 0), (None, 1), (slice(None, None, -1), slice(0, 4, 2)),
-    np.array([0, 2, 0, 0]), (np.array([1, 0]), np.array([4, 4])), [2, 2], np.array([True, False, True]),
-])
+BASIC_INDICES = [1, -1, slice(1, 3), (slice(None), 2), (Ellipsis, 0), (None, 1), (slice(None, None, -1), slice(0, 4, 2)),
+                 (slice(2, 0, -1), None, slice(-1, -5, -3)), (Ellipsis, slice(1, 2), None), (0, -1), (slice(5, 7),)]
+ARRAY_INDICES = [np.array([0, 2, 0, 0]), (np.array([1, 0]), np.array([4, 4])), [2, 2], np.array([True, False, True])]
+
+
+@pytest.mark.parametrize("index", BASIC_INDICES + ARRAY_INDICES)
 def test_getitem(index):
     check_op([(3, 5)], lambda x: x[index], lambda x: x[index])
+
+
+@pytest.mark.parametrize("index", BASIC_INDICES + [(slice(None), slice(1, 4), 2, slice(None, None, 2))])
+def test_basic_getitem_on_every_device(index, device):
+    shape = (3, 5) if len(index if isinstance(index, tuple) else (index,)) < 4 else (2, 5, 3, 7)
+    check_op([shape], lambda x: x[index], lambda x: x[index], device=device)
+
+
+def test_array_indices_on_a_device_raise_not_implemented(backend):
+    x = fastnn.zeros(3, 5, device="cuda")
+    with pytest.raises(NotImplementedError, match="array indices have no CUDA path"):
+        x[np.array([0, 2])]
+    with pytest.raises(IndexError):
+        x[:, 5]
 
 
 def test_getitem_repeated_indices_accumulate():

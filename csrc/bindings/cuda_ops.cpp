@@ -130,6 +130,47 @@ Array permute_py(const Array& x, const std::vector<int>& perm) {
   return out;
 }
 
+// A view of `shape` at element `offset` with element `strides` (any sign) checked to lie inside the
+// `size` elements of the array named `arg`.
+void check_view(int64_t size, int64_t offset, const std::vector<int64_t>& shape, const std::vector<int64_t>& strides,
+                const char* fn, const char* arg) {
+  if (shape.size() != strides.size())
+    raise_value(std::string(fn) + ": shape and strides must have the same length, got " +
+                std::to_string(shape.size()) + " and " + std::to_string(strides.size()));
+  element_count(shape, fn);  // non-negative sizes, at most 2**40 elements
+  __int128 low = offset, high = offset;  // extents of up to 2**40 elements times strides of any size
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 0) return;  // an empty view reads nothing
+    const __int128 extent = static_cast<__int128>(shape[d] - 1) * strides[d];
+    (extent < 0 ? low : high) += extent;
+  }
+  if (low < 0 || high >= size)
+    raise_value(std::string(fn) + ": the view of shape " + shape_text(shape) + " at offset " + std::to_string(offset) +
+                " reaches outside argument '" + arg + "' of " + std::to_string(size) + " elements");
+}
+
+Array gather_strided_py(const Array& x, int64_t offset, const std::vector<int64_t>& shape,
+                        const std::vector<int64_t>& strides) {
+  constexpr const char* fn = "cuda.gather_strided";
+  check_float(x, fn, "x");
+  check_view(x.size(), offset, shape, strides, fn, "x");
+  Array out = empty(shape, Dtype::float32, x.device, fn);
+  py::gil_scoped_release release;
+  cuda::gather_strided(out.f(), x.f(), offset, shape.data(), strides.data(), static_cast<int>(shape.size()), x.device);
+  return out;
+}
+
+void scatter_strided_py(Array& dst, const Array& src, int64_t offset, const std::vector<int64_t>& strides) {
+  constexpr const char* fn = "cuda.scatter_strided";
+  check_float(dst, fn, "dst");
+  check_float(src, fn, "src");
+  check_same_device(dst, src, fn, "dst", "src");
+  check_view(dst.size(), offset, src.shape, strides, fn, "dst");
+  py::gil_scoped_release release;
+  cuda::scatter_strided(dst.f(), src.f(), offset, src.shape.data(), strides.data(), static_cast<int>(src.shape.size()),
+                        dst.device);
+}
+
 // Along `axis`: pieces into a new array (cat), or the array's slabs back into pieces (its backward).
 Array cat_py(const std::vector<Array*>& pieces, int axis) {
   constexpr const char* fn = "cuda.cat";
@@ -525,6 +566,10 @@ void bind_cuda_ops(py::module_& m) {
   m.def("unary_backward", &unary_backward, py::arg("op"), py::arg("grad_out"), py::arg("saved"),
         "grad_out * f'(.) from the saved input (log) or output (the others).");
   m.def("permute", &permute_py, py::arg("x"), py::arg("dims"), "A copy with the axes reordered (out axis i = x's dims[i]).");
+  m.def("gather_strided", &gather_strided_py, py::arg("x"), py::arg("offset"), py::arg("shape"), py::arg("strides"),
+        "A copy of the view of x (flat, in elements) at offset with the given shape and strides (any sign).");
+  m.def("scatter_strided", &scatter_strided_py, py::arg("dst"), py::arg("src"), py::arg("offset"), py::arg("strides"),
+        "dst's view (flat, in elements; src's shape, at offset, with strides) set from src, in place.");
   m.def("cat", &cat_py, py::arg("tensors"), py::arg("axis"), "Join along an existing axis.");
   m.def("split", &split_py, py::arg("x"), py::arg("sizes"), py::arg("axis"), "Pieces of the given sizes along axis.");
   m.def("axpby", &axpby, py::arg("y"), py::arg("alpha"), py::arg("x"), py::arg("beta"), "y = alpha x + beta y");

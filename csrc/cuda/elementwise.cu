@@ -6,7 +6,9 @@
 // row, a scalar); otherwise the strided kernel, which finds each operand's element from the output
 // index through per-axis strides (0 on broadcast axes; axes merged first where both operands are
 // contiguous across them, so (N, C, H, W) * (1, C, 1, 1) divides by three sizes, not four).
-// permute and expand are the same strided walk with one operand. Column sums: one block per
+// permute and expand are the same strided walk with one operand; basic indexing (slices of any
+// step, ints, new axes) is that walk from an offset, and its gradient the walk writing instead of
+// reading (a basic index reaches each element at most once, so plain stores). Column sums: one block per
 // 32 columns, its 8 warps striding over the rows (warp lanes read consecutive columns, so loads
 // coalesce), then a shared-memory sum of the 8 partials. sum_all: blocks reduce grid-stride
 // partial sums through warp shuffles, then one atomicAdd per block into the zeroed output (the
@@ -145,6 +147,15 @@ __global__ void strided_copy_kernel(float* out, const float* x, Strides s, int64
   }
 }
 
+// out[offset(i)] = x[i]: strided_copy_kernel's walk, storing.
+__global__ void strided_scatter_kernel(float* out, const float* x, Strides s, int64_t n) {
+  GRID_STRIDE(i, n) {
+    int64_t offset[1];
+    input_offsets(s, i, offset);
+    out[offset[0]] = x[i];
+  }
+}
+
 template <Binary op>
 __global__ void broadcast_binary_kernel(float* out, const float* a, const float* b, Strides s, int64_t n) {
   GRID_STRIDE(i, n) {
@@ -208,7 +219,39 @@ void strided_copy(float* out, const float* x, const Strides& s, int64_t n, int d
   check_launch(fn);
 }
 
+// The walk over a view of `shape` with element `strides` (any sign): axes of size 1 dropped, as
+// they never move the offset.
+Strides view_strides(const int64_t* shape, const int64_t* strides, int ndim, int64_t* n, const char* fn) {
+  Strides s{};
+  *n = 1;
+  for (int d = 0; d < ndim; ++d) {
+    *n *= shape[d];
+    if (shape[d] == 1) continue;
+    if (s.ndim == kMaxAxes) throw CudaError(std::string(fn) + ": at most 8 axes of size other than 1");
+    s.out_shape[s.ndim] = shape[d];
+    s.in_stride[0][s.ndim] = strides[d];
+    ++s.ndim;
+  }
+  return s;
+}
+
 }  // namespace
+
+void gather_strided(float* out, const float* x, int64_t offset, const int64_t* shape, const int64_t* strides, int ndim,
+                    int device) {
+  int64_t n;
+  const Strides s = view_strides(shape, strides, ndim, &n, "gather_strided");
+  strided_copy(out, x + offset, s, n, device, "gather_strided");
+}
+
+void scatter_strided(float* dst, const float* src, int64_t offset, const int64_t* shape, const int64_t* strides,
+                     int ndim, int device) {
+  int64_t n;
+  const Strides s = view_strides(shape, strides, ndim, &n, "scatter_strided");
+  if (n == 0) return;
+  strided_scatter_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(device)>>>(dst + offset, src, s, n);
+  check_launch("scatter_strided");
+}
 
 void permute(float* out, const float* x, const int64_t* shape, const int* perm, int ndim, int device) {
   if (ndim > kMaxAxes) throw CudaError("permute: at most 8 axes");

@@ -49,6 +49,13 @@ void sum_all(float* out, const float* x, int64_t n, float scale, int device);
 
 // out = x with its axes reordered (out axis i is x's axis perm[i]); at most 8 axes.
 void permute(float* out, const float* x, const int64_t* shape, const int* perm, int ndim, int device);
+// Basic indexing: out (shape) = the view of x at element `offset` with element `strides` (any sign;
+// at most 8 axes of size other than 1), and its gradient, dst's view set from src (dst's other
+// elements untouched). The caller checks that the view lies inside x or dst.
+void gather_strided(float* out, const float* x, int64_t offset, const int64_t* shape, const int64_t* strides, int ndim,
+                    int device);
+void scatter_strided(float* dst, const float* src, int64_t offset, const int64_t* shape, const int64_t* strides,
+                     int ndim, int device);
 // The slab [offset, offset + n) of out's middle axis (out is (A, total, inner), piece (A, n, inner))
 // set from piece (to_out) or copied into piece: what cat and its backward do along any axis.
 void copy_slab(float* out, float* piece, int64_t A, int64_t n, int64_t inner, int64_t total, int64_t offset,

@@ -121,7 +121,7 @@ def _is_advanced(index: tuple) -> bool:
 def _first_axis_rows(index: tuple, n: int):
     """(start, stop, keep_axis) when index picks rows of the first axis only (an int, or a slice
     with step 1, then full slices or Ellipsis), else None: the indexing a device array can do as
-    a view."""
+    a view, without a copy."""
     if not index or any(not (i is Ellipsis or i == slice(None)) for i in index[1:]):
         return None
     first = index[0]
@@ -134,28 +134,53 @@ def _first_axis_rows(index: tuple, n: int):
     return None
 
 
+def _basic_view(shape: tuple, index: tuple):
+    """(offset, shape, strides), all in elements, of x[index] for a C-contiguous x of `shape` and a
+    basic index (ints, slices of any step, None, Ellipsis): numpy works them out on a stand-in
+    array whose byte strides are x's element strides (it is never read)."""
+    strides = [0] * len(shape)
+    step = 1
+    for d in range(len(shape) - 1, -1, -1):
+        strides[d] = step
+        step *= shape[d]
+    probe = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=shape, strides=strides)
+    if not any(i is Ellipsis for i in index):
+        index = index + (Ellipsis,)  # an index of all ints then gives a 0-d view, not a scalar
+    view = probe[index]
+    offset = view.__array_interface__["data"][0] - probe.__array_interface__["data"][0]
+    return offset, view.shape, view.strides
+
+
 class GetItem(Function):
-    cuda = True  # rows of the first axis (ints and step-1 slices) on a device array
+    cuda = True  # basic indexing on a device array (rows of the first axis as a view; else a copy)
 
     @staticmethod
     def forward(ctx, a, index):
         ctx.a_shape, ctx.index = a.shape, index
         if _device.is_device_array(a):
-            rows = _first_axis_rows(index, a.shape[0]) if a.ndim else None
-            if rows is None:
-                raise NotImplementedError(f"indexing a CUDA tensor with {index!r}: only rows of the first axis "
-                                          f"(an int or a step-1 slice) have a CUDA path yet")
-            start, stop, keep = ctx.rows = rows
-            view = a.narrow(start, stop)
-            return view if keep else view.reshape(list(a.shape[1:]))
+            if _is_advanced(index):
+                raise NotImplementedError(f"indexing a CUDA tensor with {index!r}: integer and boolean array "
+                                          f"indices have no CUDA path yet (ints, slices, None and ... have)")
+            ctx.rows = _first_axis_rows(index, a.shape[0]) if a.ndim else None
+            if ctx.rows is not None:
+                start, stop, keep = ctx.rows
+                view = a.narrow(start, stop)
+                return view if keep else view.reshape(list(a.shape[1:]))
+            ctx.view = _basic_view(tuple(a.shape), index)
+            offset, shape, strides = ctx.view
+            return _device.backend.gather_strided(a, offset, list(shape), list(strides))
         return a[index]
 
     @staticmethod
     def backward(ctx, grad):
         if _device.is_device_array(grad):
-            start, stop, _ = ctx.rows
             grad_a = _device.full(ctx.a_shape, 0.0, grad.device)
-            _device.backend.copy_(grad_a.narrow(start, stop), grad.reshape([stop - start] + list(ctx.a_shape[1:])))
+            if ctx.rows is not None:
+                start, stop, _ = ctx.rows
+                _device.backend.copy_(grad_a.narrow(start, stop), grad.reshape([stop - start] + list(ctx.a_shape[1:])))
+            else:
+                offset, _, strides = ctx.view
+                _device.backend.scatter_strided(grad_a, _device.contiguous(grad), offset, list(strides))
             return grad_a, None
         grad_a = np.zeros(ctx.a_shape, dtype=np.float32)
         if _is_advanced(ctx.index):
