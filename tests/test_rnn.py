@@ -1,6 +1,8 @@
 """Recurrent layers (LSTM, GRU, RNN, their cells) and Embedding: values and gradients against the
 float64 references of tests/reference.py and against PyTorch, variable-length batches, the
-denormal mode, bad inputs, and a learning test (the adding problem at length 30)."""
+denormal mode, bad inputs, and a learning test (the adding problem at length 30). The value and
+gradient tests run on every device (the conftest `device` fixture); Embedding has no CUDA kernel
+and must say so there; the thread, ISA, buffer-cache and denormal tests are about the CPU kernels."""
 import time
 
 import numpy as np
@@ -52,13 +54,19 @@ def flat_ref(*arrays):
     return np.concatenate([np.ravel(a) for a in arrays if a is not None])
 
 
-def check_module(module, run, reference, inputs, atol=1e-5, grad_atol=1e-4, grad_rtol=1e-3, seed=0):
+def host(t):
+    """A tensor's values (on any device) as numpy."""
+    return t.detach().cpu().numpy()
+
+
+def check_module(module, run, reference, inputs, atol=1e-5, grad_atol=1e-4, grad_rtol=1e-3, seed=0, device="cpu"):
     """run(module, *tensors) -> Tensor against reference(params, *arrays) (float64, params a
     {name: array} dict), in value and in the gradient of every parameter and input (central
-    differences of the reference in float64)."""
+    differences of the reference in float64); the module and the tensors on `device`."""
     names = [name for name, _ in module.named_parameters()]
     params = [p.data.astype(np.float64) for _, p in module.named_parameters()]
-    tensors = [fastnn.tensor(x, requires_grad=True) for x in inputs]
+    module.to(device)
+    tensors = [fastnn.tensor(x, requires_grad=True, device=device) for x in inputs]
     values = params + [np.asarray(x, np.float64) for x in inputs]
 
     def ref(*vals):
@@ -66,16 +74,17 @@ def check_module(module, run, reference, inputs, atol=1e-5, grad_atol=1e-4, grad
 
     out = run(module, *tensors)
     expected = ref(*values)
-    np.testing.assert_allclose(out.detach().numpy(), expected, atol=atol, rtol=1e-5, err_msg="forward")
+    assert out.device == tensors[0].device
+    np.testing.assert_allclose(host(out), expected, atol=atol, rtol=1e-5, err_msg="forward")
     upstream = np.random.default_rng(seed).standard_normal(expected.shape)
     module.zero_grad()
-    out.backward(upstream.astype(np.float32))
+    out.backward(fastnn.tensor(upstream, device=device))
     grads = [p.grad for _, p in module.named_parameters()] + [t.grad for t in tensors]
     labels = names + [f"input {j}" for j in range(len(tensors))]
     for i, (label, grad) in enumerate(zip(labels, grads)):
         assert grad is not None, f"{label} received no gradient"
         expected_grad = numerical_gradient(lambda *v: np.sum(ref(*v) * upstream), values, i)
-        np.testing.assert_allclose(grad.numpy(), expected_grad, atol=grad_atol, rtol=grad_rtol,
+        np.testing.assert_allclose(grad.cpu().numpy(), expected_grad, atol=grad_atol, rtol=grad_rtol,
                                    err_msg=f"gradient of {label}")
 
 
@@ -83,25 +92,29 @@ def check_module(module, run, reference, inputs, atol=1e-5, grad_atol=1e-4, grad
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("lengths", [None, [4, 1, 3]])
-def test_layer_matches_reference_in_value_and_gradient(cell, reverse, lengths):
+def test_layer_matches_reference_in_value_and_gradient(cell, reverse, device):
     T, B, I, H = 4, 3, 2, 3
     G = GATES[cell] * H
     lstm = cell == "lstm"
     shapes = [(T, B, I), (G, I), (G, H), (G,), (G,), (B, H)] + ([(B, H)] if lstm else [])
 
-    def ours(x, w_ih, w_hh, b_ih, b_hh, h0, c0=None):
-        return rnn_ops.recurrent_packed(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths=lengths, reverse=reverse)
+    def check(lengths):
+        def ours(x, w_ih, w_hh, b_ih, b_hh, h0, c0=None):
+            return rnn_ops.recurrent_packed(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths=lengths, reverse=reverse)
 
-    def reference(x, w_ih, w_hh, b_ih, b_hh, h0, c0=None):
-        out, h, c = recurrent_direction_ref(cell, x, (w_ih, w_hh, b_ih, b_hh), h0, c0, lengths, reverse)
-        return np.concatenate([out, h[None]] + ([c[None]] if lstm else []))
+        def reference(x, w_ih, w_hh, b_ih, b_hh, h0, c0=None):
+            out, h, c = recurrent_direction_ref(cell, x, (w_ih, w_hh, b_ih, b_hh), h0, c0, lengths, reverse)
+            return np.concatenate([out, h[None]] + ([c[None]] if lstm else []))
 
-    check_op(shapes, ours, reference, low=-1.0, high=1.0)
+        check_op(shapes, ours, reference, low=-1.0, high=1.0, device=device)
+
+    # The device runs: forward without lengths, reverse with them, to keep the suite quick.
+    for lengths in [None, [4, 1, 3]] if device == "cpu" else [[4, 1, 3] if reverse else None]:
+        check(lengths)
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_layer_without_bias_or_initial_state(cell):
+def test_layer_without_bias_or_initial_state(cell, device):
     T, B, I, H = 3, 2, 4, 5
     G = GATES[cell] * H
 
@@ -111,20 +124,23 @@ def test_layer_without_bias_or_initial_state(cell):
         return out
 
     check_op([(T, B, I), (G, I), (G, H)], lambda x, wi, wh: rnn_ops.recurrent_packed(cell, x, wi, wh)[:T], reference,
-             low=-1.0, high=1.0)
+             low=-1.0, high=1.0, device=device)
 
 
-def test_empty_sequence_and_zero_length_rows_keep_the_initial_state():
+def test_empty_sequence_and_zero_length_rows_keep_the_initial_state(device):
     rng = np.random.default_rng(1)
     B, I, H = 3, 2, 4
     w_ih = rng.standard_normal((4 * H, I)).astype(np.float32)
     w_hh = rng.standard_normal((4 * H, H)).astype(np.float32)
     h0, c0 = rng.standard_normal((2, B, H)).astype(np.float32)
-    out = rnn_ops.recurrent_packed("lstm", np.zeros((0, B, I), np.float32), w_ih, w_hh, None, None, h0, c0)
-    np.testing.assert_array_equal(out.numpy(), np.stack([h0, c0]))
-    x = rng.standard_normal((5, B, I)).astype(np.float32)
+    w_ih_on, w_hh_on, h0_on, c0_on = (fastnn.tensor(a, device=device) for a in (w_ih, w_hh, h0, c0))
+    weights_and_states = (w_ih_on, w_hh_on, None, None, h0_on, c0_on)  # no biases
+    empty = fastnn.tensor(np.zeros((0, B, I), np.float32), device=device)
+    out = rnn_ops.recurrent_packed("lstm", empty, *weights_and_states)
+    np.testing.assert_array_equal(out.cpu().numpy(), np.stack([h0, c0]))
+    x = fastnn.tensor(rng.standard_normal((5, B, I)), device=device)
     for reverse in (False, True):
-        out = rnn_ops.recurrent_packed("lstm", x, w_ih, w_hh, None, None, h0, c0, lengths=[5, 0, 2], reverse=reverse)
+        out = rnn_ops.recurrent_packed("lstm", x, *weights_and_states, lengths=[5, 0, 2], reverse=reverse).cpu()
         np.testing.assert_array_equal(out.numpy()[:5, 1], 0.0)
         np.testing.assert_array_equal(out.numpy()[5:, 1], np.stack([h0[1], c0[1]]))
 
@@ -133,7 +149,7 @@ def test_empty_sequence_and_zero_length_rows_keep_the_initial_state():
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("with_state", [False, True])
-def test_cells_match_reference(cell, with_state):
+def test_cells_match_reference(cell, with_state, device):
     fastnn.manual_seed(3)
     B, I, H = 3, 4, 5
     module = make_cell(cell, I, H)
@@ -152,11 +168,11 @@ def test_cells_match_reference(cell, with_state):
         h, c = recurrent_cell_ref(cell, x, h, c, (p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]))
         return flat_ref(h, c) if cell == "lstm" else h
 
-    check_module(module, run, reference, [x] + (states if with_state else []))
+    check_module(module, run, reference, [x] + (states if with_state else []), device=device)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
-def test_two_bidirectional_layers_with_initial_states_match_reference(cell):
+def test_two_bidirectional_layers_with_initial_states_match_reference(cell, device):
     fastnn.manual_seed(5)
     T, B, I, H, L = 3, 2, 2, 2, 2
     module = make_layer(cell, I, H, num_layers=L, bidirectional=True)
@@ -173,57 +189,57 @@ def test_two_bidirectional_layers_with_initial_states_match_reference(cell):
                                   num_layers=L, bidirectional=True)
         return flat_ref(out, h, c)
 
-    check_module(module, run, reference, [x] + states)
+    check_module(module, run, reference, [x] + states, device=device)
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_layer_forward_matches_reference_at_larger_sizes(cell):
+def test_layer_forward_matches_reference_at_larger_sizes(cell, device):
     # Sizes that are not multiples of the vector width or of the GEMM tiles, 2 layers, lengths.
     fastnn.manual_seed(7)
     T, B, I, H = 9, 7, 13, 37
-    module = make_layer(cell, I, H, num_layers=2, bidirectional=True, batch_first=True)
+    module = make_layer(cell, I, H, num_layers=2, bidirectional=True, batch_first=True).to(device)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((B, T, I)).astype(np.float32)
     lengths = [9, 3, 1, 9, 5, 2, 8]
-    out, final = module(x, lengths=lengths)
-    params = {name: p.data.astype(np.float64) for name, p in module.named_parameters()}
+    out, final = module(fastnn.tensor(x, device=device), lengths=lengths)
+    params = {name: p.astype(np.float64) for name, p in module.state_dict().items()}
     expected, h, c = recurrent_ref(cell, x.transpose(1, 0, 2).astype(np.float64), layer_weights(params, 2, 2),
                                    lengths=lengths, num_layers=2, bidirectional=True)
-    np.testing.assert_allclose(out.detach().numpy(), expected.transpose(1, 0, 2), atol=2e-5)
-    np.testing.assert_allclose((final[0] if cell == "lstm" else final).detach().numpy(), h, atol=2e-5)
+    np.testing.assert_allclose(host(out), expected.transpose(1, 0, 2), atol=2e-5)
+    np.testing.assert_allclose(host(final[0] if cell == "lstm" else final), h, atol=2e-5)
     if cell == "lstm":
-        np.testing.assert_allclose(final[1].detach().numpy(), c, atol=2e-5)
+        np.testing.assert_allclose(host(final[1]), c, atol=2e-5)
 
 
 # ---- variable-length batches --------------------------------------------------------------------
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_variable_lengths_match_each_sequence_run_alone(cell):
+def test_variable_lengths_match_each_sequence_run_alone(cell, device):
     fastnn.manual_seed(9)
     T, B, I, H = 6, 4, 3, 5
     lengths = [6, 2, 4, 1]  # unsorted
-    module = make_layer(cell, I, H, num_layers=2, bidirectional=True)
+    module = make_layer(cell, I, H, num_layers=2, bidirectional=True).to(device)
     rng = np.random.default_rng(10)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
-    out, final = module(x, lengths=lengths)
+    out, final = module(fastnn.tensor(x, device=device), lengths=lengths)
     h_n = final[0] if cell == "lstm" else final
     upstream = rng.standard_normal(h_n.shape).astype(np.float32)
-    (h_n * fastnn.tensor(upstream)).sum().backward()
-    batch_grads = {name: p.grad.numpy().copy() for name, p in module.named_parameters()}
+    (h_n * fastnn.tensor(upstream, device=device)).sum().backward()
+    batch_grads = {name: p.grad.cpu().numpy().copy() for name, p in module.named_parameters()}
 
     module.zero_grad()
     summed = {name: 0.0 for name in batch_grads}
     for b, n in enumerate(lengths):
-        out_b, final_b = module(x[:n, b:b + 1])
-        np.testing.assert_allclose(out.detach().numpy()[:n, b:b + 1], out_b.detach().numpy(), atol=1e-6)
-        np.testing.assert_array_equal(out.detach().numpy()[n:, b], 0.0)
+        out_b, final_b = module(fastnn.tensor(x[:n, b:b + 1], device=device))
+        np.testing.assert_allclose(host(out)[:n, b:b + 1], host(out_b), atol=1e-6)
+        np.testing.assert_array_equal(host(out)[n:, b], 0.0)
         for got, alone in zip(final if cell == "lstm" else (final,), final_b if cell == "lstm" else (final_b,)):
-            np.testing.assert_allclose(got.detach().numpy()[:, b:b + 1], alone.detach().numpy(), atol=1e-6)
+            np.testing.assert_allclose(host(got)[:, b:b + 1], host(alone), atol=1e-6)
         h_b = final_b[0] if cell == "lstm" else final_b
         module.zero_grad()
-        (h_b * fastnn.tensor(upstream[:, b:b + 1])).sum().backward()
+        (h_b * fastnn.tensor(upstream[:, b:b + 1], device=device)).sum().backward()
         for name, p in module.named_parameters():
-            summed[name] = summed[name] + p.grad.numpy()
+            summed[name] = summed[name] + p.grad.cpu().numpy()
     for name in batch_grads:
         np.testing.assert_allclose(batch_grads[name], summed[name], atol=1e-5, err_msg=name)
 
@@ -245,7 +261,7 @@ def _torch_layer(torch, cell, *args, **kwargs):
 
 def _compare_grads(ours, theirs, atol=2e-5, rtol=1e-4):
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), getattr(theirs, name).grad.numpy(), atol=atol, rtol=rtol,
+        np.testing.assert_allclose(p.grad.cpu().numpy(), getattr(theirs, name).grad.numpy(), atol=atol, rtol=rtol,
                                    err_msg=name)
 
 
@@ -256,6 +272,7 @@ LAYER_CONFIGS = [dict(), dict(num_layers=2, bidirectional=True), dict(batch_firs
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("config", range(len(LAYER_CONFIGS)))
 def test_layers_match_pytorch(torch, cell, config):
+    # The CPU only: on the devices, the float64-reference tests above cover these settings.
     kwargs = LAYER_CONFIGS[config]
     T, B, I, H = 7, 3, 5, 6
     theirs = _torch_layer(torch, cell, I, H, **kwargs)
@@ -295,46 +312,49 @@ def test_layers_match_pytorch(torch, cell, config):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("batched", [True, False])
-def test_cells_match_pytorch(torch, cell, batched):
+def test_cells_match_pytorch(torch, cell, batched, device):
     B, I, H = 4, 3, 7
     classes = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}
     theirs = classes[cell](I, H) if cell in classes else torch.nn.RNNCell(I, H, nonlinearity=cell[4:])
     ours = make_cell(cell, I, H)
     ours.load_state_dict(theirs.state_dict())
+    ours.to(device)
     rng = np.random.default_rng(11)
     shape = (B, I) if batched else (I,)
     x = rng.standard_normal(shape).astype(np.float32)
     states = [rng.standard_normal(shape[:-1] + (H,)).astype(np.float32) for _ in range(2 if cell == "lstm" else 1)]
-    tx, fx = torch.tensor(x, requires_grad=True), fastnn.tensor(x, requires_grad=True)
+    tx, fx = torch.tensor(x, requires_grad=True), fastnn.tensor(x, requires_grad=True, device=device)
     t_out = theirs(tx, tuple(torch.tensor(s) for s in states) if cell == "lstm" else torch.tensor(states[0]))
-    f_out = ours(fx, tuple(states) if cell == "lstm" else states[0])
+    f_states = [fastnn.tensor(s, device=device) for s in states]
+    f_out = ours(fx, tuple(f_states) if cell == "lstm" else f_states[0])
     t_out = t_out if cell == "lstm" else (t_out,)
     f_out = f_out if cell == "lstm" else (f_out,)
     for f, t in zip(f_out, t_out):
         assert f.shape == tuple(t.shape)
-        np.testing.assert_allclose(f.detach().numpy(), t.detach().numpy(), atol=2e-6, rtol=1e-5)
+        np.testing.assert_allclose(host(f), t.detach().numpy(), atol=2e-6, rtol=1e-5)
     sum(t.sum() * (k + 1) for k, t in enumerate(t_out)).backward()
     sum(f.sum() * (k + 1) for k, f in enumerate(f_out)).backward()
-    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(fx.grad.cpu().numpy(), tx.grad.numpy(), atol=2e-5, rtol=1e-4)
     _compare_grads(ours, theirs)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_lengths_match_pytorch_packed_sequences(torch, cell):
+def test_lengths_match_pytorch_packed_sequences(torch, cell, device):
     T, B, I, H = 6, 4, 3, 5
     lengths = [3, 6, 1, 4]
     theirs = _torch_layer(torch, cell, I, H, num_layers=2, bidirectional=True)
     ours = make_layer(cell, I, H, num_layers=2, bidirectional=True)
     ours.load_state_dict(theirs.state_dict())
+    ours.to(device)
     x = np.random.default_rng(12).standard_normal((T, B, I)).astype(np.float32)
     utils = torch.nn.utils.rnn
     packed = utils.pack_padded_sequence(torch.tensor(x), torch.tensor(lengths), enforce_sorted=False)
     t_packed, t_final = theirs(packed)
     t_out, _ = utils.pad_packed_sequence(t_packed, total_length=T)
-    f_out, f_final = ours(x, lengths=lengths)
-    np.testing.assert_allclose(f_out.detach().numpy(), t_out.detach().numpy(), atol=2e-6)
+    f_out, f_final = ours(fastnn.tensor(x, device=device), lengths=lengths)
+    np.testing.assert_allclose(host(f_out), t_out.detach().numpy(), atol=2e-6)
     for f, t in zip(f_final if cell == "lstm" else (f_final,), t_final if cell == "lstm" else (t_final,)):
-        np.testing.assert_allclose(f.detach().numpy(), t.detach().numpy(), atol=2e-6)
+        np.testing.assert_allclose(host(f), t.detach().numpy(), atol=2e-6)
     (t_out.sum() + (t_final[0] if cell == "lstm" else t_final).sum()).backward()
     (f_out.sum() + (f_final[0] if cell == "lstm" else f_final).sum()).backward()
     _compare_grads(ours, theirs)
@@ -356,22 +376,24 @@ def test_embedding_matches_pytorch(torch):
 
 # ---- layers: shapes, modes, settings ---------------------------------------------------------------
 
-def test_batch_first_and_unbatched_inputs_give_the_same_numbers():
+def test_batch_first_and_unbatched_inputs_give_the_same_numbers(device):
     fastnn.manual_seed(13)
     T, B, I, H = 5, 3, 4, 6
     a = nn.GRU(I, H, num_layers=2, bidirectional=True)
     b = nn.GRU(I, H, num_layers=2, bidirectional=True, batch_first=True)
     b.load_state_dict(a.state_dict())
+    a.to(device)
+    b.to(device)
     x = np.random.default_rng(14).standard_normal((T, B, I)).astype(np.float32)
-    out_a, h_a = a(x)
-    out_b, h_b = b(x.transpose(1, 0, 2))
+    out_a, h_a = a(fastnn.tensor(x, device=device))
+    out_b, h_b = b(fastnn.tensor(x.transpose(1, 0, 2), device=device))
     assert out_a.shape == (T, B, 2 * H) and out_b.shape == (B, T, 2 * H) and h_b.shape == (4, B, H)
-    np.testing.assert_array_equal(out_a.detach().numpy(), out_b.detach().numpy().transpose(1, 0, 2))
-    np.testing.assert_array_equal(h_a.detach().numpy(), h_b.detach().numpy())
-    out_u, h_u = a(x[:, 1])
+    np.testing.assert_array_equal(host(out_a), host(out_b).transpose(1, 0, 2))
+    np.testing.assert_array_equal(host(h_a), host(h_b))
+    out_u, h_u = a(fastnn.tensor(x[:, 1], device=device))
     assert out_u.shape == (T, 2 * H) and h_u.shape == (4, H)
-    np.testing.assert_allclose(out_u.detach().numpy(), out_a.detach().numpy()[:, 1], atol=1e-6)
-    np.testing.assert_allclose(h_u.detach().numpy(), h_a.detach().numpy()[:, 1], atol=1e-6)
+    np.testing.assert_allclose(host(out_u), host(out_a)[:, 1], atol=1e-6)
+    np.testing.assert_allclose(host(h_u), host(h_a)[:, 1], atol=1e-6)
 
 
 def test_state_dict_names_init_config_and_repr():
@@ -396,20 +418,22 @@ def test_state_dict_names_init_config_and_repr():
     assert nn.RNN(2, 3).bias_hh_l0.shape == (3,) and nn.GRU(2, 3, bias=False).bias is False
 
 
-def test_dropout_between_layers_is_seeded_and_only_in_training():
+def test_dropout_between_layers_is_seeded_and_only_in_training(device):
     fastnn.manual_seed(16)
     T, B, I, H = 4, 3, 2, 5
     net = nn.LSTM(I, H, num_layers=2, dropout=0.5)
     plain = nn.LSTM(I, H, num_layers=2)
     plain.load_state_dict(net.state_dict())
-    x = np.random.default_rng(17).standard_normal((T, B, I)).astype(np.float32)
+    net.to(device)
+    plain.to(device)
+    x = fastnn.tensor(np.random.default_rng(17).standard_normal((T, B, I)), device=device)
     fastnn.manual_seed(1)
-    first = net(x)[0].detach().numpy()
+    first = host(net(x)[0])
     fastnn.manual_seed(1)
-    np.testing.assert_array_equal(net(x)[0].detach().numpy(), first)
-    assert not np.allclose(first, plain(x)[0].detach().numpy())
+    np.testing.assert_array_equal(host(net(x)[0]), first)
+    assert not np.allclose(first, host(plain(x)[0]))
     net.eval()
-    np.testing.assert_array_equal(net(x)[0].detach().numpy(), plain(x)[0].detach().numpy())
+    np.testing.assert_array_equal(host(net(x)[0]), host(plain(x)[0]))
     with pytest.warns(UserWarning, match="num_layers=1"):
         nn.GRU(2, 3, dropout=0.2)
 
@@ -492,17 +516,18 @@ def test_recycled_output_buffers_are_not_shared():
         np.testing.assert_array_equal(a, b)
 
 
-def test_graph_and_no_grad_paths_agree():
+def test_graph_and_no_grad_paths_agree(device):
     fastnn.manual_seed(24)
-    net = nn.GRU(3, 4, num_layers=2, bidirectional=True)
-    x = np.random.default_rng(25).standard_normal((6, 2, 3)).astype(np.float32)
+    net = nn.GRU(3, 4, num_layers=2, bidirectional=True).to(device)
+    x = fastnn.tensor(np.random.default_rng(25).standard_normal((6, 2, 3)), device=device)
     out, h = net(x)
     assert out.requires_grad and h.requires_grad
     with fastnn.no_grad():
         out2, h2 = net(x)
     assert not out2.requires_grad and not h2.requires_grad
-    np.testing.assert_array_equal(out.detach().numpy(), out2.numpy())
-    np.testing.assert_array_equal(h.detach().numpy(), h2.numpy())
+    assert out2.device == h2.device == x.device
+    np.testing.assert_array_equal(host(out), out2.cpu().numpy())
+    np.testing.assert_array_equal(host(h), h2.cpu().numpy())
 
 
 def _subnormal_arithmetic_works() -> bool:
@@ -529,11 +554,15 @@ def test_denormal_mode_is_restored_after_the_kernels():
 
 # ---- Embedding ------------------------------------------------------------------------------------
 
-def test_embedding_lookup_and_gradient_with_repeated_indices_and_padding():
+def test_embedding_lookup_and_gradient_with_repeated_indices_and_padding(device):
     fastnn.manual_seed(21)
     emb = nn.Embedding(6, 3, padding_idx=4)
     np.testing.assert_array_equal(emb.weight.data[4], 0.0)
     idx = np.array([[0, 4, 2, 0], [5, 2, 0, 4]])
+    if device != "cpu":  # no CUDA kernel: the documented error
+        with pytest.raises(NotImplementedError, match="Embedding has no CUDA kernel"):
+            emb.to(device)(idx)
+        return
     out = emb(idx)
     assert out.shape == (2, 4, 3)
     np.testing.assert_array_equal(out.detach().numpy(), embedding_ref(emb.weight.data, idx))
@@ -549,9 +578,14 @@ def test_embedding_lookup_and_gradient_with_repeated_indices_and_padding():
     assert nn.Embedding(6, 3, padding_idx=-1).padding_idx == 5
 
 
-def test_embedding_max_norm_and_pretrained():
+def test_embedding_max_norm_and_pretrained(device):
     weight = np.array([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]], np.float32)
     emb = nn.Embedding.from_pretrained(weight, max_norm=1.0)
+    if device != "cpu":  # no CUDA kernel: the documented error, before max_norm renormalizes anything
+        with pytest.raises(NotImplementedError, match="Embedding has no CUDA kernel"):
+            emb.to(device)(np.array([0, 1]))
+        np.testing.assert_array_equal(emb.weight.cpu().numpy(), weight)
+        return
     assert not emb.weight.requires_grad
     out = emb(np.array([0, 1]))
     np.testing.assert_allclose(out.detach().numpy(), [[0.6, 0.8], [0.3, 0.4]], rtol=1e-5)

@@ -79,6 +79,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     b = None if bias is None else as_tensor(bias)
     rm = _channel_array("running_mean", running_mean)
     rv = _channel_array("running_var", running_var)
+    for name, array in (("running_mean", rm), ("running_var", rv)):
+        if array is not None and _device.name_of(array) != x.device:  # the kernels update them in place
+            raise RuntimeError(f"batch_norm: {name} is on {_device.name_of(array)} but the input is on {x.device}; "
+                               f"move them to one device with .to(device)")
     momentum = _number("momentum", momentum, 0.0)
     eps = _number("eps", eps, 0.0)
     if not training and (rm is None or rv is None):

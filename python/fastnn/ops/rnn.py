@@ -178,6 +178,7 @@ def embedding(indices, weight, padding_idx=None, max_norm=None, norm_type: float
     """weight[indices] with a gradient for weight (see Embedding); with max_norm, the rows looked
     up are first renormalized in place as PyTorch does."""
     w = as_tensor(weight)
+    _device.check_op(Embedding, (w,))  # before max_norm's host-side renormalization touches the rows
     if w.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {w.shape}")
     idx = embedding_indices("embedding", indices, w.shape[0])
