@@ -89,9 +89,9 @@ class Recorder(Callback):
 
 # ---- fit / evaluate / predict on the digits -----------------------------------------------------
 
-def test_fit_evaluate_predict_digits(digits):
+def test_fit_evaluate_predict_digits(digits, device):
     x_train, y_train, x_test, y_test = digits
-    model = mlp(64, 64, 10)
+    model = mlp(64, 64, 10).to(device)  # on a GPU, fit sends each batch there and outputs come back
     model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], lr=1e-2)
     history = model.fit(x_train, y_train, batch_size=32, epochs=5, verbose=0)
 
@@ -117,9 +117,9 @@ def test_fit_evaluate_predict_digits(digits):
     assert model.training  # fit leaves the model in training mode; evaluate and predict restore it
 
 
-def test_fit_and_evaluate_with_dataloader_digits(digits):
+def test_fit_and_evaluate_with_dataloader_digits(digits, device):
     x_train, y_train, x_test, y_test = digits
-    model = mlp(64, 64, 10)
+    model = mlp(64, 64, 10).to(device)
     model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], lr=1e-2)
     train = DataLoader(TensorDataset(x_train, y_train), batch_size=32, shuffle=True, seed=0)
     test = DataLoader(TensorDataset(x_test, y_test), batch_size=64)
@@ -142,30 +142,30 @@ def test_fit_and_evaluate_with_dataloader_digits(digits):
         model.evaluate(test, y_test)
 
 
-def test_predict_runs_in_eval_mode_and_restores_the_mode():
+def test_predict_runs_in_eval_mode_and_restores_the_mode(device):
     x, _ = toy(40)
     fastnn.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)).to(device)
     model.train()
     first, second = model.predict(x, batch_size=7), model.predict(x, batch_size=7)
     assert np.array_equal(first, second)  # no dropout: eval mode
     assert model.training
     model.eval()
     with fastnn.no_grad():
-        expected = model(fastnn.from_numpy(x)).numpy()
+        expected = model(fastnn.tensor(x, device=device)).cpu().numpy()
     np.testing.assert_allclose(first, expected, rtol=1e-6, atol=1e-6)
     assert np.array_equal(model.predict(x, batch_size=7), first)
     assert not model.training  # a model in eval mode stays in eval mode
 
     model.train()
     with fastnn.no_grad():
-        dropped = model(fastnn.from_numpy(x)).numpy()
+        dropped = model(fastnn.tensor(x, device=device)).cpu().numpy()
     assert not np.allclose(dropped, first)  # dropout really is on in train mode
 
 
-def test_predict_and_evaluate_need_no_grad_and_leave_no_graph():
+def test_predict_and_evaluate_need_no_grad_and_leave_no_graph(device):
     x, y = toy(20)
-    model = mlp(4, 8, 3).compile("sgd", "cross_entropy")
+    model = mlp(4, 8, 3).to(device).compile("sgd", "cross_entropy")
     model.predict(x)
     model.evaluate(x, y)
     assert all(p.grad is None for p in model.parameters())
