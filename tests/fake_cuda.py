@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import _C
+from fastnn.nn import functional as F
 
 
 class Array:
@@ -99,16 +100,22 @@ class FakeCuda:
     def expand(self, x, shape):
         return _new(np.broadcast_to(x._host, tuple(shape)), x.device)
 
-    def unary(self, op, x):
+    # leaky_relu in float32 and the gelus in float64, as the CPU's nn.functional.
+    def unary(self, op, x, param=0.0):
         v = x._host.astype(np.float64)
         with np.errstate(all="ignore"):
-            out = [-v, np.exp(v), np.log(v), np.sqrt(v), 1 / (1 + np.exp(-v)), np.tanh(v)][op]
+            out = [lambda: -v, lambda: np.exp(v), lambda: np.log(v), lambda: np.sqrt(v), lambda: 1 / (1 + np.exp(-v)),
+                   lambda: np.tanh(v), lambda: np.where(x._host > 0, x._host, x._host * np.float32(param)),
+                   lambda: F.gelu_numpy(v, "none"), lambda: F.gelu_numpy(v, "tanh")][op]()
         return _new(out, x.device)
 
-    def unary_backward(self, op, grad_out, saved):
+    def unary_backward(self, op, grad_out, saved, param=0.0):
         g, s = grad_out._host, saved._host
         with np.errstate(all="ignore"):
-            out = [-g, g * s, g / s, g * 0.5 / s, g * s * (1 - s), g * (1 - s * s)][op]
+            out = [lambda: -g, lambda: g * s, lambda: g / s, lambda: g * 0.5 / s, lambda: g * s * (1 - s),
+                   lambda: g * (1 - s * s), lambda: np.where(s > 0, g, g * np.float32(param)),
+                   lambda: g * F.gelu_derivative_numpy(s.astype(np.float64), "none"),
+                   lambda: g * F.gelu_derivative_numpy(s.astype(np.float64), "tanh")][op]()
         return _new(out, grad_out.device)
 
     def permute(self, x, dims):
@@ -377,6 +384,53 @@ class FakeCuda:
                 for a in (grad_out, x, w_ih, w_hh, h0, c0, out, hs, cs, gates)]
         grads = _C.rnn_backward(cell, *host, lengths=lengths, reverse=reverse, need_dx=need_dx, bias=bias)
         return tuple(None if g is None else _new(g, x.device) for g in grads)
+
+    # embedding: the binding's checks, in its order, then the CPU op's numpy (ops/rnn.py Embedding).
+    @staticmethod
+    def _check_float(fn, name, a):
+        if a.dtype != np.float32:
+            raise TypeError(f"{fn}: argument '{name}' must be float32, got {a.dtype}")
+
+    @staticmethod
+    def _check_indices(fn, indices, num_embeddings):
+        if isinstance(indices, Array):
+            raise TypeError(f"{fn}: argument 'indices' must be a host (numpy) int64 array, got a CUDA array; "
+                            f"pass indices.numpy()")
+        if not isinstance(indices, np.ndarray):
+            raise TypeError(f"{fn}: argument 'indices' must be a numpy int64 array, got {type(indices).__name__}")
+        if indices.dtype != np.int64:
+            raise TypeError(f"{fn}: argument 'indices' must be int64, got {indices.dtype}")
+        bad = np.flatnonzero((indices < 0) | (indices >= num_embeddings))
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(f"{fn}: argument 'indices' holds {indices.flat[k]} at flat position {k}, out of range "
+                             f"for {num_embeddings} embeddings: expected 0 <= index < {num_embeddings}")
+
+    def embedding_forward(self, weight, indices):
+        fn = "cuda.embedding_forward"
+        self._check_float(fn, "weight", weight)
+        if weight.ndim != 2:
+            raise ValueError(f"{fn}: argument 'weight' must be 2-D of shape (num_embeddings, embedding_dim), "
+                             f"got shape {weight.shape}")
+        self._check_indices(fn, indices, weight.shape[0])
+        return _new(np.take(weight._host, indices, axis=0), weight.device)
+
+    def embedding_backward(self, grad_out, indices, num_embeddings, padding_idx=None):
+        fn = "cuda.embedding_backward"
+        self._check_float(fn, "grad_out", grad_out)
+        if padding_idx is not None and not 0 <= padding_idx < num_embeddings:
+            raise ValueError(f"{fn}: argument 'padding_idx' must be in [0, {num_embeddings}) or None, "
+                             f"got {padding_idx}")
+        self._check_indices(fn, indices, num_embeddings)
+        if grad_out.ndim != indices.ndim + 1 or grad_out.shape[:-1] != indices.shape:
+            raise ValueError(f"{fn}: argument 'grad_out' must have the shape of 'indices' {indices.shape} and one "
+                             f"more axis (embedding_dim), got {grad_out.shape}")
+        D = grad_out.shape[-1]
+        grad_w = np.zeros((num_embeddings, D), dtype=np.float32)
+        np.add.at(grad_w, indices.reshape(-1), grad_out._host.reshape(-1, D))
+        if padding_idx is not None:
+            grad_w[padding_idx] = 0.0
+        return Array(grad_w, grad_out.device)
 
     def sgd_step(self, params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
                  maximize, first_step):

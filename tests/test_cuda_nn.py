@@ -248,3 +248,61 @@ def test_decoder_model_training_on_the_device_matches_the_cpu(backend):
         results.append([np.array(losses)] + [p.cpu().detach().numpy() for p in net.parameters()])
     assert results[0][0][-1] < results[0][0][0]  # it learns
     assert_same(results, rtol=1e-4, atol=1e-5)
+
+
+# -- embedding: cuda.embedding_forward / embedding_backward ---------------------------------------
+
+@pytest.mark.parametrize("V, D, index_shape", [(1, 1, (1,)), (17, 65, (3, 5)), (3, 17, (2, 3, 4)), (5, 3, ())])
+def test_embedding_kernels_match_numpy(backend, V, D, index_shape):
+    weight = rng.standard_normal((V, D)).astype(np.float32)
+    idx = rng.integers(0, V, index_shape + (2,))[..., ::2].reshape(index_shape)  # strided: the binding copies it
+    w = backend.from_numpy(weight, 0)
+    np.testing.assert_array_equal(backend.embedding_forward(w, idx).numpy(), weight[idx])
+    up = rng.standard_normal(index_shape + (D,)).astype(np.float32)
+    for padding_idx in (None, V - 1):
+        expected = np.zeros((V, D), np.float32)
+        np.add.at(expected, idx.reshape(-1), up.reshape(-1, D))  # float32, position order: the kernel's sums
+        if padding_idx is not None:
+            expected[padding_idx] = 0.0
+        grad = backend.embedding_backward(backend.from_numpy(up, 0), idx, V, padding_idx=padding_idx).numpy()
+        np.testing.assert_array_equal(grad, expected)
+
+
+def test_embedding_backward_is_deterministic_over_many_repeats(backend):
+    idx = rng.integers(0, 3, 20000)  # each row summed over thousands of positions
+    up = backend.from_numpy(rng.standard_normal((20000, 65)).astype(np.float32), 0)
+    first = backend.embedding_backward(up, idx, 4).numpy()
+    np.testing.assert_array_equal(backend.embedding_backward(up, idx, 4).numpy(), first)
+    expected = np.zeros((4, 65))
+    np.add.at(expected, idx, up.numpy().astype(np.float64))
+    np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(first[3], 0.0)  # never looked up
+
+
+def test_embedding_kernels_reject_bad_arguments(backend):
+    w = backend.from_numpy(np.zeros((5, 3), np.float32), 0)
+    g = backend.from_numpy(np.zeros((2, 3), np.float32), 0)
+    ok = np.array([0, 4], np.int64)
+    with pytest.raises(ValueError, match=r"cuda.embedding_forward: argument 'indices' holds 5 at flat position 1, "
+                                         r"out of range for 5 embeddings: expected 0 <= index < 5"):
+        backend.embedding_forward(w, np.array([[0, 5]]))
+    with pytest.raises(ValueError, match="cuda.embedding_backward: argument 'indices' holds -1 at flat position 0"):
+        backend.embedding_backward(g, np.array([-1, 0]), 5)
+    with pytest.raises(TypeError, match="argument 'indices' must be int64, got int32"):
+        backend.embedding_forward(w, ok.astype(np.int32))
+    with pytest.raises(TypeError, match="argument 'indices' must be int64, got float32"):
+        backend.embedding_backward(g, ok.astype(np.float32), 5)
+    with pytest.raises(TypeError, match=r"argument 'indices' must be a host \(numpy\) int64 array, got a CUDA array"):
+        backend.embedding_forward(w, backend.from_numpy(ok, 0))
+    with pytest.raises(TypeError, match="argument 'indices' must be a numpy int64 array, got list"):
+        backend.embedding_forward(w, [0, 1])
+    with pytest.raises(TypeError, match="argument 'weight' must be float32, got int64"):
+        backend.embedding_forward(backend.from_numpy(np.zeros((5, 3), np.int64), 0), ok)
+    with pytest.raises(ValueError, match="argument 'weight' must be 2-D"):
+        backend.embedding_forward(backend.from_numpy(np.zeros(5, np.float32), 0), ok)
+    with pytest.raises(TypeError, match="argument 'grad_out' must be float32, got int64"):
+        backend.embedding_backward(backend.from_numpy(np.zeros((2, 3), np.int64), 0), ok, 5)
+    with pytest.raises(ValueError, match=r"argument 'grad_out' must have the shape of 'indices' \(3,\)"):
+        backend.embedding_backward(g, np.array([0, 1, 2]), 5)
+    with pytest.raises(ValueError, match=r"argument 'padding_idx' must be in \[0, 5\) or None, got 5"):
+        backend.embedding_backward(g, ok, 5, padding_idx=5)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.nn import functional as F
 
 rng = np.random.default_rng(11)
 
@@ -104,6 +105,34 @@ def test_pow_special_values_match_the_cpu(backend):
     _assert_same(cpu, device)  # NaN where the CPU has NaN (0 * 0**-1 at 0**0's base)
     grad_exponent = device[1][1]
     assert np.isfinite(grad_exponent[[0, 1, 3, 4, 5]]).all() and grad_exponent[0] == 0 and grad_exponent[1] == 0
+
+
+# -- leaky_relu and gelu (cuda.unary ops 6 to 8) ---------------------------------------------------
+
+ACTIVATIONS = {"leaky_relu": lambda t: F.leaky_relu(t), "leaky_relu(-0.5)": lambda t: F.leaky_relu(t, -0.5),
+               "leaky_relu(0)": lambda t: F.leaky_relu(t, 0.0), "gelu": F.gelu,
+               "gelu(tanh)": lambda t: F.gelu(t, "tanh")}
+SPECIAL_VALUES = np.array([0.0, -0.0, 1e-30, -1e-30, 1e20, -1e20, 40.0, -40.0, np.inf, -np.inf, np.nan], np.float32)
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,), (17, 65), (2, 3, 17)])
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activations_match_the_cpu(backend, name, shape):
+    # leaky_relu is float32 arithmetic on both sides: the same bits. The gelus compute in double on
+    # both, the CPU with an erfc accurate to 1.2e-7: agreement to about one float32 rounding.
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    cpu, device = _on_both(ACTIVATIONS[name], [x], grad_seed=len(shape))
+    if name.startswith("leaky"):
+        np.testing.assert_array_equal(device[0], cpu[0])
+        np.testing.assert_array_equal(device[1][0], cpu[1][0])
+    else:
+        _assert_same(cpu, device, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activations_special_values_match_the_cpu(backend, name):
+    cpu, device = _on_both(ACTIVATIONS[name], [SPECIAL_VALUES])
+    _assert_same(cpu, device, rtol=1e-6, atol=1e-30)  # NaN where the CPU has NaN, infinities alike
 
 
 # -- reductions ------------------------------------------------------------------------------------

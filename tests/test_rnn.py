@@ -558,33 +558,61 @@ def test_embedding_lookup_and_gradient_with_repeated_indices_and_padding(device)
     fastnn.manual_seed(21)
     emb = nn.Embedding(6, 3, padding_idx=4)
     np.testing.assert_array_equal(emb.weight.data[4], 0.0)
+    weight = emb.weight.data.copy()
+    emb.to(device)
     idx = np.array([[0, 4, 2, 0], [5, 2, 0, 4]])
-    if device != "cpu":  # no CUDA kernel: the documented error
-        with pytest.raises(NotImplementedError, match="Embedding has no CUDA kernel"):
-            emb.to(device)(idx)
-        return
     out = emb(idx)
-    assert out.shape == (2, 4, 3)
-    np.testing.assert_array_equal(out.detach().numpy(), embedding_ref(emb.weight.data, idx))
+    assert out.shape == (2, 4, 3) and out.device == emb.weight.device
+    np.testing.assert_array_equal(out.detach().cpu().numpy(), embedding_ref(weight, idx))
     up = np.random.default_rng(22).standard_normal(out.shape).astype(np.float32)
-    out.backward(up)
+    out.backward(fastnn.tensor(up, device=device))
     expected = np.zeros((6, 3))
     for position in np.ndindex(idx.shape):
         if idx[position] != 4:
             expected[idx[position]] += up[position]
-    np.testing.assert_allclose(emb.weight.grad.numpy(), expected, rtol=1e-6)
-    # Whole-valued floats (a fastnn Tensor of token ids) are accepted; negative padding_idx counts from the end.
-    np.testing.assert_array_equal(emb(fastnn.tensor([1.0, 3.0])).detach().numpy(), emb.weight.data[[1, 3]])
+    np.testing.assert_allclose(emb.weight.grad.cpu().numpy(), expected, rtol=1e-6)
+    # Whole-valued floats (a fastnn Tensor of token ids, on the layer's device too) are accepted;
+    # negative padding_idx counts from the end.
+    np.testing.assert_array_equal(emb(fastnn.tensor([1.0, 3.0], device=device)).detach().cpu().numpy(), weight[[1, 3]])
     assert nn.Embedding(6, 3, padding_idx=-1).padding_idx == 5
+
+
+@pytest.mark.parametrize("V, D, index_shape", [(1, 1, (1,)), (3, 17, (5, 3)), (17, 65, (2, 3, 4)), (65, 3, ()),
+                                               (5, 2, (0, 3)), (4, 7, (65,))])
+@pytest.mark.parametrize("padding_idx", [None, 0, -1])
+def test_embedding_matches_the_cpu_bit_for_bit(device, V, D, index_shape, padding_idx):
+    # The device backward sums each row's positions in the CPU's np.add.at order: the same bits.
+    rng_e = np.random.default_rng(V * 100 + D)
+    weight = rng_e.standard_normal((V, D)).astype(np.float32)
+    idx = rng_e.integers(0, V, index_shape)
+    up = rng_e.standard_normal(index_shape + (D,)).astype(np.float32)
+    results = []
+    for on in ("cpu", device):
+        w = fastnn.tensor(weight, device=on, requires_grad=True)
+        out = F.embedding(idx, w, padding_idx=padding_idx)
+        out.backward(fastnn.tensor(up, device=on))
+        results.append((out.detach().cpu().numpy(), w.grad.cpu().numpy()))
+    (out_cpu, grad_cpu), (out_dev, grad_dev) = results
+    assert out_dev.shape == index_shape + (D,) and grad_dev.shape == (V, D)
+    np.testing.assert_array_equal(out_dev, out_cpu)
+    np.testing.assert_array_equal(grad_dev, grad_cpu)
+    expected = np.zeros((V, D))
+    np.add.at(expected, idx.reshape(-1), up.reshape(-1, D).astype(np.float64))
+    if padding_idx is not None:
+        expected[padding_idx] = 0.0
+    np.testing.assert_allclose(grad_dev, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_embedding_max_norm_and_pretrained(device):
     weight = np.array([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]], np.float32)
     emb = nn.Embedding.from_pretrained(weight, max_norm=1.0)
-    if device != "cpu":  # no CUDA kernel: the documented error, before max_norm renormalizes anything
-        with pytest.raises(NotImplementedError, match="Embedding has no CUDA kernel"):
-            emb.to(device)(np.array([0, 1]))
+    if device != "cpu":  # max_norm has no CUDA kernel: the documented error, before any row is renormalized
+        emb.to(device)
+        with pytest.raises(NotImplementedError, match="embedding: max_norm has no CUDA kernel"):
+            emb(np.array([0, 1]))
         np.testing.assert_array_equal(emb.weight.cpu().numpy(), weight)
+        emb.max_norm = None  # without it, the device lookup works
+        np.testing.assert_array_equal(emb(np.array([2, 1])).cpu().numpy(), weight[[2, 1]])
         return
     assert not emb.weight.requires_grad
     out = emb(np.array([0, 1]))

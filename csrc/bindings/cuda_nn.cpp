@@ -481,6 +481,76 @@ py::tuple rnn_backward_cuda(const std::string& cell, const Array& grad_out, cons
   return py::make_tuple(or_none(dx), dw_ih, dw_hh, or_none(db_ih), or_none(db_hh), dh0, or_none(dc0));
 }
 
+// ---- embedding ---------------------------------------------------------------------------------
+// The indices come from the host (numpy int64, any shape), where the Python op has them: checked
+// here and uploaded, and grouped by row for the backward (see rnn.cu).
+using HostIndices = py::array_t<int64_t, py::array::c_style>;
+
+HostIndices host_indices(const py::object& indices, int64_t V, const char* fn) {
+  if (py::isinstance<Array>(indices))
+    raise_type(std::string(fn) + ": argument 'indices' must be a host (numpy) int64 array, got a CUDA array; "
+               "pass indices.numpy()");
+  if (!py::isinstance<py::array>(indices))
+    raise_type(std::string(fn) + ": argument 'indices' must be a numpy int64 array, got " +
+               std::string(py::str(py::type::of(indices).attr("__name__"))));
+  const auto a = py::reinterpret_borrow<py::array>(indices);
+  if (!a.dtype().is(py::dtype::of<int64_t>()))
+    raise_type(std::string(fn) + ": argument 'indices' must be int64, got " + std::string(py::str(a.dtype())));
+  HostIndices host = HostIndices::ensure(a);  // a C-contiguous copy when strided
+  const int64_t* idx = host.data();
+  for (int64_t k = 0; k < host.size(); ++k)
+    if (idx[k] < 0 || idx[k] >= V)
+      raise_value(std::string(fn) + ": argument 'indices' holds " + std::to_string(idx[k]) + " at flat position " +
+                  std::to_string(k) + ", out of range for " + std::to_string(V) +
+                  " embeddings: expected 0 <= index < " + std::to_string(V));
+  return host;
+}
+
+Array embedding_forward_cuda(const Array& weight, const py::object& indices) {
+  constexpr const char* fn = "cuda.embedding_forward";
+  check_float(weight, fn, "weight");
+  check_rank(weight, 2, fn, "weight", "(num_embeddings, embedding_dim)");
+  const int64_t V = weight.shape[0], D = weight.shape[1];
+  const HostIndices host = host_indices(indices, V, fn);
+  const Array device_indices = from_numpy(host, weight.device);
+  std::vector<int64_t> shape(host.shape(), host.shape() + host.ndim());
+  shape.push_back(D);
+  Array out = empty(shape, Dtype::float32, weight.device, fn);
+  py::gil_scoped_release release;
+  cuda::embedding_forward(out.f(), weight.f(), device_indices.i64(), host.size(), D, weight.device);
+  return out;
+}
+
+Array embedding_backward_cuda(const Array& grad_out, const py::object& indices, int64_t num_embeddings,
+                              std::optional<int64_t> padding_idx) {
+  constexpr const char* fn = "cuda.embedding_backward";
+  const int64_t V = num_embeddings;
+  check_float(grad_out, fn, "grad_out");
+  if (V < 0) raise_value(std::string(fn) + ": argument 'num_embeddings' must be >= 0, got " + std::to_string(V));
+  if (padding_idx && (*padding_idx < 0 || *padding_idx >= V))
+    raise_value(std::string(fn) + ": argument 'padding_idx' must be in [0, " + std::to_string(V) + ") or None, got " +
+                std::to_string(*padding_idx));
+  const HostIndices host = host_indices(indices, V, fn);
+  const std::vector<int64_t> index_shape(host.shape(), host.shape() + host.ndim());
+  if (grad_out.shape.size() != index_shape.size() + 1 ||
+      !std::equal(index_shape.begin(), index_shape.end(), grad_out.shape.begin()))
+    raise_value(std::string(fn) + ": argument 'grad_out' must have the shape of 'indices' " +
+                shape_text(index_shape) + " and one more axis (embedding_dim), got " + shape_text(grad_out.shape));
+  const int64_t D = grad_out.shape.back(), n = host.size();
+  // row_starts (V + 1), then positions (n): one buffer, one upload.
+  HostIndices groups(V + 1 + n);
+  {
+    py::gil_scoped_release release;
+    cuda::embedding_row_groups(groups.mutable_data(), groups.mutable_data() + V + 1, host.data(), n, V);
+  }
+  const Array device_groups = from_numpy(groups, grad_out.device);
+  Array dw = empty({V, D}, Dtype::float32, grad_out.device, fn);
+  py::gil_scoped_release release;
+  cuda::embedding_backward(dw.f(), grad_out.f(), device_groups.i64(), device_groups.i64() + V + 1, V, D,
+                           padding_idx.value_or(-1), grad_out.device);
+  return dw;
+}
+
 }  // namespace
 
 void bind_cuda_nn(py::module_& m) {
@@ -534,6 +604,12 @@ void bind_cuda_nn(py::module_& m) {
         py::arg("w_hh"), py::arg("h0"), py::arg("c0"), py::arg("out"), py::arg("hs"), py::arg("cs"), py::arg("gates"),
         py::kw_only(), py::arg("lengths") = py::none(), py::arg("reverse") = false, py::arg("need_dx") = true,
         py::arg("bias") = true, "As _C.rnn_backward, on the GPU.");
+  m.def("embedding_forward", &embedding_forward_cuda, py::arg("weight"), py::arg("indices"),
+        "weight (V, D) rows at indices (a host int64 array of any shape, each in [0, V)): indices.shape + (D,).");
+  m.def("embedding_backward", &embedding_backward_cuda, py::arg("grad_out"), py::arg("indices"),
+        py::arg("num_embeddings"), py::arg("padding_idx") = py::none(),
+        "The weight's gradient (num_embeddings, D): each row the sum of grad_out's rows at its positions in "
+        "indices (in order: deterministic), 0 for padding_idx.");
 }
 
 }  // namespace cuda_py

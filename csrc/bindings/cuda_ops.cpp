@@ -89,25 +89,30 @@ Array expand(const Array& x, const std::vector<int64_t>& shape) {
   return out;
 }
 
-Array unary(int op, const Array& x) {
+void check_unary_op(int op, const char* fn) {
+  if (op < 0 || op > 8)
+    raise_value(std::string(fn) + ": op must be 0 (neg) to 8 (gelu_tanh), got " + std::to_string(op));
+}
+
+Array unary(int op, const Array& x, float param) {
   constexpr const char* fn = "cuda.unary";
   check_float(x, fn, "x");
-  if (op < 0 || op > 5) raise_value(std::string(fn) + ": op must be 0 (neg) to 5 (tanh), got " + std::to_string(op));
+  check_unary_op(op, fn);
   Array y = empty(x.shape, Dtype::float32, x.device, fn);
   py::gil_scoped_release release;
-  cuda::unary(static_cast<cuda::Unary>(op), y.f(), x.f(), x.size(), x.device);
+  cuda::unary(static_cast<cuda::Unary>(op), y.f(), x.f(), x.size(), param, x.device);
   return y;
 }
 
-Array unary_backward(int op, const Array& dy, const Array& saved) {
+Array unary_backward(int op, const Array& dy, const Array& saved, float param) {
   constexpr const char* fn = "cuda.unary_backward";
   check_float(dy, fn, "grad_out");
   check_float(saved, fn, "saved");
   check_same_shape(dy, saved, fn, "grad_out", "saved");
-  if (op < 0 || op > 5) raise_value(std::string(fn) + ": op must be 0 (neg) to 5 (tanh), got " + std::to_string(op));
+  check_unary_op(op, fn);
   Array dx = empty(dy.shape, Dtype::float32, dy.device, fn);
   py::gil_scoped_release release;
-  cuda::unary_backward(static_cast<cuda::Unary>(op), dx.f(), dy.f(), saved.f(), dy.size(), dy.device);
+  cuda::unary_backward(static_cast<cuda::Unary>(op), dx.f(), dy.f(), saved.f(), dy.size(), param, dy.device);
   return dx;
 }
 
@@ -562,9 +567,12 @@ void bind_cuda_ops(py::module_& m) {
         "a op b with numpy broadcasting; op 0 add, 1 sub, 2 mul, 3 div, 4 pow, 5 b * a**(b - 1), "
         "6 a**b * log(a) (0 where a == 0 and b >= 0).");
   m.def("expand", &expand, py::arg("x"), py::arg("shape"), "x broadcast to shape, as a new array.");
-  m.def("unary", &unary, py::arg("op"), py::arg("x"), "f(x): op 0 neg, 1 exp, 2 log, 3 sqrt, 4 sigmoid, 5 tanh");
+  m.def("unary", &unary, py::arg("op"), py::arg("x"), py::arg("param") = 0.0f,
+        "f(x): op 0 neg, 1 exp, 2 log, 3 sqrt, 4 sigmoid, 5 tanh, 6 leaky_relu (param: its negative slope), "
+        "7 gelu (erf), 8 gelu (tanh approximation).");
   m.def("unary_backward", &unary_backward, py::arg("op"), py::arg("grad_out"), py::arg("saved"),
-        "grad_out * f'(.) from the saved input (log) or output (the others).");
+        py::arg("param") = 0.0f,
+        "grad_out * f'(.) from the saved input (log, leaky_relu, gelu) or output (the others).");
   m.def("permute", &permute_py, py::arg("x"), py::arg("dims"), "A copy with the axes reordered (out axis i = x's dims[i]).");
   m.def("gather_strided", &gather_strided_py, py::arg("x"), py::arg("offset"), py::arg("shape"), py::arg("strides"),
         "A copy of the view of x (flat, in elements) at offset with the given shape and strides (any sign).");

@@ -8,7 +8,10 @@
 // contiguous across them, so (N, C, H, W) * (1, C, 1, 1) divides by three sizes, not four).
 // permute and expand are the same strided walk with one operand; basic indexing (slices of any
 // step, ints, new axes) is that walk from an offset, and its gradient the walk writing instead of
-// reading (a basic index reaches each element at most once, so plain stores). Column sums: one block per
+// reading (a basic index reaches each element at most once, so plain stores). GELU (erf and tanh
+// forms) computes in double, as the CPU's numpy form does: rounded once to float, it agrees with the
+// CPU to the last bit or so, and the kernel stays bandwidth-bound on GPUs with fast double
+// arithmetic (A100, H100). Column sums: one block per
 // 32 columns, its 8 warps striding over the rows (warp lanes read consecutive columns, so loads
 // coalesce), then a shared-memory sum of the 8 partials. sum_all: blocks reduce grid-stride
 // partial sums through warp shuffles, then one atomicAdd per block into the zeroed output (the
@@ -47,8 +50,29 @@ __global__ void binary_kernel(float* out, const float* a, const float* b, int64_
   GRID_STRIDE(i, n) out[i] = binary_op<op>(a[i], b[period == n ? i : i % period]);
 }
 
+constexpr double kSqrtHalf = 0.70710678118654752440, kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kSqrt2OverPi = 0.79788456080286535588, kGeluCubic = 0.044715;
+
+// GELU (op gelu: x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2, with no cancellation in the negative
+// tail; op gelu_tanh: PyTorch's tanh approximation) and its derivative, the CPU's formulas.
 template <Unary op>
-__global__ void unary_kernel(float* y, const float* x, int64_t n) {
+__device__ double gelu(double x) {
+  return op == Unary::gelu_tanh ? 0.5 * x * (1.0 + tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x)))
+                                : 0.5 * x * erfc(-x * kSqrtHalf);
+}
+
+template <Unary op>
+__device__ double gelu_derivative(double x) {
+  if (op == Unary::gelu_tanh) {
+    const double th = tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+    return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * kSqrt2OverPi * (1.0 + 3.0 * kGeluCubic * x * x);
+  }
+  return 0.5 * erfc(-x * kSqrtHalf) + x * exp(-0.5 * x * x) * kInvSqrt2Pi;
+}
+
+// param: leaky_relu's negative slope (unused by the others).
+template <Unary op>
+__global__ void unary_kernel(float* y, const float* x, int64_t n, float param) {
   GRID_STRIDE(i, n) {
     const float v = x[i];
     y[i] = op == Unary::neg ? -v
@@ -56,12 +80,15 @@ __global__ void unary_kernel(float* y, const float* x, int64_t n) {
          : op == Unary::log ? logf(v)
          : op == Unary::sqrt ? sqrtf(v)
          : op == Unary::sigmoid ? 1.0f / (1.0f + expf(-v))
-                                : tanhf(v);
+         : op == Unary::tanh ? tanhf(v)
+         : op == Unary::leaky_relu ? (v > 0.0f ? v : v * param)
+                                   : static_cast<float>(gelu<op>(v));
   }
 }
 
+// s: the saved input (log, leaky_relu, gelu) or output (the others).
 template <Unary op>
-__global__ void unary_backward_kernel(float* dx, const float* dy, const float* s, int64_t n) {
+__global__ void unary_backward_kernel(float* dx, const float* dy, const float* s, int64_t n, float param) {
   GRID_STRIDE(i, n) {
     const float g = dy[i];
     dx[i] = op == Unary::neg ? -g
@@ -69,7 +96,9 @@ __global__ void unary_backward_kernel(float* dx, const float* dy, const float* s
           : op == Unary::log ? g / s[i]
           : op == Unary::sqrt ? g * 0.5f / s[i]
           : op == Unary::sigmoid ? g * s[i] * (1.0f - s[i])
-                                 : g * (1.0f - s[i] * s[i]);
+          : op == Unary::tanh ? g * (1.0f - s[i] * s[i])
+          : op == Unary::leaky_relu ? (s[i] > 0.0f ? g : g * param)
+                                    : static_cast<float>(g * gelu_derivative<op>(s[i]));
   }
 }
 
@@ -347,21 +376,26 @@ void with_unary(Unary op, F&& f) {
     case Unary::sqrt: return f(std::integral_constant<Unary, Unary::sqrt>{});
     case Unary::sigmoid: return f(std::integral_constant<Unary, Unary::sigmoid>{});
     case Unary::tanh: return f(std::integral_constant<Unary, Unary::tanh>{});
+    case Unary::leaky_relu: return f(std::integral_constant<Unary, Unary::leaky_relu>{});
+    case Unary::gelu: return f(std::integral_constant<Unary, Unary::gelu>{});
+    case Unary::gelu_tanh: return f(std::integral_constant<Unary, Unary::gelu_tanh>{});
   }
 }
 
-void unary(Unary op, float* y, const float* x, int64_t n, int device) {
-  if (n == 0) return;
-  cudaStream_t s = stream_of(device);
-  with_unary(op, [&](auto o) { unary_kernel<decltype(o)::value><<<grid_for(n, kThreads), kThreads, 0, s>>>(y, x, n); });
-  check_launch("unary");
-}
-
-void unary_backward(Unary op, float* dx, const float* dy, const float* saved, int64_t n, int device) {
+void unary(Unary op, float* y, const float* x, int64_t n, float param, int device) {
   if (n == 0) return;
   cudaStream_t s = stream_of(device);
   with_unary(op, [&](auto o) {
-    unary_backward_kernel<decltype(o)::value><<<grid_for(n, kThreads), kThreads, 0, s>>>(dx, dy, saved, n);
+    unary_kernel<decltype(o)::value><<<grid_for(n, kThreads), kThreads, 0, s>>>(y, x, n, param);
+  });
+  check_launch("unary");
+}
+
+void unary_backward(Unary op, float* dx, const float* dy, const float* saved, int64_t n, float param, int device) {
+  if (n == 0) return;
+  cudaStream_t s = stream_of(device);
+  with_unary(op, [&](auto o) {
+    unary_backward_kernel<decltype(o)::value><<<grid_for(n, kThreads), kThreads, 0, s>>>(dx, dy, saved, n, param);
   });
   check_launch("unary_backward");
 }

@@ -33,11 +33,13 @@ void broadcast_binary(Binary op, float* out, const float* a, const float* b, con
                       const int64_t* a_shape, const int64_t* b_shape, int ndim, int device);
 // out (out_shape) = x broadcast (x_shape: ndim axes, each size 1 or out's; at most 8).
 void expand(float* out, const float* x, const int64_t* out_shape, const int64_t* x_shape, int ndim, int device);
-// y = f(x); dx = dy * f'(.) from the saved value: the input for log, the output for the others
-// (neg saves nothing).
-enum class Unary { neg = 0, exp = 1, log = 2, sqrt = 3, sigmoid = 4, tanh = 5 };
-void unary(Unary op, float* y, const float* x, int64_t n, int device);
-void unary_backward(Unary op, float* dx, const float* dy, const float* saved, int64_t n, int device);
+// y = f(x); dx = dy * f'(.) from the saved value: the input for log, leaky_relu and the gelus, the
+// output for the others (neg saves nothing). param: leaky_relu's negative slope (x for x > 0,
+// param * x otherwise), ignored by the others. gelu: x Phi(x) (erf form), gelu_tanh: its tanh
+// approximation, both computed in double as on the CPU.
+enum class Unary { neg = 0, exp = 1, log = 2, sqrt = 3, sigmoid = 4, tanh = 5, leaky_relu = 6, gelu = 7, gelu_tanh = 8 };
+void unary(Unary op, float* y, const float* x, int64_t n, float param, int device);
+void unary_backward(Unary op, float* dx, const float* dy, const float* saved, int64_t n, float param, int device);
 // y = alpha * x + beta * y (beta == 0 never reads y).
 void axpby(float* y, float alpha, const float* x, float beta, int64_t n, int device);
 void relu_forward(float* y, const float* x, int64_t n, int device);
@@ -241,6 +243,16 @@ void rnn_backward(int cell, float* dx, float* dw_ih, float* dw_hh, float* db_ih,
                   const float* dy, const float* dh_n, const float* dc_n, const float* x, const float* w_ih,
                   const float* w_hh, const float* h0, const float* c0, const float* hs, const float* cs,
                   const float* gates, const int64_t* lengths, bool reverse, const RnnDims& s, int device);
+// Embedding (V rows of D values, n positions): out (n, D) = weight (V, D) rows indices (n,) (each in
+// [0, V)). dw (V, D): row r = the sum of dy (n, D) rows positions[row_starts[r] .. row_starts[r + 1])
+// in that order (positions grouped by row, row_starts (V + 1,)), 0 for padding_idx (-1: none);
+// every row written, deterministic.
+void embedding_forward(float* out, const float* weight, const int64_t* indices, int64_t n, int64_t D, int device);
+void embedding_backward(float* dw, const float* dy, const int64_t* row_starts, const int64_t* positions, int64_t V,
+                        int64_t D, int64_t padding_idx, int device);
+// Host code: the positions k < n grouped by row indices[k] (a stable counting sort) into
+// row_starts (V + 1,) and positions (n,), as embedding_backward reads them.
+void embedding_row_groups(int64_t* row_starts, int64_t* positions, const int64_t* indices, int64_t n, int64_t V);
 
 // ---- pool.cu: global average pooling (adaptive average pooling to 1 x 1), P planes of L values ----
 void global_avg_pool_forward(float* out, const float* x, int64_t P, int64_t L, int device);

@@ -13,7 +13,18 @@
 // the whole sequence. Two launches a step: the step's GEMM and its pointwise pass.
 // Variable lengths as on the CPU: an inactive step holds the state, outputs zero, and passes the
 // state's gradient through.
+//
+// Embedding (V rows of D values; n positions looked up): the forward gathers, a thread per output
+// value. The backward is deterministic and free of atomics: embedding_row_groups groups the
+// positions by row on the host, where the indices are (a stable counting sort), and a thread per (row, column)
+// of the whole gradient sums its row's positions in increasing order: the CPU's np.add.at
+// additions in the CPU's order, so the same bits, from run to run too. Rows never looked up, and
+// padding_idx, get 0 from that same pass (no separate zeroing). Neighbouring threads take
+// neighbouring columns of one row, so each gradient row is read coalesced. A row looked up m times
+// costs its D threads m additions each: a very frequent row sets the time (as it would make
+// atomics contend), a price paid for bits that do not change between runs.
 #include <algorithm>
+#include <vector>
 
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
@@ -126,6 +137,25 @@ __global__ void sum_biases_kernel(float* out, const float* a, const float* b, in
 
 int gate_count(int cell) { return cell == kLstm ? 4 : cell == kGru ? 3 : 1; }
 
+// out (n, D) = the rows indices (n,) of weight (V, D).
+__global__ void embedding_forward_kernel(float* out, const float* weight, const int64_t* indices, int64_t n,
+                                         int64_t D) {
+  GRID_STRIDE(e, n * D) out[e] = weight[indices[e / D] * D + e % D];
+}
+
+// dw (V, D): row r sums the rows positions[row_starts[r] .. row_starts[r + 1]) of dy (n, D), in that
+// order (0 for padding_idx; -1: none).
+__global__ void embedding_backward_kernel(float* dw, const float* dy, const int64_t* row_starts,
+                                          const int64_t* positions, int64_t V, int64_t D, int64_t padding_idx) {
+  GRID_STRIDE(e, V * D) {
+    const int64_t r = e / D, c = e % D;
+    float sum = 0.0f;
+    if (r != padding_idx)
+      for (int64_t k = row_starts[r]; k < row_starts[r + 1]; ++k) sum += dy[positions[k] * D + c];
+    dw[e] = sum;
+  }
+}
+
 }  // namespace
 
 void rnn_forward(int cell, float* y, float* h_n, float* c_n, float* hs, float* cs, float* gates, const float* x,
@@ -215,6 +245,28 @@ void rnn_backward(int cell, float* dx, float* dw_ih, float* dw_hh, float* db_ih,
   sgemm(dw_hh, H, dah + first_t * B * G, G, h0, H, G, H, B, true, false, 1.0f, 1.0f, nullptr, false, device);
   if (db_ih) column_sums(db_ih, da.ptr, TB, G, device);
   if (db_hh) column_sums(db_hh, dah, TB, G, device);
+}
+
+void embedding_row_groups(int64_t* row_starts, int64_t* positions, const int64_t* indices, int64_t n, int64_t V) {
+  std::fill(row_starts, row_starts + V + 1, 0);
+  for (int64_t k = 0; k < n; ++k) ++row_starts[indices[k] + 1];
+  for (int64_t r = 0; r < V; ++r) row_starts[r + 1] += row_starts[r];
+  std::vector<int64_t> next(row_starts, row_starts + V);
+  for (int64_t k = 0; k < n; ++k) positions[next[indices[k]]++] = k;
+}
+
+void embedding_forward(float* out, const float* weight, const int64_t* indices, int64_t n, int64_t D, int device) {
+  if (n * D == 0) return;
+  embedding_forward_kernel<<<grid_for(n * D, kThreads), kThreads, 0, stream_of(device)>>>(out, weight, indices, n, D);
+  check_launch("embedding_forward");
+}
+
+void embedding_backward(float* dw, const float* dy, const int64_t* row_starts, const int64_t* positions, int64_t V,
+                        int64_t D, int64_t padding_idx, int device) {
+  if (V * D == 0) return;
+  embedding_backward_kernel<<<grid_for(V * D, kThreads), kThreads, 0, stream_of(device)>>>(
+      dw, dy, row_starts, positions, V, D, padding_idx);
+  check_launch("embedding_backward");
 }
 
 }  // namespace cuda

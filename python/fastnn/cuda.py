@@ -8,8 +8,9 @@ CUDA kernel raises NotImplementedError naming itself. The ops with CUDA kernels 
 (with its fused bias and ReLU), 2-D matmul, conv2d and conv1d (im2col + our SGEMM, any stride,
 padding, dilation, groups) and their transposed forms, max_pool2d/1d, avg_pool2d/1d, adaptive average
 pooling (any output size), batch norm, the recurrent
-layers, dropout, transpose/permute, cat, first-axis row slices, relu, sigmoid, tanh, exp,
-log, sqrt, neg, reshape/flatten, add/sub/mul/div/pow (numpy broadcasting), sum, mean and max (any axes,
+layers, embedding (not max_norm; deterministic gradients), dropout, transpose/permute, cat, basic
+indexing (ints, slices of any step, None, ...), relu, leaky_relu, gelu (both forms), sigmoid, tanh,
+exp, log, sqrt, neg, reshape/flatten, add/sub/mul/div/pow (numpy broadcasting), sum, mean and max (any axes,
 keepdim), softmax and log_softmax (any dim), every loss with all its options (cross_entropy, nll_loss,
 mse_loss, l1_loss, huber_loss, binary_cross_entropy with and without logits), every optimizer's update (SGD, Adagrad,
 RMSprop, Adam/AdamW with AMSGrad) and EMA; device

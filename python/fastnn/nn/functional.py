@@ -4,7 +4,8 @@ Each op is a `Function` with forward and backward side by side. `linear` (and `l
 which Sequential uses for a Linear followed by a ReLU) is one `_C.gemm` call with the bias (and
 the ReLU) fused in the GEMM epilogue; `cross_entropy` is one fused C++ kernel (log-softmax + NLL,
 `_C.cross_entropy_forward/backward`); the others are numpy expressions. On CUDA tensors, softmax,
-log_softmax and every loss run the kernels of csrc/cuda/loss.cu (`cuda = True` Functions).
+log_softmax and every loss run the kernels of csrc/cuda/loss.cu, leaky_relu and gelu those of
+csrc/cuda/elementwise.cu (`cuda = True` Functions).
 
 Losses take `reduction` = 'none' | 'mean' | 'sum' and follow PyTorch's definitions, including
 binary_cross_entropy's log clamped at -100 and cross_entropy's handling of class weights,
@@ -141,15 +142,21 @@ def tanh(input):  # noqa: A002
 
 
 class LeakyReLU(Function):
+    cuda = True  # one kernel each way on a device (cuda.unary op leaky_relu), saving the input as here
+
     @staticmethod
     def forward(ctx, x, slope):
         ctx.save_for_backward(x)
         ctx.slope = np.float32(slope)
+        if _device.is_device_array(x):
+            return _device.backend.unary(_elementwise.UNARY["LeakyReLU"], x, slope)
         return np.where(x > 0, x, x * ctx.slope)
 
     @staticmethod
     def backward(ctx, grad):
         x, = ctx.saved_tensors
+        if _device.is_device_array(grad):
+            return _device.backend.unary_backward(_elementwise.UNARY["LeakyReLU"], grad, x, float(ctx.slope)), None
         return np.where(x > 0, grad, grad * ctx.slope), None
 
 
@@ -176,27 +183,42 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_CUBIC = 0.044715
 
 
+def gelu_numpy(x: np.ndarray, approximate: str) -> np.ndarray:
+    """GELU of a float64 array: x * Phi(x) (Phi: the standard normal CDF), or its tanh approximation."""
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x ** 3)))
+    return 0.5 * x * _erfc(-x / math.sqrt(2.0))
+
+
+def gelu_derivative_numpy(x: np.ndarray, approximate: str) -> np.ndarray:
+    """d gelu / dx of a float64 array."""
+    if approximate == "tanh":
+        th = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x ** 3))
+        return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * _SQRT_2_OVER_PI * (1.0 + 3 * _GELU_CUBIC * x * x)
+    return 0.5 * _erfc(-x / math.sqrt(2.0)) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
 class GELU(Function):
-    """x * Phi(x) (Phi: the standard normal CDF), or its tanh approximation; in float64."""
+    """gelu_numpy in float64; on a device one kernel each way (cuda.unary ops gelu, gelu_tanh), in
+    double too, saving the input."""
+    cuda = True
 
     @staticmethod
     def forward(ctx, x, approximate):
+        ctx.approximate = approximate
+        if _device.is_device_array(x):
+            ctx.save_for_backward(x)
+            return _device.backend.unary(_elementwise.UNARY[f"GELU_{approximate}"], x)
         x64 = x.astype(np.float64)
         ctx.save_for_backward(x64)
-        ctx.approximate = approximate
-        if approximate == "tanh":
-            return (0.5 * x64 * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x64 + _GELU_CUBIC * x64 ** 3)))).astype(np.float32)
-        return (0.5 * x64 * _erfc(-x64 / math.sqrt(2.0))).astype(np.float32)
+        return gelu_numpy(x64, approximate).astype(np.float32)
 
     @staticmethod
     def backward(ctx, grad):
         x, = ctx.saved_tensors
-        if ctx.approximate == "tanh":
-            th = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x ** 3))
-            d = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * _SQRT_2_OVER_PI * (1.0 + 3 * _GELU_CUBIC * x * x)
-        else:
-            d = 0.5 * _erfc(-x / math.sqrt(2.0)) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-        return (grad * d).astype(np.float32), None
+        if _device.is_device_array(grad):
+            return _device.backend.unary_backward(_elementwise.UNARY[f"GELU_{ctx.approximate}"], grad, x), None
+        return (grad * gelu_derivative_numpy(x, ctx.approximate)).astype(np.float32), None
 
 
 def gelu(input, approximate: str = "none"):  # noqa: A002

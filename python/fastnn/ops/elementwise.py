@@ -187,8 +187,10 @@ def pow(base, exponent): return _binary("pow", Pow, base, exponent)  # noqa: A00
 # -- unary ------------------------------------------------------------------------------------
 # On a device array each runs one kernel forward and one back (_C.cuda.unary, unary_backward:
 # op codes below), saving the input (log) or the output (the others), as the numpy forms do.
+# nn.functional's leaky_relu and gelu (both forms) run the same kernels with the last three codes.
 
-_UNARY = {"Neg": 0, "Exp": 1, "Log": 2, "Sqrt": 3, "Sigmoid": 4, "Tanh": 5}
+UNARY = {"Neg": 0, "Exp": 1, "Log": 2, "Sqrt": 3, "Sigmoid": 4, "Tanh": 5, "LeakyReLU": 6, "GELU_none": 7,
+         "GELU_tanh": 8}
 
 
 class _Unary(Function):
@@ -198,7 +200,7 @@ class _Unary(Function):
     @classmethod
     def forward(cls, ctx, a):
         if _device.is_device_array(a):
-            out = _device.backend.unary(_UNARY[cls.__name__], a)
+            out = _device.backend.unary(UNARY[cls.__name__], a)
         else:
             out = cls.numpy_forward(a)
         ctx.save_for_backward(a if cls.saves_input else out)
@@ -208,7 +210,7 @@ class _Unary(Function):
     def backward(cls, ctx, grad):
         saved, = ctx.saved_tensors
         if _device.is_device_array(grad):
-            return _device.backend.unary_backward(_UNARY[cls.__name__], grad, saved)
+            return _device.backend.unary_backward(UNARY[cls.__name__], grad, saved)
         return cls.numpy_backward(grad, saved)
 
 

@@ -122,8 +122,8 @@ def _position(mask: np.ndarray) -> tuple:
 
 def embedding_indices(fn: str, indices, num_embeddings: int) -> np.ndarray:
     """Indices as an int64 array, checked: integers (whole-valued floats, such as a fastnn Tensor
-    of token ids, are accepted) in [0, num_embeddings)."""
-    a = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    of token ids, are accepted, on any device) in [0, num_embeddings)."""
+    a = indices.detach().cpu().data if isinstance(indices, Tensor) else np.asarray(indices)
     if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
         raise TypeError(f"{fn}: indices must be integers, got dtype {a.dtype}")
     if a.dtype.kind == "f":
@@ -143,16 +143,24 @@ def embedding_indices(fn: str, indices, num_embeddings: int) -> np.ndarray:
 
 class Embedding(Function):
     """weight (V, D)[indices] -> indices.shape + (D,); the gradient of a row is the sum over every
-    position that looked it up (np.add.at: repeated indices add up), zero for padding_idx."""
+    position that looked it up (np.add.at: repeated indices add up), zero for padding_idx. On a
+    device: cuda.embedding_forward/backward, the indices staying on the host (checked there), the
+    backward summing each row's positions in the same order, so the same bits as np.add.at."""
+    cuda = True
 
     @staticmethod
     def forward(ctx, weight, indices, padding_idx):
         ctx.indices, ctx.padding_idx, ctx.weight_shape = indices, padding_idx, weight.shape
+        if _device.is_device_array(weight):
+            ctx.indices = np.asarray(indices, order="C")  # (ascontiguousarray makes 0-d 1-d)
+            return _device.backend.embedding_forward(weight, ctx.indices)
         return np.take(weight, indices, axis=0)
 
     @staticmethod
     def backward(ctx, grad):
         V, D = ctx.weight_shape
+        if _device.is_device_array(grad):
+            return _device.backend.embedding_backward(grad, ctx.indices, V, ctx.padding_idx), None, None
         grad_w = np.zeros((V, D), dtype=np.float32)
         np.add.at(grad_w, ctx.indices.reshape(-1), np.asarray(grad, dtype=np.float32).reshape(-1, D))
         if ctx.padding_idx is not None:
@@ -178,7 +186,9 @@ def embedding(indices, weight, padding_idx=None, max_norm=None, norm_type: float
     """weight[indices] with a gradient for weight (see Embedding); with max_norm, the rows looked
     up are first renormalized in place as PyTorch does."""
     w = as_tensor(weight)
-    _device.check_op(Embedding, (w,))  # before max_norm's host-side renormalization touches the rows
+    if max_norm is not None and w.is_cuda:  # refused before any row is touched
+        raise NotImplementedError(f"embedding: max_norm has no CUDA kernel yet (the rows are renormalized on the "
+                                  f"host); the weight is on {w.device}: use max_norm=None there, or run on the CPU")
     if w.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {w.shape}")
     idx = embedding_indices("embedding", indices, w.shape[0])
