@@ -167,21 +167,18 @@ __device__ void input_offsets(const Strides& s, int64_t i, int64_t (&offset)[inp
   }
 }
 
-// out[i] = x at i's offset: permute (permuted strides) and expand (zero strides).
+// The walk over s's n elements: out[i] = x at i's offset (gather: permute with permuted strides,
+// expand with zero strides, a basic index from an offset), or out at i's offset = x[i] (scatter: a
+// basic index's gradient).
+template <bool scatter>
 __global__ void strided_copy_kernel(float* out, const float* x, Strides s, int64_t n) {
   GRID_STRIDE(i, n) {
     int64_t offset[1];
     input_offsets(s, i, offset);
-    out[i] = x[offset[0]];
-  }
-}
-
-// out[offset(i)] = x[i]: strided_copy_kernel's walk, storing.
-__global__ void strided_scatter_kernel(float* out, const float* x, Strides s, int64_t n) {
-  GRID_STRIDE(i, n) {
-    int64_t offset[1];
-    input_offsets(s, i, offset);
-    out[offset[0]] = x[i];
+    if (scatter)
+      out[offset[0]] = x[i];
+    else
+      out[i] = x[offset[0]];
   }
 }
 
@@ -242,9 +239,10 @@ Strides broadcast_strides(const int64_t* out_shape, const int64_t* const* shapes
 }
 
 // Launches strided_copy_kernel over the n elements of s's output.
+template <bool scatter = false>
 void strided_copy(float* out, const float* x, const Strides& s, int64_t n, int device, const char* fn) {
   if (n == 0) return;
-  strided_copy_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(device)>>>(out, x, s, n);
+  strided_copy_kernel<scatter><<<grid_for(n, kThreads), kThreads, 0, stream_of(device)>>>(out, x, s, n);
   check_launch(fn);
 }
 
@@ -277,9 +275,7 @@ void scatter_strided(float* dst, const float* src, int64_t offset, const int64_t
                      int ndim, int device) {
   int64_t n;
   const Strides s = view_strides(shape, strides, ndim, &n, "scatter_strided");
-  if (n == 0) return;
-  strided_scatter_kernel<<<grid_for(n, kThreads), kThreads, 0, stream_of(device)>>>(dst + offset, src, s, n);
-  check_launch("scatter_strided");
+  strided_copy<true>(dst + offset, src, s, n, device, "scatter_strided");
 }
 
 void permute(float* out, const float* x, const int64_t* shape, const int* perm, int ndim, int device) {
