@@ -385,23 +385,8 @@ RnnProblem rnn_problem(const char* fn, const std::string& cell, const Array& x, 
   return p;
 }
 
-// An optional (B, H) state as given (on the device of x), or zeros (kept in `holder`).
-const float* state_arg(const std::optional<Array>& a, const Array& x, const RnnProblem& p, const char* fn,
-                       const char* arg, std::optional<Array>* holder) {
-  if (!a) {
-    *holder = empty({p.s.B, p.s.H}, Dtype::float32, p.device, fn);
-    cuda::fill((*holder)->f(), 0.0f, p.s.B * p.s.H, p.device);
-    return (*holder)->f();
-  }
-  check_float(*a, fn, arg);
-  if (a->shape != std::vector<int64_t>{p.s.B, p.s.H})
-    raise_value(std::string(fn) + ": argument '" + arg + "' must have shape " + shape_text({p.s.B, p.s.H}) + ", got " +
-                shape_text(a->shape));
-  check_same_device(x, *a, fn, "x", arg);
-  return a->f();
-}
-
-// An array the forward saved for the backward: required when `needed`, of the shape it was made with.
+// An array the forward saved for the backward: required when `needed`, of the shape it was made with,
+// on x's device.
 const float* saved_arg(const std::optional<Array>& a, const std::vector<int64_t>& shape, bool needed, const Array& x,
                        const char* fn, const char* arg) {
   if (!needed) return nullptr;
@@ -412,6 +397,15 @@ const float* saved_arg(const std::optional<Array>& a, const std::vector<int64_t>
                 shape_text(a->shape));
   check_same_device(x, *a, fn, "x", arg);
   return a->f();
+}
+
+// An optional (B, H) state as given (checked as saved_arg does), or zeros (kept in `holder`).
+const float* state_arg(const std::optional<Array>& a, const Array& x, const RnnProblem& p, const char* fn,
+                       const char* arg, std::optional<Array>* holder) {
+  if (a) return saved_arg(a, {p.s.B, p.s.H}, true, x, fn, arg);
+  *holder = empty({p.s.B, p.s.H}, Dtype::float32, p.device, fn);
+  cuda::fill((*holder)->f(), 0.0f, p.s.B * p.s.H, p.device);
+  return (*holder)->f();
 }
 
 py::tuple rnn_forward_cuda(const std::string& cell, const Array& x, const Array& w_ih, const Array& w_hh,
