@@ -116,7 +116,7 @@ def _max_pool(fn, x, kernel, stride, padding, dilation, ceil_mode, return_indice
         return out, None
     # a numpy array on either device (a device's indices are copied back), as the docstring says
     indices = sink[0].numpy() if _device.is_device_array(sink[0]) else sink[0]
-    return out, indices.astype(np.int64)
+    return out, indices.astype(np.int64, copy=False)  # the CPU kernel's are int32
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,  # noqa: A002
