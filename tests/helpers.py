@@ -41,6 +41,11 @@ def assert_kernel_results(results, scale, case, tol=2e-5):
         np.testing.assert_allclose(got, want, atol=bound, rtol=1e-4, err_msg=f"{name} for {case}")
 
 
+def host(x):
+    """The values of a numpy array, or of a tensor on any device, as a numpy array."""
+    return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
+
+
 def random_inputs(shapes, low=-2.0, high=2.0, seed=0):
     """float32 inputs drawn uniformly from [low, high) (one bound per input when given lists)."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ import pytest
 import fastnn
 import fastnn.nn.functional as F
 from fastnn import _C, nn
-from helpers import check_op
+from helpers import check_op, host
 from reference import batch_norm_ref, batch_norm_train_ref, batch_stats_ref, running_stats_ref
 
 
@@ -31,11 +31,6 @@ def on(device, array):
     """An array as batch_norm takes it on `device`: the numpy array itself on the CPU (running
     statistics are updated in place there), a tensor holding a copy on a GPU; None as it is."""
     return array if device == "cpu" or array is None else fastnn.tensor(array, device=device)
-
-
-def host(x):
-    """The values of a numpy array or a tensor (on any device) as numpy."""
-    return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
 
 
 # ---- training forward and running statistics ----------------------------------------------------

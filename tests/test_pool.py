@@ -9,7 +9,7 @@ import pytest
 import fastnn
 import fastnn.nn.functional as F
 from fastnn import _C, nn
-from helpers import check_op, numerical_gradient
+from helpers import check_op, host, numerical_gradient
 from reference import (adaptive_avg_pool2d_ref, avg_pool2d_matrix_ref, avg_pool2d_ref, max_pool2d_backward_ref,
                        max_pool2d_ref, pool_output_size_ref)
 
@@ -48,11 +48,6 @@ def max_pool_and_indices(t, *args):
     out, indices = F.max_pool2d(t, *args, return_indices=True)
     assert isinstance(indices, np.ndarray) and indices.dtype == np.int64 and indices.shape == out.shape
     return out, indices
-
-
-def host(t):
-    """A tensor's values as a numpy array, from any device."""
-    return t.detach().cpu().numpy()
 
 
 def every_setting(max_kernel=4, max_stride=3, max_dilation=3):

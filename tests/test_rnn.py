@@ -12,7 +12,7 @@ import fastnn
 import fastnn.nn.functional as F
 from fastnn import _C, nn
 from fastnn.ops import rnn as rnn_ops
-from helpers import check_op, numerical_gradient
+from helpers import check_op, host, numerical_gradient
 from reference import embedding_ref, recurrent_cell_ref, recurrent_direction_ref, recurrent_ref
 
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
@@ -52,11 +52,6 @@ def flat(*tensors):
 
 def flat_ref(*arrays):
     return np.concatenate([np.ravel(a) for a in arrays if a is not None])
-
-
-def host(t):
-    """A tensor's values (on any device) as numpy."""
-    return t.detach().cpu().numpy()
 
 
 def check_module(module, run, reference, inputs, atol=1e-5, grad_atol=1e-4, grad_rtol=1e-3, seed=0, device="cpu"):
