@@ -108,6 +108,20 @@ def test_direct_path_shapes(case, direct_limit):
     _compare(case, seed=3)
 
 
+@pytest.mark.parametrize("case", [
+    # N, C, H, W, K, R, S, stride, padding, dilation, groups, bias: shapes for the kernels with the
+    # output channels across the lanes (pixels_row forward, weight_channel weight gradient)
+    (3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1, True),              # LeNet conv2: 10 columns, 16 channels
+    (2, 3, 9, 12, 24, 3, 3, 1, 1, 1, 1, False),              # 24 channels: 16 + 8 masked (8 x 3 on AVX2)
+    (2, 2, 11, 5, 32, 7, 3, (2, 1), (3, 1), (2, 1), 1, True),  # 7 rows of taps (tiles of rows), row stride and dilation
+    (1, 4, 6, 40, 16, 1, 5, 1, (0, 2), 1, 1, True),           # 40 columns: three tiles; one row of taps
+    (2, 5, 8, 8, 17, 3, 3, 1, 1, 1, 1, True),                 # 17 channels: the second vector one lane
+    (2, 3, 6, 9, 16, 3, 3, 1, 1, (1, 2), 1, True),            # dilation along W: no weight_channel
+])
+def test_channel_lane_paths_on_every_isa(case, isa, direct_limit):
+    _compare(case, seed=4)
+
+
 @pytest.mark.parametrize("stride,padding,dilation", list(itertools.product(
     [1, 2, (1, 3)], [0, 1, (2, 0), (0, 1, 2, 3)], [1, 2, (2, 1)])))
 def test_every_setting_combination(stride, padding, dilation):
@@ -212,7 +226,7 @@ def test_bitwise_equal_at_1_and_2_threads(budget, direct_limit):
     cases = [(4, 8, 32, 32, 16, 3, 3, 1, 1, 1, 1), (4, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1),
              (4, 32, 32, 32, 16, 3, 3, 2, 1, 1, 1), (4, 32, 16, 16, 32, 3, 3, 1, 1, 1, 32),
              (4, 32, 32, 32, 32, 3, 3, 2, 1, 1, 32), (4, 64, 16, 16, 96, 1, 1, 1, 0, 1, 1),
-             (4, 32, 16, 16, 64, 1, 1, 1, 0, 1, 1)]
+             (4, 32, 16, 16, 64, 1, 1, 1, 0, 1, 1), (8, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1)]
     # The default budget (one chunk), then a small one: several chunks, the weight gradient
     # accumulating over them (dot tiles, GEMM, 1x1 GEMM).
     for budget_bytes, todo in ((2 << 20, cases), (60_000, [cases[0], cases[1], cases[5]])):

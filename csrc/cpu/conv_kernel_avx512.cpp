@@ -39,6 +39,8 @@ struct Avx512 {
 
 // Weight-gradient dot tiles of 4x4: the accumulators and one load per row fit the registers.
 // Direct blocks of 8 channels x 2 vectors: 16 accumulators of the 32 registers.
-const ConvKernels& conv_kernels_avx512() { return conv_kernels_table<Avx512, 4, 4, 8>(); }
+// Channels across the lanes: column tiles of up to 14 (14 accumulators, a weight vector, a
+// broadcast); weight-gradient tiles of up to 28 taps (5 rows of a 5x5 kernel, 7 of a 3x3).
+const ConvKernels& conv_kernels_avx512() { return conv_kernels_table<Avx512, 4, 4, 8, 14, 28>(); }
 
 }  // namespace fastnn

@@ -25,6 +25,7 @@ struct Scalar {
 }  // namespace
 
 // Weight-gradient dot tiles of 2x2: the accumulators and one load per row fit the registers.
-const ConvKernels& conv_kernels_ref() { return conv_kernels_table<Scalar, 2, 2, 4>(); }
+// With one-float vectors, channels across the lanes gain nothing: no weight_channel.
+const ConvKernels& conv_kernels_ref() { return conv_kernels_table<Scalar, 2, 2, 4, 4, 0>(); }
 
 }  // namespace fastnn

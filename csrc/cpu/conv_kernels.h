@@ -56,6 +56,22 @@ struct ConvKernels {
   // Depthwise weight gradient of one plane: acc[r * S + s] += sum over (p, q) of dy * input tap,
   // summed in float in a fixed order, then added in double.
   void (*depthwise_backward_weight)(double* acc, const float* dy, const float* padded, const ConvTaps& t);
+  // The same row with the output channels across the vector lanes instead of the columns: tiles
+  // of up to pixels_nq columns x one vector of channels in registers over every tap (the sums,
+  // in the same order, are bit for bit direct_row's). For short rows with many channels
+  // (LeNet's second layer: 10 columns, 16 channels), where direct_row's vectors run part empty.
+  void (*pixels_row)(float* o, int64_t o_step, const float* x, int64_t x_step, const float* wt, const float* bias,
+                     int64_t K, int64_t C, bool relu, const ConvTaps& t);
+  int pixels_nq;
+  // Weight gradient of one input channel by direct loops, the output channels [k, k + kb) across
+  // the lanes (kb <= width), stride 1 and no dilation along W, S = 3 or 5: for every tap (r, s),
+  // dwt[(r * S + s) * K] (kb lanes) = (accumulate ? its value : 0) + sum over p < P, q < Q (in
+  // that order) of x[(p * sh + r * dh) * Wp + q + s] * dyt[(p * Q + q) * K]. x is the padded input
+  // plane, dyt the output gradient with its channels fastest. Taps stay in registers over every
+  // pixel, some rows of them at a time. Null in the portable build (one-float vectors).
+  void (*weight_channel)(float* dwt, const float* x, const float* dyt, int64_t K, int64_t kb, bool accumulate,
+                         const ConvTaps& t);
+  int width;  // floats per vector
 };
 
 const ConvKernels& conv_kernels_ref();

@@ -9,7 +9,9 @@
 // costs one or two vector operations instead of a call to memcpy or a scalar tail. Strided
 // columns (sw > 1) take the plain scalar loops.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <utility>
 
 #include "cpu/conv_kernels.h"
 
@@ -335,12 +337,152 @@ void direct_row_simd(float* o, int64_t o_step, const float* x, int64_t x_step, c
   }
 }
 
-template <class V, int DOT_MR, int DOT_NR, int DIRECT_KB>
+// ---- output channels across the lanes ---------------------------------------------------
+// NQ columns of one output row x one vector of kb channels, in registers over every tap; each
+// tap is one vector of weights and NQ broadcasts of input values. The lanes are transposed into
+// the NCHW rows at the end (a store per output, against C * R * S FMAs for it).
+template <class V, int NQ>
+void pixels_block(float* o, int64_t o_step, const float* x, int64_t x_step, const float* wt, int64_t K, int64_t kb,
+                  const float* bias, int64_t C, bool relu, const ConvTaps& t) {
+  constexpr int W = V::width;
+  const bool full = kb == W;
+  typename V::reg acc[NQ];
+  const typename V::reg b = !bias ? V::zero() : full ? V::load(bias) : V::load_n(bias, kb);
+#pragma GCC unroll 16
+  for (int j = 0; j < NQ; ++j) acc[j] = b;
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t r = 0; r < t.R; ++r) {
+      const float* xr = x + c * x_step + r * t.dh * t.Wp;
+      const float* wr = wt + (c * t.R + r) * t.S * K;
+      for (int64_t s = 0; s < t.S; ++s) {
+        const float* xs = xr + s * t.dw;
+        const typename V::reg wv = full ? V::load(wr + s * K) : V::load_n(wr + s * K, kb);
+#pragma GCC unroll 16
+        for (int j = 0; j < NQ; ++j) acc[j] = V::fma(wv, V::set1(xs[j]), acc[j]);
+      }
+    }
+  }
+  alignas(64) float lanes[W];
+#pragma GCC unroll 16
+  for (int j = 0; j < NQ; ++j) {
+    V::store(lanes, relu ? V::max(acc[j], V::zero()) : acc[j]);
+    for (int64_t kk = 0; kk < kb; ++kk) o[kk * o_step + j] = lanes[kk];
+  }
+}
+
+using PixelsBlock = void (*)(float*, int64_t, const float*, int64_t, const float*, int64_t, int64_t, const float*,
+                             int64_t, bool, const ConvTaps&);
+
+template <class V, size_t... I>
+constexpr std::array<PixelsBlock, sizeof...(I)> pixels_blocks(std::index_sequence<I...>) {
+  return {pixels_block<V, static_cast<int>(I) + 1>...};
+}
+
+// One output row in column tiles as even as possible (28 = 14 + 14, 10 = 10), at most NQ_MAX
+// each, then vectors of channels, the last one masked.
+template <class V, int NQ_MAX>
+void pixels_row_simd(float* o, int64_t o_step, const float* x, int64_t x_step, const float* wt, const float* bias,
+                     int64_t K, int64_t C, bool relu, const ConvTaps& t) {
+  constexpr int W = V::width;
+  static constexpr std::array<PixelsBlock, NQ_MAX> blocks = pixels_blocks<V>(std::make_index_sequence<NQ_MAX>());
+  const int64_t tiles = (t.Q + NQ_MAX - 1) / NQ_MAX;
+  for (int64_t i = 0; i < tiles; ++i) {
+    const int64_t q0 = t.Q * i / tiles, nq = t.Q * (i + 1) / tiles - q0;
+    for (int64_t k = 0; k < K; k += W)
+      blocks[nq - 1](o + k * o_step + q0, o_step, x + q0, x_step, wt + k, K, K - k < W ? K - k : W,
+                     bias ? bias + k : nullptr, C, relu, t);
+  }
+}
+
+// Kernel rows [r0, r0 + RT) x the S taps of each, all in registers over every pixel of the plane.
+template <class V, int S, int RT>
+void weight_rows_block(float* dwt, const float* x, const float* dyt, int64_t K, int64_t kb, int64_t r0,
+                       bool accumulate, const ConvTaps& t) {
+  constexpr int W = V::width;
+  const bool full = kb == W;
+  typename V::reg acc[RT][S];
+#pragma GCC unroll 8
+  for (int rr = 0; rr < RT; ++rr)
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) {
+      float* d = dwt + ((r0 + rr) * S + s) * K;
+      acc[rr][s] = !accumulate ? V::zero() : full ? V::load(d) : V::load_n(d, kb);
+    }
+  for (int64_t p = 0; p < t.P; ++p) {
+    const float* xr[RT];
+#pragma GCC unroll 8
+    for (int rr = 0; rr < RT; ++rr) xr[rr] = x + (p * t.sh + (r0 + rr) * t.dh) * t.Wp;
+    const float* dy = dyt + p * t.Q * K;
+    for (int64_t q = 0; q < t.Q; ++q) {
+      const typename V::reg g = full ? V::load(dy + q * K) : V::load_n(dy + q * K, kb);
+#pragma GCC unroll 8
+      for (int rr = 0; rr < RT; ++rr)
+#pragma GCC unroll 8
+        for (int s = 0; s < S; ++s) acc[rr][s] = V::fma(g, V::set1(xr[rr][q + s]), acc[rr][s]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int rr = 0; rr < RT; ++rr)
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) {
+      float* d = dwt + ((r0 + rr) * S + s) * K;
+      if (full)
+        V::store(d, acc[rr][s]);
+      else
+        V::store_n(d, acc[rr][s], kb);
+    }
+}
+
+using WeightRowsBlock = void (*)(float*, const float*, const float*, int64_t, int64_t, int64_t, bool,
+                                 const ConvTaps&);
+
+template <class V, int S, size_t... I>
+constexpr std::array<WeightRowsBlock, sizeof...(I)> weight_rows_blocks(std::index_sequence<I...>) {
+  return {weight_rows_block<V, S, static_cast<int>(I) + 1>...};
+}
+
+// As many kernel rows at a time as ACC accumulators hold (ACC / S, at most 7).
+template <class V, int S, int ACC>
+void weight_channel_fixed(float* dwt, const float* x, const float* dyt, int64_t K, int64_t kb, bool accumulate,
+                          const ConvTaps& t) {
+  constexpr int RT_MAX = ACC / S < 7 ? ACC / S : 7;
+  static_assert(RT_MAX >= 1, "too few accumulators for a row of taps");
+  static constexpr std::array<WeightRowsBlock, RT_MAX> blocks =
+      weight_rows_blocks<V, S>(std::make_index_sequence<RT_MAX>());
+  for (int64_t r0 = 0; r0 < t.R; r0 += RT_MAX) {
+    const int64_t rt = t.R - r0 < RT_MAX ? t.R - r0 : RT_MAX;
+    blocks[rt - 1](dwt, x, dyt, K, kb, r0, accumulate, t);
+  }
+}
+
+template <class V, int ACC>
+void weight_channel_simd(float* dwt, const float* x, const float* dyt, int64_t K, int64_t kb, bool accumulate,
+                         const ConvTaps& t) {
+  if (t.S == 3)
+    weight_channel_fixed<V, 3, ACC>(dwt, x, dyt, K, kb, accumulate, t);
+  else
+    weight_channel_fixed<V, 5, ACC>(dwt, x, dyt, K, kb, accumulate, t);  // the caller allows only 3 and 5
+}
+
+// PIXELS_NQ: the widest column tile of pixels_row; WEIGHT_ACC: the accumulators of
+// weight_channel's tiles (0: no weight_channel).
+template <class V, int DOT_MR, int DOT_NR, int DIRECT_KB, int PIXELS_NQ, int WEIGHT_ACC>
 const ConvKernels& conv_kernels_table() {
-  static const ConvKernels k = {gather_rows_simd<V>, scatter_add_rows_simd<V>, col2im_plane_simd<V>,
-                                dot_tile_simd<V, DOT_MR, DOT_NR>, DOT_MR, DOT_NR,
-                                direct_row_simd<V, DIRECT_KB>, DIRECT_KB, depthwise_forward_simd<V>,
-                                depthwise_backward_input_simd<V>, depthwise_backward_weight_simd<V>};
+  static const ConvKernels k = {gather_rows_simd<V>,
+                                scatter_add_rows_simd<V>,
+                                col2im_plane_simd<V>,
+                                dot_tile_simd<V, DOT_MR, DOT_NR>,
+                                DOT_MR,
+                                DOT_NR,
+                                direct_row_simd<V, DIRECT_KB>,
+                                DIRECT_KB,
+                                depthwise_forward_simd<V>,
+                                depthwise_backward_input_simd<V>,
+                                depthwise_backward_weight_simd<V>,
+                                pixels_row_simd<V, PIXELS_NQ>,
+                                PIXELS_NQ,
+                                WEIGHT_ACC > 0 ? weight_channel_simd<V, (WEIGHT_ACC > 0 ? WEIGHT_ACC : 5)> : nullptr,
+                                V::width};
   return k;
 }
 
