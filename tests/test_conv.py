@@ -117,6 +117,10 @@ def test_direct_path_shapes(case, direct_limit):
     (1, 4, 6, 40, 16, 1, 5, 1, (0, 2), 1, 1, True),           # 40 columns: three tiles; one row of taps
     (2, 5, 8, 8, 17, 3, 3, 1, 1, 1, 1, True),                 # 17 channels: the second vector one lane
     (2, 3, 6, 9, 16, 3, 3, 1, 1, (1, 2), 1, True),            # dilation along W: no weight_channel
+    # few output channels, rows filling the lanes: the weight gradient by row dots
+    (3, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1, True),               # LeNet conv1: 28 = 16 + 12 masked, 3 + 3 channels
+    (2, 2, 15, 16, 7, 3, 3, (2, 1), 1, (2, 1), 1, True),       # row stride, dilation along H, 7 = 3 + 3 + 1
+    (2, 3, 9, 36, 4, 7, 5, 1, (3, 2), 1, 1, False),            # 7 kernel rows, 36 columns = 2 + a partial
 ])
 def test_channel_lane_paths_on_every_isa(case, isa, direct_limit):
     _compare(case, seed=4)

@@ -43,6 +43,7 @@ struct Avx2 {
 // Weight-gradient dot tiles of 3x3: the accumulators and one load per row fit the registers.
 // Direct blocks of 4 channels x 2 vectors: 8 accumulators of the 16 registers.
 // Channels across the lanes: column tiles of up to 12, weight-gradient tiles of up to 12 taps.
-const ConvKernels& conv_kernels_avx2() { return conv_kernels_table<Avx2, 3, 3, 4, 12, 12>(); }
+// Row-dot tiles of 2 channels x up to 5 taps.
+const ConvKernels& conv_kernels_avx2() { return conv_kernels_table<Avx2, 3, 3, 4, 12, 12, 2>(); }
 
 }  // namespace fastnn

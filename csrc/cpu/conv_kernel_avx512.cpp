@@ -41,6 +41,7 @@ struct Avx512 {
 // Direct blocks of 8 channels x 2 vectors: 16 accumulators of the 32 registers.
 // Channels across the lanes: column tiles of up to 14 (14 accumulators, a weight vector, a
 // broadcast); weight-gradient tiles of up to 28 taps (5 rows of a 5x5 kernel, 7 of a 3x3).
-const ConvKernels& conv_kernels_avx512() { return conv_kernels_table<Avx512, 4, 4, 8, 14, 28>(); }
+// Row-dot tiles of 3 channels x 5 taps (15 accumulators, 5 input vectors, a gradient).
+const ConvKernels& conv_kernels_avx512() { return conv_kernels_table<Avx512, 4, 4, 8, 14, 28, 3>(); }
 
 }  // namespace fastnn

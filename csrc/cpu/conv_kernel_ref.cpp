@@ -25,7 +25,8 @@ struct Scalar {
 }  // namespace
 
 // Weight-gradient dot tiles of 2x2: the accumulators and one load per row fit the registers.
-// With one-float vectors, channels across the lanes gain nothing: no weight_channel.
-const ConvKernels& conv_kernels_ref() { return conv_kernels_table<Scalar, 2, 2, 4, 4, 0>(); }
+// With one-float vectors, channels across the lanes gain nothing: no weight_channel or
+// weight_row_dots.
+const ConvKernels& conv_kernels_ref() { return conv_kernels_table<Scalar, 2, 2, 4, 4, 0, 1>(); }
 
 }  // namespace fastnn

@@ -72,6 +72,15 @@ struct ConvKernels {
   void (*weight_channel)(float* dwt, const float* x, const float* dyt, int64_t K, int64_t kb, bool accumulate,
                          const ConvTaps& t);
   int width;  // floats per vector
+  // Weight gradient of kernel row r for output channels [0, kb), stride 1 and no dilation along W,
+  // S = 3 or 5, the columns across the lanes: dw[k * dw_step + s] += sum over p < P, q < Q of
+  // dy[k * dy_step + p * Q + q] * x[(p * sh + r * dh) * Wp + q + s], each sum in lanes, then the
+  // lanes in a fixed order. x is one image's padded input plane, dy its output gradient planes.
+  // For few output channels (LeNet's first layer: 6), reading the planes in place, no im2col.
+  // Null in the portable build.
+  void (*weight_row_dots)(float* dw, int64_t dw_step, const float* dy, int64_t dy_step, int64_t kb, const float* x,
+                          int64_t r, const ConvTaps& t);
+  int row_dots_kb;
 };
 
 const ConvKernels& conv_kernels_ref();

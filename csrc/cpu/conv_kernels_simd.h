@@ -464,9 +464,67 @@ void weight_channel_simd(float* dwt, const float* x, const float* dyt, int64_t K
     weight_channel_fixed<V, 5, ACC>(dwt, x, dyt, K, kb, accumulate, t);  // the caller allows only 3 and 5
 }
 
+// ---- weight gradient, columns across the lanes, no im2col ------------------------------------
+// KB output channels x the S taps of one kernel row r, each a vector of partial sums along the
+// output rows, in registers over the image; then each sum's lanes added into dw. Channels past
+// kb repeat the last one, unstored.
+// One vector of columns: the S shifted input vectors, then each channel's gradient vector
+// against them. FULL: all lanes (else the first n, the others zero). A separate function per
+// FULL, so that the accumulators stay in registers (with a load chosen per vector inside the
+// loop, gcc kept them in memory).
+template <class V, int S, int KB, bool FULL>
+inline void row_dots_step(typename V::reg (&acc)[KB][S], const float* x, const float* const (&dk)[KB], int64_t off,
+                          int64_t n) {
+  typename V::reg xv[S];
+#pragma GCC unroll 8
+  for (int s = 0; s < S; ++s) xv[s] = FULL ? V::load(x + s) : V::load_n(x + s, n);
+#pragma GCC unroll 8
+  for (int i = 0; i < KB; ++i) {
+    const typename V::reg g = FULL ? V::load(dk[i] + off) : V::load_n(dk[i] + off, n);
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) acc[i][s] = V::fma(g, xv[s], acc[i][s]);
+  }
+}
+
+template <class V, int S, int KB>
+void weight_row_dots_fixed(float* dw, int64_t dw_step, const float* dy, int64_t dy_step, int64_t kb, const float* x,
+                           int64_t r, const ConvTaps& t) {
+  constexpr int W = V::width;
+  typename V::reg acc[KB][S];
+#pragma GCC unroll 8
+  for (int i = 0; i < KB; ++i)
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) acc[i][s] = V::zero();
+  const float* dk[KB];
+#pragma GCC unroll 8
+  for (int i = 0; i < KB; ++i) dk[i] = dy + (i < kb ? i : kb - 1) * dy_step;
+  // The full vectors of every row, then the partial last vectors of every row: two passes, so
+  // that no row switches between the two loads (gcc then spilled the accumulators every row).
+  const int64_t q_full = t.Q / W * W, q_tail = t.Q - q_full;
+  for (int64_t p = 0; p < t.P; ++p) {
+    const float* xr = x + (p * t.sh + r * t.dh) * t.Wp;
+    for (int64_t q = 0; q < q_full; q += W) row_dots_step<V, S, KB, true>(acc, xr + q, dk, p * t.Q + q, W);
+  }
+  if (q_tail)
+    for (int64_t p = 0; p < t.P; ++p)
+      row_dots_step<V, S, KB, false>(acc, x + (p * t.sh + r * t.dh) * t.Wp + q_full, dk, p * t.Q + q_full, q_tail);
+  for (int64_t i = 0; i < kb; ++i)
+    for (int s = 0; s < S; ++s) dw[i * dw_step + s] += V::sum(acc[i][s]);
+}
+
+template <class V, int KB>
+void weight_row_dots_simd(float* dw, int64_t dw_step, const float* dy, int64_t dy_step, int64_t kb, const float* x,
+                          int64_t r, const ConvTaps& t) {
+  if (t.S == 3)
+    weight_row_dots_fixed<V, 3, KB>(dw, dw_step, dy, dy_step, kb, x, r, t);
+  else
+    weight_row_dots_fixed<V, 5, KB>(dw, dw_step, dy, dy_step, kb, x, r, t);  // the caller allows only 3 and 5
+}
+
 // PIXELS_NQ: the widest column tile of pixels_row; WEIGHT_ACC: the accumulators of
 // weight_channel's tiles (0: no weight_channel).
-template <class V, int DOT_MR, int DOT_NR, int DIRECT_KB, int PIXELS_NQ, int WEIGHT_ACC>
+// ROW_DOTS_KB: weight_row_dots' channels per tile.
+template <class V, int DOT_MR, int DOT_NR, int DIRECT_KB, int PIXELS_NQ, int WEIGHT_ACC, int ROW_DOTS_KB>
 const ConvKernels& conv_kernels_table() {
   static const ConvKernels k = {gather_rows_simd<V>,
                                 scatter_add_rows_simd<V>,
@@ -482,7 +540,9 @@ const ConvKernels& conv_kernels_table() {
                                 pixels_row_simd<V, PIXELS_NQ>,
                                 PIXELS_NQ,
                                 WEIGHT_ACC > 0 ? weight_channel_simd<V, (WEIGHT_ACC > 0 ? WEIGHT_ACC : 5)> : nullptr,
-                                V::width};
+                                V::width,
+                                WEIGHT_ACC > 0 ? weight_row_dots_simd<V, ROW_DOTS_KB> : nullptr,
+                                ROW_DOTS_KB};
   return k;
 }
 
