@@ -689,12 +689,15 @@ void direct_backward_input(float* grad_input, const float* grad_out, const float
 
 // Whether the weight gradient can run as direct loops with the output channels across the
 // lanes (ConvKernels::weight_channel): a direct-path shape, stride 1 and no dilation along W,
-// a 3- or 5-wide kernel, and channels filling at least 3/4 of the lanes (LeNet's 16 of 16). With
-// few input channels the column matrix im2col writes is many times the input, and the GEMM or
-// dot tiles over it run at a fraction of the direct loops' speed.
+// a 3- or 5-wide kernel, channels filling at least 3/4 of the lanes (LeNet's 16 of 16), and
+// output planes of at most 256 pixels. With few input channels the column matrix im2col writes
+// is many times the input, and the GEMM or dot tiles over it run at a fraction of the direct
+// loops' speed on small planes (LeNet conv2, 10x10: 3.5x faster); on CIFAR's first layer (32x32
+// planes, 32 channels) the direct loops measured 2.4x slower than the dot tiles, so larger
+// planes keep those.
 bool direct_weight_gradient_fits(const Conv2dShape& s, const ConvKernels& k) {
   return k.weight_channel && use_direct(s.C * s.R * s.S, s) && s.dil_w == 1 && (s.S == 3 || s.S == 5) &&
-         lane_use(s.K, k.width) >= 0.75;
+         lane_use(s.K, k.width) >= 0.75 && s.P * s.Q <= 256;
 }
 
 // grad_weight by direct loops: dY is transposed to channels-fastest rows (dyt, one pass), then
@@ -722,13 +725,15 @@ void direct_backward_weight(float* grad_weight, const float* grad_out, const flo
     team_barrier(nt);
     int64_t i0, i1;
     split_range(items, tid, nt, &i0, &i1);
-    for (int64_t item = i0; item < i1; ++item) {
-      const int64_t c = item / k_blocks, k0 = item % k_blocks * k.width, kb = std::min<int64_t>(k.width, s.K - k0);
-      for (int64_t n = 0; n < s.N; ++n) {
+    // Images outside, items inside: an image's dyt rows stay in cache over this thread's items
+    // (item after item over all images ran 10x slower on 32x32 planes); each item still sums the
+    // images in order.
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t item = i0; item < i1; ++item) {
+        const int64_t c = item / k_blocks, k0 = item % k_blocks * k.width, kb = std::min<int64_t>(k.width, s.K - k0);
         const float* x = padded_plane(padded ? scratch + tid * plane : nullptr, input + (n * s.C + c) * HW, s, t, k);
         k.weight_channel(dwt + c * RS * s.K + k0, x, dyt + n * PQ * s.K + k0, s.K, kb, n > 0, t);
       }
-    }
   });
   for (int64_t kk = 0; kk < s.K; ++kk)
     for (int64_t j = 0; j < CRS; ++j) grad_weight[kk * CRS + j] = dwt[j * s.K + kk];
@@ -737,12 +742,13 @@ void direct_backward_weight(float* grad_weight, const float* grad_out, const flo
 // Whether the weight gradient can run as dot products along the rows of the (padded) input
 // planes, read in place (ConvKernels::weight_row_dots): a direct-path shape (few input channels)
 // with a 3- or 5-wide kernel, stride 1 and no dilation along W, rows filling >= 3/4 of the
-// lanes, and every image's padded planes within 64 MiB. For few output channels (LeNet's first
-// layer: 6 of 16 lanes), where weight_channel's vectors would run part empty.
+// lanes, at most 8 output channels, and every image's padded planes within 64 MiB. For few
+// output channels (LeNet's first layer: 6, 1.4x faster than the dot tiles); with 32 (CIFAR's
+// first layer) the dot tiles over im2col's columns measured 2.5x faster.
 bool row_dots_weight_gradient_fits(const Conv2dShape& s, const ConvKernels& k) {
   const int64_t padded_floats = s.N * s.C * (s.H + s.pad_top + s.pad_bottom) * (s.W + s.pad_left + s.pad_right);
   return k.weight_row_dots && use_direct(s.C * s.R * s.S, s) && s.dil_w == 1 && (s.S == 3 || s.S == 5) &&
-         lane_use(s.Q, k.width) >= 0.75 && padded_floats <= (int64_t(16) << 20);
+         s.K <= 8 && lane_use(s.Q, k.width) >= 0.75 && padded_floats <= (int64_t(16) << 20);
 }
 
 // grad_weight by row dots: the images' padded planes first (split over threads), then each work
