@@ -582,6 +582,13 @@ void depthwise_backward_weight(float* grad_weight, const float* grad_out, const 
 // in place. Used when C * R * S is at most this many taps (one group, stride 1 along W).
 std::atomic<int64_t> g_direct_limit{160};
 
+// dst (cols, rows) = src (rows, cols) transposed: the direct paths' channels-fastest copies of a
+// weight or an output gradient, and back.
+void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {
+  for (int64_t j = 0; j < cols; ++j)  // rows streams read in step, one row written
+    for (int64_t i = 0; i < rows; ++i) dst[j * rows + i] = src[i * cols + j];
+}
+
 bool use_direct(int64_t reduction, const Conv2dShape& s) {
   return s.G == 1 && s.stride_w == 1 && reduction <= g_direct_limit.load(std::memory_order_relaxed);
 }
@@ -608,8 +615,7 @@ bool direct_forward(float* out, const float* input, const float* weight, const f
   const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
   tls_weights.resize(static_cast<size_t>(s.K * CRS));
   float* wt = tls_weights.data();
-  for (int64_t kk = 0; kk < s.K; ++kk)
-    for (int64_t j = 0; j < CRS; ++j) wt[j * s.K + kk] = weight[kk * CRS + j];
+  transpose(wt, weight, s.K, CRS);
   const int64_t rows = s.N * s.P;
   const int threads = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * CRS), rows)));
@@ -687,6 +693,28 @@ void direct_backward_input(float* grad_input, const float* grad_out, const float
   });
 }
 
+// The shapes both direct weight-gradient kernels take: a direct-path shape (few input channels,
+// not 1x1) with a 3- or 5-wide kernel, stride 1 and no dilation along W.
+bool direct_weight_shape(const Conv2dShape& s) {
+  return !is_pointwise(s) && use_direct(s.C * s.R * s.S, s) && s.dil_w == 1 && (s.S == 3 || s.S == 5);
+}
+
+// The padded plane of input channel c of image n for a thread's run of work items (c-major, so
+// consecutive items share it): padded again only when c changes.
+struct PlaneCache {
+  float* buf;  // null without padding: the input plane itself
+  int64_t c = -1;
+  const float* plane = nullptr;
+  const float* get(const float* input, int64_t n, int64_t c_wanted, const Conv2dShape& s, const ConvTaps& t,
+                   const ConvKernels& k) {
+    if (c_wanted != c) {
+      plane = padded_plane(buf, input + (n * s.C + c_wanted) * s.H * s.W, s, t, k);
+      c = c_wanted;
+    }
+    return plane;
+  }
+};
+
 // Whether the weight gradient can run as direct loops with the output channels across the
 // lanes (ConvKernels::weight_channel): a direct-path shape, stride 1 and no dilation along W,
 // a 3- or 5-wide kernel, channels filling at least 3/4 of the lanes (LeNet's 16 of 16), and
@@ -696,8 +724,7 @@ void direct_backward_input(float* grad_input, const float* grad_out, const float
 // planes, 32 channels) the direct loops measured 2.4x slower than the dot tiles, so larger
 // planes keep those.
 bool direct_weight_gradient_fits(const Conv2dShape& s, const ConvKernels& k) {
-  return k.weight_channel && use_direct(s.C * s.R * s.S, s) && s.dil_w == 1 && (s.S == 3 || s.S == 5) &&
-         lane_use(s.K, k.width) >= 0.75 && s.P * s.Q <= 256;
+  return k.weight_channel && direct_weight_shape(s) && lane_use(s.K, k.width) >= 0.75 && s.P * s.Q <= 256;
 }
 
 // grad_weight by direct loops: dY is transposed to channels-fastest rows (dyt, one pass), then
@@ -706,7 +733,7 @@ bool direct_weight_gradient_fits(const Conv2dShape& s, const ConvKernels& k) {
 // thread count). dwt is transposed into grad_weight (K, C, R, S) at the end.
 void direct_backward_weight(float* grad_weight, const float* grad_out, const float* input, const Conv2dShape& s,
                             const ConvKernels& k) {
-  const int64_t RS = s.R * s.S, CRS = s.C * RS, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t RS = s.R * s.S, CRS = s.C * RS, PQ = s.P * s.Q;
   const ConvTaps t = taps_of(s);
   const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
   const int64_t k_blocks = (s.K + k.width - 1) / k.width, items = s.C * k_blocks;
@@ -719,59 +746,48 @@ void direct_backward_weight(float* grad_weight, const float* grad_out, const flo
   run_parallel(threads, [&](int tid, int nt) {
     int64_t n0, n1;
     split_range(s.N, tid, nt, &n0, &n1);
-    for (int64_t n = n0; n < n1; ++n)
-      for (int64_t pq = 0; pq < PQ; ++pq)  // K streams read in step, one row written
-        for (int64_t kk = 0; kk < s.K; ++kk) dyt[(n * PQ + pq) * s.K + kk] = grad_out[(n * s.K + kk) * PQ + pq];
+    for (int64_t n = n0; n < n1; ++n) transpose(dyt + n * PQ * s.K, grad_out + n * s.K * PQ, s.K, PQ);
     team_barrier(nt);
     int64_t i0, i1;
     split_range(items, tid, nt, &i0, &i1);
     // Images outside, items inside: an image's dyt rows stay in cache over this thread's items
     // (item after item over all images ran 10x slower on 32x32 planes); each item still sums the
     // images in order.
-    for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t n = 0; n < s.N; ++n) {
+      PlaneCache x{padded ? scratch + tid * plane : nullptr};
       for (int64_t item = i0; item < i1; ++item) {
         const int64_t c = item / k_blocks, k0 = item % k_blocks * k.width, kb = std::min<int64_t>(k.width, s.K - k0);
-        const float* x = padded_plane(padded ? scratch + tid * plane : nullptr, input + (n * s.C + c) * HW, s, t, k);
-        k.weight_channel(dwt + c * RS * s.K + k0, x, dyt + n * PQ * s.K + k0, s.K, kb, n > 0, t);
+        k.weight_channel(dwt + c * RS * s.K + k0, x.get(input, n, c, s, t, k), dyt + n * PQ * s.K + k0, s.K, kb,
+                         n > 0, t);
       }
+    }
   });
-  for (int64_t kk = 0; kk < s.K; ++kk)
-    for (int64_t j = 0; j < CRS; ++j) grad_weight[kk * CRS + j] = dwt[j * s.K + kk];
+  transpose(grad_weight, dwt, CRS, s.K);
 }
 
 // Whether the weight gradient can run as dot products along the rows of the (padded) input
-// planes, read in place (ConvKernels::weight_row_dots): a direct-path shape (few input channels)
-// with a 3- or 5-wide kernel, stride 1 and no dilation along W, rows filling >= 3/4 of the
-// lanes, at most 8 output channels, and every image's padded planes within 64 MiB. For few
-// output channels (LeNet's first layer: 6, 1.4x faster than the dot tiles); with 32 (CIFAR's
-// first layer) the dot tiles over im2col's columns measured 2.5x faster.
+// planes, read in place (ConvKernels::weight_row_dots): a direct weight-gradient shape with rows
+// filling >= 3/4 of the lanes and at most 8 output channels. For few output channels (LeNet's
+// first layer: 6, 1.4x faster than the dot tiles); with 32 (CIFAR's first layer) the dot tiles
+// over im2col's columns measured 2.5x faster.
 bool row_dots_weight_gradient_fits(const Conv2dShape& s, const ConvKernels& k) {
-  const int64_t padded_floats = s.N * s.C * (s.H + s.pad_top + s.pad_bottom) * (s.W + s.pad_left + s.pad_right);
-  return k.weight_row_dots && use_direct(s.C * s.R * s.S, s) && s.dil_w == 1 && (s.S == 3 || s.S == 5) &&
-         s.K <= 8 && lane_use(s.Q, k.width) >= 0.75 && padded_floats <= (int64_t(16) << 20);
+  return k.weight_row_dots && direct_weight_shape(s) && s.K <= 8 && lane_use(s.Q, k.width) >= 0.75;
 }
 
-// grad_weight by row dots: the images' padded planes first (split over threads), then each work
-// item, an input channel x a kernel row x a block of output channels, runs over the images in
-// order, adding each image's lane sums into its part of grad_weight (one thread per item).
+// grad_weight by row dots: each work item, an input channel x a kernel row x a block of output
+// channels, runs over the images in order, adding each image's lane sums into its part of
+// grad_weight (one thread per item).
 void row_dots_backward_weight(float* grad_weight, const float* grad_out, const float* input, const Conv2dShape& s,
                               const ConvKernels& k) {
-  const int64_t RS = s.R * s.S, CRS = s.C * RS, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t RS = s.R * s.S, CRS = s.C * RS, PQ = s.P * s.Q;
   const ConvTaps t = taps_of(s);
   const bool padded = has_padding(s);
-  const int64_t plane = padded ? (s.H + s.pad_top + s.pad_bottom) * t.Wp : HW;
+  const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
   const int64_t kb_max = k.row_dots_kb, k_blocks = (s.K + kb_max - 1) / kb_max, items = s.C * s.R * k_blocks;
   const int threads = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * CRS), items)));
-  float* planes = padded ? tls_planes.get(s.N * s.C * plane) : nullptr;
-  const float* images = padded ? planes : input;
+  float* scratch = padded ? tls_planes.get(threads * plane) : nullptr;
   run_parallel(threads, [&](int tid, int nt) {
-    if (padded) {
-      int64_t j0, j1;
-      split_range(s.N * s.C, tid, nt, &j0, &j1);
-      for (int64_t j = j0; j < j1; ++j) pad_plane(planes + j * plane, input + j * HW, s, t.Wp, 0, plane / t.Wp, k);
-      team_barrier(nt);
-    }
     int64_t i0, i1;
     split_range(items, tid, nt, &i0, &i1);
     auto part = [&](int64_t item, int64_t* c, int64_t* r, int64_t* k0, int64_t* kb) {
@@ -786,13 +802,15 @@ void row_dots_backward_weight(float* grad_weight, const float* grad_out, const f
     }
     // Images outside, items inside: an image's planes stay in cache over all of this thread's
     // items; each item still sums the images in order.
-    for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t n = 0; n < s.N; ++n) {
+      PlaneCache x{padded ? scratch + tid * plane : nullptr};
       for (int64_t item = i0; item < i1; ++item) {
         int64_t c, r, k0, kb;
         part(item, &c, &r, &k0, &kb);
         k.weight_row_dots(grad_weight + (k0 * s.C + c) * RS + r * s.S, CRS, grad_out + (n * s.K + k0) * PQ, PQ, kb,
-                          images + (n * s.C + c) * plane, r, t);
+                          x.get(input, n, c, s, t, k), r, t);
       }
+    }
   });
 }
 
@@ -986,9 +1004,9 @@ void conv2d_backward(float* grad_input, float* grad_weight, float* grad_bias, co
     return;
   }
   if (grad_weight) {
-    if (!is_pointwise(s) && direct_weight_gradient_fits(s, k))
+    if (direct_weight_gradient_fits(s, k))
       direct_backward_weight(grad_weight, grad_out, input, s, k);
-    else if (!is_pointwise(s) && row_dots_weight_gradient_fits(s, k))
+    else if (row_dots_weight_gradient_fits(s, k))
       row_dots_backward_weight(grad_weight, grad_out, input, s, k);
     else
       weight_backward(grad_weight, grad_out, input, s, k);
