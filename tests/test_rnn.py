@@ -492,6 +492,45 @@ def test_every_isa_and_small_batches_match_reference(isa):
         _C.set_isa(best)
 
 
+@pytest.mark.parametrize("isa", ["avx2", "ref"])
+def test_backward_on_every_isa_matches_the_best(isa):
+    # The backward's per-ISA pieces (the fused passes, the packing of dA into the step product's
+    # tiles, the bias sums) against the best ISA's, whose gradients the finite-difference checks
+    # above prove: hidden sizes that cut the vectors and the tiles, batches of one row to several
+    # row tiles, both directions, variable lengths.
+    best = _C.get_isa()
+    if isa not in fastnn.config()["isa_supported"]:
+        pytest.skip(reason=f"this CPU cannot run {isa}")
+    rng = np.random.default_rng(29)
+
+    def gradients(cell, x, w, h0, c0, lengths, reverse, dy):
+        leaves = [fastnn.tensor(a, requires_grad=True) for a in [x, *w, h0] + ([c0] if c0 is not None else [])]
+        out, h, c = rnn_ops.recurrent(cell, *leaves[:6], leaves[6] if c0 is not None else None,
+                                      lengths=lengths, reverse=reverse)
+        loss = (out * fastnn.tensor(dy)).sum() + (h * h).sum() + ((c * c).sum() if c is not None else 0.0)
+        loss.backward()
+        return [t.grad.numpy() for t in leaves]
+
+    for T, B, I, H in ((4, 1, 3, 20), (3, 5, 7, 37), (3, 13, 5, 17), (2, 40, 8, 65)):
+        for cell in CELLS:
+            G = GATES[cell] * H
+            w = [rng.uniform(-0.4, 0.4, shape).astype(np.float32) for shape in ((G, I), (G, H), (G,), (G,))]
+            x = rng.standard_normal((T, B, I)).astype(np.float32)
+            h0, c0 = rng.standard_normal((2, B, H)).astype(np.float32)
+            c0 = c0 if cell == "lstm" else None
+            dy = rng.standard_normal((T, B, H)).astype(np.float32)
+            lengths = rng.integers(0, T + 1, B) if B > 2 else None
+            for reverse in (False, True):
+                expected = gradients(cell, x, w, h0, c0, lengths, reverse, dy)
+                try:
+                    _C.set_isa(isa)
+                    got = gradients(cell, x, w, h0, c0, lengths, reverse, dy)
+                finally:
+                    _C.set_isa(best)
+                for g, e in zip(got, expected):
+                    np.testing.assert_allclose(g, e, rtol=1e-4, atol=2e-5)
+
+
 def test_recycled_output_buffers_are_not_shared():
     # Large outputs come from a cache of freed buffers: a live result must never be handed out again.
     rng = np.random.default_rng(26)

@@ -13,7 +13,6 @@
 #include "common/denormals.h"
 #include "common/threads.h"
 #include "common/workspace.h"
-#include "cpu/elementwise.h"
 #include "cpu/gemm.h"
 
 namespace fastnn {
@@ -77,14 +76,6 @@ StepGemm make_step_gemm(const GemmKernelInfo& kr, const RnnPointwise& k, int64_t
           M * 4 <= kr.mr ? k.row_product : nullptr, M};
 }
 
-// Rows [0, B) x columns [j0, j1) of src (row stride ld) into the packed A of a StepGemm whose K
-// index of column j is j (ap[(b / mr) * K * mr + j * mr + b % mr]).
-void pack_rows(float* ap, int64_t K, int64_t mr, const float* src, int64_t ld, int64_t b, int64_t j0, int64_t j1) {
-  float* dst = ap + (b / mr) * K * mr + b % mr;
-  const float* row = src + b * ld;
-  for (int64_t j = j0; j < j1; ++j) dst[j * mr] = row[j];
-}
-
 // dst[p * ld_dst + r] = src[r * ld_src + p] for r < rows, p < cols; columns rows..ld_dst of dst
 // are zero-filled. In 8 x 8 blocks, so that both sides stay in a few cache lines; full blocks
 // have constant trip counts, which gcc unrolls into register moves.
@@ -104,6 +95,15 @@ void transpose_block(float* dst, int64_t ld_dst, const float* src, int64_t rows,
     }
     for (int64_t p = p0; p < p1; ++p) std::fill(dst + p * ld_dst + rows, dst + (p + 1) * ld_dst, 0.0f);
   }
+}
+
+// Rows [b0, b1) of one row tile (b0 a multiple of mr) x columns [j0, j1) of src (row stride ld)
+// into the packed A of a StepGemm whose K index of column j is j (ap[(b / mr) * K * mr + j * mr +
+// b % mr]), by the tile's transpose (k.pack_tile). Row by row, each value would be a store into
+// a cache line of its own (measured: 15% of an LSTM's backward).
+void pack_tile(const RnnPointwise& k, float* ap, int64_t K, int64_t mr, const float* src, int64_t ld, int64_t b0,
+               int64_t b1, int64_t j0, int64_t j1) {
+  k.pack_tile(ap + (b0 / mr) * K * mr + j0 * mr, mr, src + b0 * ld + j0, ld, b1 - b0, j1 - j0);
 }
 
 // The barrier between steps. OpenMP's spins for a long time (libgomp: some 10^5 rounds) before
@@ -261,7 +261,8 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   gemm.bp = bp;
   gemm.bias = gru && b_hh ? hidden_bias : nullptr;
   std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
-  for (int64_t b = 0; b < B; ++b) pack_rows(ap[0], H, mr, h0, H, b, 0, H);
+  for (int64_t ir = 0; ir < gemm.n_ir; ++ir)
+    pack_tile(k, ap[0], H, mr, h0, H, ir * mr, std::min(B, ir * mr + mr), 0, H);
 
   const float* proj_bias = nullptr;
   if (gru) {
@@ -298,27 +299,30 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
       float* a_next = ap[(step + 1) % 2];
 
       gemm.run(a_cur, ir0, ir1, u0 * ng, u1 * ng, prod);
-      for (int64_t b = b0; b < b1; ++b) {
-        const bool on = active(lengths, t, b);
-        float* h = h_t + b * H;
-        float* yb = y_t + b * H;
-        const float* hp = h_prev + b * H;
-        for (int64_t u = u0; u < u1; ++u) {
-          const int64_t j0 = u * nr, j1 = std::min(H, j0 + nr);
-          const float* hg = prod + b * gemm.ldc + u * ng * nr - j0;  // hg[q * nr + j]: gate q of unit j
-          if (!on) {  // the state is held, the output is zero
-            copy_cols(h, hp, j0, j1);
-            if (lstm) copy_cols(c_t + b * H, c_prev + b * H, j0, j1);
-            if (yb != h) zero_cols(yb, j0, j1);
-          } else if (lstm) {
-            k.lstm_forward(g_t + b * S, hg, nr, c_t + b * H, h, yb, c_prev + b * H, H, j0, j1);
-          } else if (gru) {
-            k.gru_forward(g_t + b * S, hg, nr, h, yb, hp, H, j0, j1);
-          } else {
-            k.rnn_forward(h, hg, yb, relu, j0, j1);
+      for (int64_t ir = ir0; ir < ir1; ++ir) {
+        const int64_t tb0 = ir * mr, tb1 = std::min(B, tb0 + mr);
+        for (int64_t b = tb0; b < tb1; ++b) {
+          const bool on = active(lengths, t, b);
+          float* h = h_t + b * H;
+          float* yb = y_t + b * H;
+          const float* hp = h_prev + b * H;
+          for (int64_t u = u0; u < u1; ++u) {
+            const int64_t j0 = u * nr, j1 = std::min(H, j0 + nr);
+            const float* hg = prod + b * gemm.ldc + u * ng * nr - j0;  // hg[q * nr + j]: gate q of unit j
+            if (!on) {  // the state is held, the output is zero
+              copy_cols(h, hp, j0, j1);
+              if (lstm) copy_cols(c_t + b * H, c_prev + b * H, j0, j1);
+              if (yb != h) zero_cols(yb, j0, j1);
+            } else if (lstm) {
+              k.lstm_forward(g_t + b * S, hg, nr, c_t + b * H, h, yb, c_prev + b * H, H, j0, j1);
+            } else if (gru) {
+              k.gru_forward(g_t + b * S, hg, nr, h, yb, hp, H, j0, j1);
+            } else {
+              k.rnn_forward(h, hg, yb, relu, j0, j1);
+            }
           }
-          pack_rows(a_next, H, mr, h_t, H, b, j0, j1);
         }
+        pack_tile(k, a_next, H, mr, h_t, H, tb0, tb1, u0 * nr, std::min(H, u1 * nr));
       }
       if (!plan.by_rows) barrier.wait(nt);  // h_t complete (and packed) before any thread's next product
     }
@@ -361,14 +365,22 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
   // Workspace: dA (T*B, G), the pre-activation gradients, and for the GRU dA_h (T*B, G), those of
   // the hidden product; W_hh packed (nu slivers of G x NR); packed dA_h rows (two buffers); the
   // step's product (Mp x ldc). dh0 and dc0 carry the direct part of dh, and dc, from step to step.
+  // the bias gradients' per-row sums (B, G) of dA (and of dA_h); after the loop, the stacked
+  // inputs Z (T*B, W) and the product Z^T dA (W, G) (see below).
+  const int64_t W = I + H, n_sums = gru ? 2 : 1;
   const size_t n_da = round16(TB * G), n_bp = round16(nu * G * nr), n_ap = round16(gemm.Mp * G);
-  const size_t n_c = round16(gemm.Mp * gemm.ldc);
-  float* ws = tls_workspace.get(n_da * (gru ? 2 : 1) + n_bp + 2 * n_ap + n_c);
+  const size_t n_c = round16(gemm.Mp * gemm.ldc), n_rs = round16(B * G), n_z = round16(TB * W);
+  const size_t n_zt = round16(W * G);
+  float* ws = tls_workspace.get(n_da * n_sums + n_bp + 2 * n_ap + n_c + n_rs * n_sums + n_z + n_zt);
   float* da = ws;
   float* dah = gru ? ws + n_da : ws;
-  float* bp = ws + n_da * (gru ? 2 : 1);
+  float* bp = ws + n_da * n_sums;
   float* ap[2] = {bp + n_bp, bp + n_bp + n_ap};
   float* prod = ap[1] + n_ap;
+  float* row_sums = prod + n_c;
+  float* row_sums_h = gru ? row_sums + n_rs : row_sums;
+  float* z = row_sums + n_rs * n_sums;
+  float* zt_da = z + n_z;
   // Sliver u of the packed W_hh: its columns u*NR + [0, NR) over all G rows; each thread packs
   // the slivers of its own units inside the step team, as in the forward.
   auto pack_units = [&](int64_t u0, int64_t u1) {
@@ -384,6 +396,7 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
   gemm.bp = bp;
   std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
   std::fill(prod, prod + n_c, 0.0f);         // no recurrent gradient before the last step
+  std::fill(row_sums, row_sums + n_rs * n_sums, 0.0f);
   float* dh = dh0;
   float* dc = dc0;
 
@@ -406,28 +419,40 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
       float* dah_t = dah + t * B * G;
       float* a_next = ap[step % 2];
 
-      for (int64_t b = b0; b < b1; ++b) {
-        const bool on = active(lengths, t, b);
-        const float* dhg = prod + b * gemm.ldc;  // unit j at j
-        for (int64_t u = u0; u < u1; ++u) {
-          const int64_t j0 = u * nr, j1 = std::min(H, j0 + nr);
-          if (!on) {  // dh and dc pass through; no gate gradient
-            float* d = dh + b * H;
-            for (int64_t j = j0; j < j1; ++j) d[j] += dhg[j];
-            for (int64_t q = 0; q < ng; ++q) {
-              zero_cols(da_t + b * G + q * H, j0, j1);
-              if (gru) zero_cols(dah_t + b * G + q * H, j0, j1);
+      for (int64_t ir = ir0; ir < ir1; ++ir) {
+        const int64_t tb0 = ir * mr, tb1 = std::min(B, tb0 + mr);
+        for (int64_t b = tb0; b < tb1; ++b) {
+          const bool on = active(lengths, t, b);
+          const float* dhg = prod + b * gemm.ldc;  // unit j at j
+          for (int64_t u = u0; u < u1; ++u) {
+            const int64_t j0 = u * nr, j1 = std::min(H, j0 + nr);
+            if (!on) {  // dh and dc pass through; no gate gradient
+              float* d = dh + b * H;
+              for (int64_t j = j0; j < j1; ++j) d[j] += dhg[j];
+              for (int64_t q = 0; q < ng; ++q) {
+                zero_cols(da_t + b * G + q * H, j0, j1);
+                if (gru) zero_cols(dah_t + b * G + q * H, j0, j1);
+              }
+            } else if (lstm) {
+              k.lstm_backward(da_t + b * G, dh + b * H, dhg, dc + b * H, dy_t + b * H, g_t + b * S, cs + t * BH + b * H,
+                              c_prev + b * H, H, j0, j1);
+            } else if (gru) {
+              k.gru_backward(da_t + b * G, dah_t + b * G, dh + b * H, dhg, dy_t + b * H, g_t + b * S, h_prev + b * H, H,
+                             j0, j1);
+            } else {
+              k.rnn_backward(da_t + b * G, dh + b * H, dhg, dy_t + b * H, hs + t * BH + b * H, relu, j0, j1);
             }
-          } else if (lstm) {
-            k.lstm_backward(da_t + b * G, dh + b * H, dhg, dc + b * H, dy_t + b * H, g_t + b * S, cs + t * BH + b * H,
-                            c_prev + b * H, H, j0, j1);
-          } else if (gru) {
-            k.gru_backward(da_t + b * G, dah_t + b * G, dh + b * H, dhg, dy_t + b * H, g_t + b * S, h_prev + b * H, H,
-                           j0, j1);
-          } else {
-            k.rnn_backward(da_t + b * G, dh + b * H, dhg, dy_t + b * H, hs + t * BH + b * H, relu, j0, j1);
           }
-          for (int64_t q = 0; q < ng; ++q) pack_rows(a_next + q * H * mr, G, mr, dah_t + q * H, G, b, j0, j1);
+        }
+        // Each row's sums of its own dA over the steps: every value has one owner, whatever the
+        // split, so the bias gradients do not depend on the thread count.
+        for (int64_t q = 0; q < ng; ++q) {
+          const int64_t j0 = q * H + u0 * nr, j1 = q * H + std::min(H, u1 * nr);
+          for (int64_t b = tb0; b < tb1; ++b) {
+            k.accumulate(row_sums + b * G + j0, da_t + b * G + j0, j1 - j0);
+            if (gru) k.accumulate(row_sums_h + b * G + j0, dah_t + b * G + j0, j1 - j0);
+          }
+          pack_tile(k, a_next, G, mr, dah_t, G, tb0, tb1, j0, j1);
         }
       }
       if (!plan.by_rows) barrier.wait(nt);  // dA_h complete (and packed) before any thread's product
@@ -437,21 +462,41 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
       for (int64_t j = u0 * nr; j < std::min(H, u1 * nr); ++j) dh[b * H + j] += prod[b * gemm.ldc + j];
   });
 
-  // Weight gradients over the whole sequence, each one GEMM (the first step's h_prev is h0).
   if (dx) sgemm(false, false, TB, I, G, 1.0f, da, G, w_ih, I, 0.0f, dx, I);
-  sgemm(true, false, G, I, TB, 1.0f, da, G, x, I, 0.0f, dw_ih, I);
-  const int64_t first_t = reverse ? T - 1 : 0;
-  const float* dah_rest = reverse ? dah : dah + B * G;  // steps whose h_prev is a stored state
-  const float* h_rest = reverse ? hs + BH : hs;
-  sgemm(true, false, G, H, (T - 1) * B, 1.0f, dah_rest, G, h_rest, H, 0.0f, dw_hh, H);
-  sgemm(true, false, G, H, B, 1.0f, dah + first_t * B * G, G, h0, H, 1.0f, dw_hh, H);
-  if (db_ih) linear_epilogue_backward(nullptr, 0, db_ih, da, G, nullptr, 0, TB, G);
-  if (db_hh) {
-    if (gru || !db_ih)
-      linear_epilogue_backward(nullptr, 0, db_hh, dah, G, nullptr, 0, TB, G);
-    else
-      std::memcpy(db_hh, db_ih, sizeof(float) * static_cast<size_t>(G));
+
+  // Weight gradients over the whole sequence, one GEMM per pre-activation gradient. Row t*B+b of
+  // Z is that step's inputs [x | h_prev] (h_prev: the state the step started from, h0 at the
+  // forward's first step), so Z^T dA holds dW_ih^T, then dW_hh^T: one pass over dA, which is the
+  // largest operand (G = 4H columns for the LSTM) and which each GEMM packs anew. The GRU's
+  // hidden product has a gradient of its own, dA_h, which takes the columns h_prev of Z in a
+  // second GEMM.
+  run_parallel(threads_for_work(static_cast<double>(TB * W)), [&](int tid, int nt) {
+    int64_t r0, r1;
+    split_range(TB, tid, nt, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t t = r / B, b = r % B;
+      const bool first = reverse ? t == T - 1 : t == 0;
+      const float* h_prev = first ? h0 + b * H : hs + (reverse ? t + 1 : t - 1) * BH + b * H;
+      std::memcpy(z + r * W, x + r * I, sizeof(float) * static_cast<size_t>(I));
+      std::memcpy(z + r * W + I, h_prev, sizeof(float) * static_cast<size_t>(H));
+    }
+  });
+  if (gru) {
+    sgemm(true, false, I, G, TB, 1.0f, z, W, da, G, 0.0f, zt_da, G);
+    sgemm(true, false, H, G, TB, 1.0f, z + I, W, dah, G, 0.0f, zt_da + I * G, G);
+  } else {
+    sgemm(true, false, W, G, TB, 1.0f, z, W, da, G, 0.0f, zt_da, G);
   }
+  transpose_block(dw_ih, I, zt_da, I, G, G);
+  transpose_block(dw_hh, H, zt_da + I * G, H, G, G);
+
+  // The bias gradients: the rows' sums, added in row order.
+  auto column_sums = [&](float* db, const float* sums) {
+    std::fill(db, db + G, 0.0f);
+    for (int64_t b = 0; b < B; ++b) k.accumulate(db, sums + b * G, G);
+  };
+  if (db_ih) column_sums(db_ih, row_sums);
+  if (db_hh) column_sums(db_hh, row_sums_h);  // LSTM, RNN: both biases meet dA
 }
 
 }  // namespace fastnn

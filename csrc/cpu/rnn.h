@@ -19,9 +19,10 @@
 // update, output, and the values the backward needs (the gate activations, c_t; GRU also
 // W_hn h + b_hn). Backward: per step one fused pass turns dh, dc and the saved gates into the
 // pre-activation gradients dA (B, G) and the direct part of dh_{t-1}, then one product
-// dA (B, G) x W_hh (G, H) gives the recurrent part. After the loop, the weight gradients are
-// large GEMMs over the whole sequence: dW_ih = dA^T X (G x T*B x I), dW_hh = dA_h^T H_prev,
-// dX = dA W_ih; the bias gradients are column sums of dA.
+// dA (B, G) x W_hh (G, H) gives the recurrent part; the same pass adds dA_t into per-row sums
+// (the bias gradients, summed over the rows at the end). After the loop, the weight gradients
+// are large GEMMs over the whole sequence: [dW_ih | dW_hh]^T = [X | H_prev]^T dA, one GEMM
+// for the LSTM and the RNN (dA_h = dA), two for the GRU; and dX = dA W_ih.
 //
 // The per-step products run on sgemm's micro-kernels (gemm.h) under a driver of their own:
 // W_hh is packed once per call into NR-wide slivers over the whole K, its columns grouped in
@@ -125,6 +126,11 @@ struct RnnPointwise {
   // sum_p a[p * a_stride] b[p * nr + j]. For batches too small for the micro-kernel's tile.
   void (*row_product)(float* c, const float* a, int64_t a_stride, const float* b, int64_t K, int64_t nr,
                       const float* bias);
+  // A tile of rows transposed into the product's packed A: dst[j * mr + i] = src[i * ld + j] for
+  // i < rows, j < cols, and zero for rows <= i < mr.
+  void (*pack_tile)(float* dst, int64_t mr, const float* src, int64_t ld, int64_t rows, int64_t cols);
+  // acc[i] += x[i] for i < n.
+  void (*accumulate)(float* acc, const float* x, int64_t n);
 };
 const RnnPointwise& rnn_pointwise_ref();
 const RnnPointwise& rnn_pointwise_avx2();
