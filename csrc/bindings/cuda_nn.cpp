@@ -189,8 +189,7 @@ Array max_pool_backward_py(const Array& dy, const Array& indices, const Pair& in
   if (indices.dtype != Dtype::int64 || indices.shape != dy.shape)
     raise_value(std::string(fn) + ": argument 'indices' must be int64 of shape " + shape_text(dy.shape));
   check_same_device(dy, indices, fn, "grad_output", "indices");
-  if (input_size[0] < 1 || input_size[1] < 1)
-    raise_value(std::string(fn) + ": argument 'input_size' must be positive");
+  check_input_size(input_size, fn);
   cuda::PoolShape s{dy.shape[0] * dy.shape[1], input_size[0], input_size[1], dy.shape[2], dy.shape[3],
                     0, 0, 0, 0, 0, 0, 0, 0};
   Array dx = empty({dy.shape[0], dy.shape[1], input_size[0], input_size[1]}, Dtype::float32, dy.device, fn);
@@ -199,22 +198,10 @@ Array max_pool_backward_py(const Array& dy, const Array& indices, const Pair& in
   return dx;
 }
 
-void check_divisor(int64_t divisor_override, const char* fn) {
-  if (divisor_override < 0)
-    raise_value(std::string(fn) + ": argument 'divisor_override' must be positive (or 0 for none), got " +
-                std::to_string(divisor_override));
-}
-
-void check_input_size(const Pair& input_size, const char* fn) {
-  if (input_size[0] < 1 || input_size[1] < 1)
-    raise_value(std::string(fn) + ": argument 'input_size' must be (H, W) with H, W >= 1, got (" +
-                std::to_string(input_size[0]) + ", " + std::to_string(input_size[1]) + ")");
-}
-
 Array avg_pool_forward_py(const Array& x, const Pair& kernel, const Pair& stride, const Pair& padding, bool ceil_mode,
                          bool count_include_pad, int64_t divisor_override) {
   constexpr const char* fn = "cuda.avg_pool2d_forward";
-  check_divisor(divisor_override, fn);
+  check_divisor_override(divisor_override, fn);
   const cuda::PoolShape s = pool_shape(x, kernel, stride, padding, {1, 1}, ceil_mode, fn);
   Array out = empty({x.shape[0], x.shape[1], s.OH, s.OW}, Dtype::float32, x.device, fn);
   py::gil_scoped_release release;
@@ -226,7 +213,7 @@ Array avg_pool_backward_py(const Array& dy, const Pair& input_size, const Pair& 
                           const Pair& padding, bool ceil_mode, bool count_include_pad, int64_t divisor_override) {
   constexpr const char* fn = "cuda.avg_pool2d_backward";
   check_nchw(dy, fn, "grad_output");
-  check_divisor(divisor_override, fn);
+  check_divisor_override(divisor_override, fn);
   check_input_size(input_size, fn);
   const int64_t N = dy.shape[0], C = dy.shape[1];
   const cuda::PoolShape s =

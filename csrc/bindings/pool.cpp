@@ -55,6 +55,19 @@ PoolWindows check_pool_windows(const char* fn, int64_t H, int64_t W, const Pair&
   return out;
 }
 
+Pair check_input_size(const Pair& size, const char* fn) {
+  if (size[0] < 1 || size[1] < 1 || size[0] > kMaxSetting || size[1] > kMaxSetting)
+    raise_value(std::string(fn) + ": argument 'input_size' must be (H, W) with 1 <= H, W <= 2**30, got " +
+                pair_str(size));
+  return size;
+}
+
+void check_divisor_override(int64_t divisor_override, const char* fn) {
+  if (divisor_override < 0)
+    raise_value(std::string(fn) + ": argument 'divisor_override' must be positive (or 0 for none), got " +
+                std::to_string(divisor_override));
+}
+
 namespace {
 
 std::string shape4_str(int64_t a, int64_t b, int64_t c, int64_t d) {
@@ -85,12 +98,6 @@ void check_spatial(const Nchw& d, const char* fn, const char* arg, const py::arr
                 shape_str(a));
 }
 
-Pair check_input_size(const Pair& size, const char* fn) {
-  if (size[0] < 1 || size[1] < 1 || size[0] > kMaxSetting || size[1] > kMaxSetting)
-    raise_value(std::string(fn) + ": argument 'input_size' must be (H, W) with 1 <= H, W <= 2**30, got " +
-                pair_str(size));
-  return size;
-}
 
 void check_grad_shape(const py::array& grad, const Nchw& g, int64_t N, int64_t C, int64_t OH, int64_t OW,
                       const char* fn, const char* why) {
@@ -158,9 +165,7 @@ py::array max_pool2d_backward_py(const py::array& grad_output, const py::array& 
 // ---- average ------------------------------------------------------------------------------
 
 AvgPoolOptions avg_options(const char* fn, bool count_include_pad, int64_t divisor_override) {
-  if (divisor_override < 0)
-    raise_value(std::string(fn) + ": argument 'divisor_override' must be positive (or 0 for none), got " +
-                std::to_string(divisor_override));
+  check_divisor_override(divisor_override, fn);
   return {count_include_pad, divisor_override};
 }
 

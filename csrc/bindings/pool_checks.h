@@ -21,4 +21,10 @@ struct PoolWindows {
 PoolWindows check_pool_windows(const char* fn, int64_t H, int64_t W, const Pair& kernel, const Pair& stride,
                                const Pair& padding, const Pair& dilation, bool ceil_mode);
 
+// A backward pass's input_size (H, W): 1 <= H, W <= 2**30. Returns it.
+Pair check_input_size(const Pair& size, const char* fn);
+
+// Average pooling's divisor_override: positive, or 0 for none.
+void check_divisor_override(int64_t divisor_override, const char* fn);
+
 }  // namespace fastnn

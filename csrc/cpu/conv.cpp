@@ -585,8 +585,7 @@ std::atomic<int64_t> g_direct_limit{160};
 // dst (cols, rows) = src (rows, cols) transposed: the direct paths' channels-fastest copies of a
 // weight or an output gradient, and back.
 void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {
-  for (int64_t j = 0; j < cols; ++j)  // rows streams read in step, one row written
-    for (int64_t i = 0; i < rows; ++i) dst[j * rows + i] = src[i * cols + j];
+  transpose_copy(src, cols, rows, cols, dst, rows);
 }
 
 bool use_direct(int64_t reduction, const Conv2dShape& s) {

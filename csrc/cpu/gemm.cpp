@@ -69,24 +69,8 @@ const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N, int64
   return *best;
 }
 
-namespace {
-
-constexpr int kMaxMR = 24, kMaxNR = 64;  // bounds for the edge-tile buffer
-
-thread_local Workspace tls_pack_a, tls_pack_b;
-
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-// The block size at most `block` (a multiple of `multiple`) that cuts `extent` into the fewest,
-// most even blocks: 1024 rows by MC = 240 are 5 x 216, not 4 x 240 + 64 (a thin last block
-// reads the whole B panel for a few tiles).
-int64_t even_block(int64_t extent, int64_t block, int64_t multiple) {
-  const int64_t blocks = (extent + block - 1) / block;
-  return std::min(block, round_up((extent + blocks - 1) / blocks, multiple));
-}
-
-// dst[p * dst_stride + r] = src[r * ld + p] for r < rows, p < len: the transposing
-// copy behind packing a row-major A and a transposed B. SSE 4 x 4 register
+// The transposing copy behind packing a row-major A and a transposed B (and the
+// convolutions' and recurrent layers' transposes, gemm.h). SSE 4 x 4 register
 // transposes turn four strided scalar stores per element into one vector store
 // per four elements.
 void transpose_copy(const float* src, int64_t ld, int64_t rows, int64_t len, float* dst, int64_t dst_stride) {
@@ -123,6 +107,22 @@ void transpose_copy(const float* src, int64_t ld, int64_t rows, int64_t len, flo
   for (; r < rows; ++r)
     for (int64_t p = 0; p < len; ++p) dst[p * dst_stride + r] = src[r * ld + p];
 #endif
+}
+
+namespace {
+
+constexpr int kMaxMR = 24, kMaxNR = 64;  // bounds for the edge-tile buffer
+
+thread_local Workspace tls_pack_a, tls_pack_b;
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// The block size at most `block` (a multiple of `multiple`) that cuts `extent` into the fewest,
+// most even blocks: 1024 rows by MC = 240 are 5 x 216, not 4 x 240 + 64 (a thin last block
+// reads the whole B panel for a few tiles).
+int64_t even_block(int64_t extent, int64_t block, int64_t multiple) {
+  const int64_t blocks = (extent + block - 1) / block;
+  return std::min(block, round_up((extent + blocks - 1) / blocks, multiple));
 }
 
 // dst[p * W + i] = src[p * ld + i] for p < kc, i < W: the packing of a full sliver from rows
@@ -253,7 +253,7 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   const bool b_in_place = !trans_b && M <= 4 * mr;
   // Even K blocks: 784 is 4 x 196, not 256 + 256 + 256 + 16 (a thin last block is
   // all overhead: each tile's C is loaded and stored once per block).
-  const int64_t KC = (K + (K + kr.kc - 1) / kr.kc - 1) / ((K + kr.kc - 1) / kr.kc);
+  const int64_t KC = even_block(K, kr.kc, 1);
 
   const int64_t kc_max = std::min(K, KC);
   const int threads = threads_for_work(static_cast<double>(M) * N * K);

@@ -71,6 +71,10 @@ const GemmKernelInfo& gemm_kernel_for(Isa isa);  // the general row
 // gates of a recurrent step's product: ng blocks of H units).
 const GemmKernelInfo& gemm_kernel_for_shape(Isa isa, int64_t M, int64_t N, int64_t blocks = 1);
 
+// dst[p * dst_stride + r] = src[r * ld + p] for r < rows, p < len: a transposing copy (rows of
+// src become columns of dst), by 4 x 4 register transposes.
+void transpose_copy(const float* src, int64_t ld, int64_t rows, int64_t len, float* dst, int64_t dst_stride);
+
 // Machine peak by the active ISA's FMA loop, run on `threads` threads at once.
 double measure_fma_peak_gflops(int threads, double seconds);
 

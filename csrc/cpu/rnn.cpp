@@ -76,34 +76,13 @@ StepGemm make_step_gemm(const GemmKernelInfo& kr, const RnnPointwise& k, int64_t
           M * 4 <= kr.mr ? k.row_product : nullptr, M};
 }
 
-// dst[p * ld_dst + r] = src[r * ld_src + p] for r < rows, p < cols; columns rows..ld_dst of dst
-// are zero-filled. In 8 x 8 blocks, so that both sides stay in a few cache lines; full blocks
-// have constant trip counts, which gcc unrolls into register moves.
-void transpose_block(float* dst, int64_t ld_dst, const float* src, int64_t rows, int64_t ld_src, int64_t cols) {
-  constexpr int64_t kb = 8;
-  for (int64_t p0 = 0; p0 < cols; p0 += kb) {
-    const int64_t p1 = std::min(cols, p0 + kb);
-    for (int64_t r0 = 0; r0 < rows; r0 += kb) {
-      const int64_t r1 = std::min(rows, r0 + kb);
-      if (p1 - p0 == kb && r1 - r0 == kb) {
-        for (int64_t p = 0; p < kb; ++p)
-          for (int64_t r = 0; r < kb; ++r) dst[(p0 + p) * ld_dst + r0 + r] = src[(r0 + r) * ld_src + p0 + p];
-      } else {
-        for (int64_t p = p0; p < p1; ++p)
-          for (int64_t r = r0; r < r1; ++r) dst[p * ld_dst + r] = src[r * ld_src + p];
-      }
-    }
-    for (int64_t p = p0; p < p1; ++p) std::fill(dst + p * ld_dst + rows, dst + (p + 1) * ld_dst, 0.0f);
-  }
-}
-
 // Rows [b0, b1) of one row tile (b0 a multiple of mr) x columns [j0, j1) of src (row stride ld)
 // into the packed A of a StepGemm whose K index of column j is j (ap[(b / mr) * K * mr + j * mr +
-// b % mr]), by the tile's transpose (k.pack_tile). Row by row, each value would be a store into
-// a cache line of its own (measured: 15% of an LSTM's backward).
-void pack_tile(const RnnPointwise& k, float* ap, int64_t K, int64_t mr, const float* src, int64_t ld, int64_t b0,
-               int64_t b1, int64_t j0, int64_t j1) {
-  k.pack_tile(ap + (b0 / mr) * K * mr + j0 * mr, mr, src + b0 * ld + j0, ld, b1 - b0, j1 - j0);
+// b % mr]), by register transposes; the tile's rows past B stay as they are (zero). Row by row,
+// each value would be a store into a cache line of its own (measured: 15% of an LSTM's backward).
+void pack_tile(float* ap, int64_t K, int64_t mr, const float* src, int64_t ld, int64_t b0, int64_t b1, int64_t j0,
+               int64_t j1) {
+  transpose_copy(src + b0 * ld + j0, ld, b1 - b0, j1 - j0, ap + (b0 / mr) * K * mr + j0 * mr, mr);
 }
 
 // The barrier between steps. OpenMP's spins for a long time (libgomp: some 10^5 rounds) before
@@ -253,7 +232,9 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
     for (int64_t u = u0; u < u1; ++u)
       for (int64_t q = 0; q < ng; ++q) {
         const int64_t j0 = u * nr, cols = std::min(nr, H - j0);
-        transpose_block(bp + (u * ng + q) * H * nr, nr, w_hh + (q * H + j0) * H, cols, H, H);
+        float* sliver = bp + (u * ng + q) * H * nr;
+        transpose_copy(w_hh + (q * H + j0) * H, H, cols, H, sliver, nr);
+        for (int64_t p = 0; p < H; ++p) std::fill(sliver + p * nr + cols, sliver + (p + 1) * nr, 0.0f);
         for (int64_t jj = 0; jj < nr; ++jj)
           if (gru) hidden_bias[(u * ng + q) * nr + jj] = (jj < cols && b_hh) ? b_hh[q * H + j0 + jj] : 0.0f;
       }
@@ -262,7 +243,7 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   gemm.bias = gru && b_hh ? hidden_bias : nullptr;
   std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
   for (int64_t ir = 0; ir < gemm.n_ir; ++ir)
-    pack_tile(k, ap[0], H, mr, h0, H, ir * mr, std::min(B, ir * mr + mr), 0, H);
+    pack_tile(ap[0], H, mr, h0, H, ir * mr, std::min(B, ir * mr + mr), 0, H);
 
   const float* proj_bias = nullptr;
   if (gru) {
@@ -322,7 +303,7 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
             }
           }
         }
-        pack_tile(k, a_next, H, mr, h_t, H, tb0, tb1, u0 * nr, std::min(H, u1 * nr));
+        pack_tile(a_next, H, mr, h_t, H, tb0, tb1, u0 * nr, std::min(H, u1 * nr));
       }
       if (!plan.by_rows) barrier.wait(nt);  // h_t complete (and packed) before any thread's next product
     }
@@ -452,7 +433,7 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
             k.accumulate(row_sums + b * G + j0, da_t + b * G + j0, j1 - j0);
             if (gru) k.accumulate(row_sums_h + b * G + j0, dah_t + b * G + j0, j1 - j0);
           }
-          pack_tile(k, a_next, G, mr, dah_t, G, tb0, tb1, j0, j1);
+          pack_tile(a_next, G, mr, dah_t, G, tb0, tb1, j0, j1);
         }
       }
       if (!plan.by_rows) barrier.wait(nt);  // dA_h complete (and packed) before any thread's product
@@ -487,8 +468,8 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
   } else {
     sgemm(true, false, W, G, TB, 1.0f, z, W, da, G, 0.0f, zt_da, G);
   }
-  transpose_block(dw_ih, I, zt_da, I, G, G);
-  transpose_block(dw_hh, H, zt_da + I * G, H, G, G);
+  transpose_copy(zt_da, G, I, G, dw_ih, I);
+  transpose_copy(zt_da + I * G, G, H, G, dw_hh, H);
 
   // The bias gradients: the rows' sums, added in row order.
   auto column_sums = [&](float* db, const float* sums) {

@@ -126,9 +126,6 @@ struct RnnPointwise {
   // sum_p a[p * a_stride] b[p * nr + j]. For batches too small for the micro-kernel's tile.
   void (*row_product)(float* c, const float* a, int64_t a_stride, const float* b, int64_t K, int64_t nr,
                       const float* bias);
-  // A tile of rows transposed into the product's packed A: dst[j * mr + i] = src[i * ld + j] for
-  // i < rows, j < cols, and zero for rows <= i < mr.
-  void (*pack_tile)(float* dst, int64_t mr, const float* src, int64_t ld, int64_t rows, int64_t cols);
   // acc[i] += x[i] for i < n.
   void (*accumulate)(float* acc, const float* x, int64_t n);
 };

@@ -272,60 +272,12 @@ void row_product(float* c, const float* a, int64_t a_stride, const float* b, int
   }
 }
 
-// ---- packing a tile of rows for the per-step product -----------------------------------------
-// dst[j * mr + i] = src[i * ld + j] for i < rows, j < cols; zeros for rows <= i < mr. This is
-// the micro-kernel's packed A (mr-tall slivers) made from the rows a fused pass just wrote, a
-// transpose in 8 x 8 blocks held in registers: load 8 rows of 8 columns, three rounds of
-// two-source shuffles (pairs of floats, pairs of pairs, halves), store 8 columns of 8 rows.
-using Vec8 = GenericVec<8>::type;
-
-inline void transpose8x8(Vec8* r) {
-  Vec8 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-  }
-  for (int i = 0; i < 8; i += 4)
-    for (int h = 0; h < 2; ++h) {
-      u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + 2 + h], 0, 1, 8, 9, 4, 5, 12, 13);
-      u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + 2 + h], 2, 3, 10, 11, 6, 7, 14, 15);
-    }
-  for (int c = 0; c < 4; ++c) {  // u[c] holds columns c and c + 4 of rows 0-3, u[c + 4] of rows 4-7
-    r[c] = __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    r[c + 4] = __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-  }
-}
-
-void pack_tile(float* dst, int64_t mr, const float* src, int64_t ld, int64_t rows, int64_t cols) {
-  int64_t j = 0;
-  for (; j + 8 <= cols; j += 8)
-    for (int64_t i0 = 0; i0 < mr; i0 += 8) {
-      Vec8 r[8];
-      for (int i = 0; i < 8; ++i) {
-        r[i] = Vec8{};
-        if (i0 + i < rows) load_vec(r[i], src + (i0 + i) * ld + j);
-      }
-      transpose8x8(r);
-      const int64_t n = mr - i0 < 8 ? mr - i0 : 8;
-      for (int c = 0; c < 8; ++c) {
-        float* d = dst + (j + c) * mr + i0;
-        if (n == 8)
-          std::memcpy(d, &r[c], sizeof r[c]);
-        else
-          for (int64_t e = 0; e < n; ++e) d[e] = r[c][e];
-      }
-    }
-  for (; j < cols; ++j)
-    for (int64_t i = 0; i < mr; ++i) dst[j * mr + i] = i < rows ? src[i * ld + j] : 0.0f;
-}
-
 void accumulate(float* __restrict acc, const float* __restrict x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] += x[i];
 }
 
 constexpr RnnPointwise kRnnPointwise = {lstm_forward_row,  gru_forward_row,  rnn_forward_row, lstm_backward_row,
-                                        gru_backward_row, rnn_backward_row, row_product, pack_tile,
-                                        accumulate};
+                                        gru_backward_row, rnn_backward_row, row_product, accumulate};
 
 }  // namespace
 }  // namespace fastnn

@@ -53,8 +53,7 @@ __global__ void adam_kernel(ParamTable table, AdamSettings s, const float* step,
   GRID_STRIDE(i, t.n) {
     float pi = p[i];
     if (s.decoupled) pi = pi * s.decay_factor;
-    float gi = sign * g[i];
-    if (l2 != 0.0f) gi = gi + l2 * pi;
+    const float gi = l2_gradient(g[i], pi, sign, l2);
     const float mi = m[i] + s.one_minus_beta1 * (gi - m[i]);
     const float vi = s.beta2 * v[i] + s.one_minus_beta2 * (gi * gi);
     m[i] = mi;
