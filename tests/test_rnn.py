@@ -462,6 +462,37 @@ def test_results_do_not_depend_on_thread_count_and_match_the_portable_build():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_rows_split_between_threads_give_the_one_thread_results(cell):
+    # Two threads split the batch rows evenly, so their row tiles end in short tiles of any height
+    # (13 rows: 7 and 6; 25: 12 + 1 and 12; 62: 12 + 12 + 7 on each side); 5 rows and H = 256 share
+    # the units instead. The work is sized so the step team has two threads. Every element must
+    # be the same FMA chain as on one thread, in the forward and in every gradient.
+    rng = np.random.default_rng(31)
+    H = 160 if GATES[cell] > 1 else 320
+    for T, B, I, hidden in ((3, 13, 8, H), (2, 25, 8, H), (2, 62, 5, H), (2, 5, 8, 256 if GATES[cell] > 1 else 512)):
+        G = GATES[cell] * hidden
+        w = [rng.uniform(-0.2, 0.2, shape).astype(np.float32) for shape in ((G, I), (G, hidden), (G,), (G,))]
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        h0, c0 = rng.standard_normal((2, B, hidden)).astype(np.float32)
+        c0 = c0 if cell == "lstm" else None
+        dy = rng.standard_normal((T, B, hidden)).astype(np.float32)
+        for reverse in (False, True):
+            def run():
+                leaves = [fastnn.tensor(a, requires_grad=True) for a in [x, *w, h0] + ([c0] if c0 is not None else [])]
+                out, h, c = rnn_ops.recurrent(cell, *leaves[:6], leaves[6] if c0 is not None else None,
+                                              reverse=reverse)
+                ((out * fastnn.tensor(dy)).sum() + (h * h).sum()).backward()
+                return [out.detach().numpy(), h.detach().numpy()] + [t.grad.numpy() for t in leaves]
+
+            with fastnn.threads(1):
+                one = run()
+            with fastnn.threads(2):
+                two = run()
+            for a, b in zip(one, two):
+                np.testing.assert_array_equal(a, b, err_msg=f"T={T} B={B} H={hidden} reverse={reverse}")
+
+
 @pytest.mark.parametrize("isa", ["best", "avx2", "ref"])
 def test_every_isa_and_small_batches_match_reference(isa):
     # Batches of 1 and 2 rows take the row-by-row product, 5 rows the micro-kernel's tiles.

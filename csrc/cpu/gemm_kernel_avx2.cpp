@@ -51,9 +51,10 @@ double fma_loop_avx2(int64_t iters) {
 
 GemmKernelTable gemm_kernels_avx2() {
   //                                      MR  NR   MC   KC    NC
-  static const GemmKernelInfo rows[] = {{Isa::avx2, 6, 16, 144, 256, 4080, ukernel_avx2_6x16, fma_loop_avx2},
-                                        {Isa::avx2, 4, 24, 144, 192, 4080, ukernel_avx2_4x24, nullptr},
-                                        {Isa::avx2, 12, 8, 144, 256, 4080, ukernel_avx2_12x8, nullptr}};
+  static const GemmKernelInfo rows[] = {
+      {Isa::avx2, 6, 16, 144, 256, 4080, ukernel_avx2_6x16, fma_loop_avx2, simd_row_kernels<Avx2, 6, 2>()},
+      {Isa::avx2, 4, 24, 144, 192, 4080, ukernel_avx2_4x24, nullptr, simd_row_kernels<Avx2, 4, 3>()},
+      {Isa::avx2, 12, 8, 144, 256, 4080, ukernel_avx2_12x8, nullptr, simd_row_kernels<Avx2, 12, 1>()}};
   return {rows, 3};
 }
 

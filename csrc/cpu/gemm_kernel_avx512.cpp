@@ -56,10 +56,11 @@ double fma_loop_avx512(int64_t iters) {
 
 GemmKernelTable gemm_kernels_avx512() {
   //                                        MR  NR   MC   KC    NC
-  static const GemmKernelInfo rows[] = {{Isa::avx512, 12, 32, 240, 192, 3072, ukernel_avx512_12x32, fma_loop_avx512},
-                                        {Isa::avx512, 8, 48, 240, 160, 3072, ukernel_avx512_8x48, nullptr},
-                                        {Isa::avx512, 6, 64, 240, 128, 3072, ukernel_avx512_6x64, nullptr},
-                                        {Isa::avx512, 24, 16, 240, 256, 3072, ukernel_avx512_24x16, nullptr}};
+  static const GemmKernelInfo rows[] = {
+      {Isa::avx512, 12, 32, 240, 192, 3072, ukernel_avx512_12x32, fma_loop_avx512, simd_row_kernels<Avx512, 12, 2>()},
+      {Isa::avx512, 8, 48, 240, 160, 3072, ukernel_avx512_8x48, nullptr, simd_row_kernels<Avx512, 8, 3>()},
+      {Isa::avx512, 6, 64, 240, 128, 3072, ukernel_avx512_6x64, nullptr, simd_row_kernels<Avx512, 6, 4>()},
+      {Isa::avx512, 24, 16, 240, 256, 3072, ukernel_avx512_24x16, nullptr, simd_row_kernels<Avx512, 24, 1>()}};
   return {rows, 4};
 }
 

@@ -10,15 +10,17 @@ namespace {
 
 constexpr int MR = 4, NR = 8;
 
+// The 4 x 8 tile, or its first M rows (GemmKernelInfo::row_kernels).
+template <int M = MR>
 void ukernel_ref_4x8(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                      const GemmTile& tile) {
   const float alpha = tile.alpha, beta = tile.beta;
-  float acc[MR][NR] = {};
-  for (int64_t p = 0; p < k; ++p, a += MR, b += rs_b)
-    for (int i = 0; i < MR; ++i)
+  float acc[M][NR] = {};
+  for (int64_t p = 0; p < k; ++p, a += M, b += rs_b)
+    for (int i = 0; i < M; ++i)
       for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
 
-  for (int i = 0; i < MR; ++i) {
+  for (int i = 0; i < M; ++i) {
     for (int j = 0; j < NR; ++j) {
       float x = alpha * acc[i][j];
       if (beta != 0.0f) x += beta * c[i * ldc + j];
@@ -45,7 +47,10 @@ double fma_loop_ref(int64_t iters) {
 }  // namespace
 
 GemmKernelTable gemm_kernels_ref() {
-  static const GemmKernelInfo rows[] = {{Isa::ref, MR, NR, 128, 256, 2048, ukernel_ref_4x8, fma_loop_ref}};
+  static const GemmMicroKernel row_kernels[] = {nullptr, ukernel_ref_4x8<1>, ukernel_ref_4x8<2>, ukernel_ref_4x8<3>,
+                                                ukernel_ref_4x8<4>};
+  static const GemmKernelInfo rows[] = {
+      {Isa::ref, MR, NR, 128, 256, 2048, ukernel_ref_4x8<MR>, fma_loop_ref, row_kernels}};
   return {rows, 1};
 }
 

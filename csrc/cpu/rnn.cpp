@@ -34,55 +34,59 @@ thread_local Workspace tls_workspace;
 size_t round16(int64_t n) { return static_cast<size_t>((n + 15) / 16 * 16); }
 
 // ---- the per-step product ---------------------------------------------------------------------
-// C (Mp, ldc) = A (M, K) x B, with B packed once per call into NR-wide slivers over the whole K
-// (sliver s: bp[s * K * nr + p * nr + jj]) and A packed per step into MR-tall slivers
-// (ap[ir * K * mr + p * mr + i], rows past M zero). C is a scratch whose tiles are all full, so
-// the micro-kernel never meets an edge. Columns come in blocks of NR units, `ng` slivers (one
-// per gate) to a block, so the thread that owns a block of units computes all of their gates.
-// K is never blocked: every element of C is one FMA chain over k from zero, whichever register
-// tile computes it, so the results do not depend on the tile, and so not on the thread count
-// (which picks the tile, see plan_steps).
+// C (M, ldc) = A (M, K) x B, with B packed once per call into NR-wide slivers over the whole K
+// (sliver s: bp[s * K * nr + p * nr + jj]) and A packed per step in row tiles: a thread's rows
+// [b0, b1) are cut into tiles of MR rows from b0, the last one shorter, and the tile of rows
+// [tb0, tb1) is packed with as many rows as it has, at ap[tb0 * K + p * (tb1 - tb0) + i]. Each
+// tile is one call of the register kernel cut to its rows (GemmKernelInfo::row_kernels), so
+// rows are split evenly between threads (at B = 64 on two threads, 32 rows each, not 36 and 28
+// in whole tiles of 12) and no tile computes padding. Columns come in blocks of NR units, `ng`
+// slivers (one per gate) to a block, so the thread that owns a block of units computes all of
+// their gates. K is never blocked: every element of C is one FMA chain over k from zero,
+// whichever register tile computes it, so the results do not depend on the tile, and so not on
+// the thread count (which picks the tile and the rows, see plan_steps).
 struct StepGemm {
   const GemmKernelInfo* kr;
-  int64_t mr, nr, K, n_ir, Mp, ldc;
+  int64_t mr, nr, K, ldc;
   const float* bp;
   const float* bias;  // (ldc,) added at the last K block, or null
-  // For M * 4 <= MR (batches of a few rows), row by row instead: the tile would be mostly padding.
+  // For M * 4 <= MR (batches of a few rows), row by row instead: the tile's kernel would run
+  // mostly idle FMA chains.
   RowProduct row_product;
-  int64_t M;
 
-  // The tiles of row tiles [ir0, ir1) x slivers [s0, s1).
-  void run(const float* ap, int64_t ir0, int64_t ir1, int64_t s0, int64_t s1, float* c) const {
-    if (row_product) {
-      for (int64_t s = s0; s < s1; ++s)
-        for (int64_t b = ir0 * mr; b < std::min(M, ir1 * mr); ++b)
-          row_product(c + b * ldc + s * nr, ap + (b / mr) * K * mr + b % mr, mr, bp + s * K * nr, K, nr,
-                      bias ? bias + s * nr : nullptr);
-      return;
-    }
+  // The tiles of rows [b0, b1) x slivers [s0, s1).
+  void run(const float* ap, int64_t b0, int64_t b1, int64_t s0, int64_t s1, float* c) const {
     int nonfinite = 0;  // not checked: NaN propagates as in PyTorch
     GemmTile tile{1.0f, 0.0f, nullptr, nullptr, false, true, &nonfinite};
     for (int64_t s = s0; s < s1; ++s) {
       tile.bias_n = bias ? bias + s * nr : nullptr;
-      for (int64_t ir = ir0; ir < ir1; ++ir)
-        kr->ukernel(K, ap + ir * K * mr, bp + s * K * nr, nr, c + ir * mr * ldc + s * nr, ldc, tile);
+      for (int64_t tb0 = b0; tb0 < b1; tb0 += mr) {
+        const int64_t m = std::min(mr, b1 - tb0);
+        const float* a = ap + tb0 * K;
+        if (row_product) {
+          for (int64_t i = 0; i < m; ++i)
+            row_product(c + (tb0 + i) * ldc + s * nr, a + i, m, bp + s * K * nr, K, nr, tile.bias_n);
+        } else {
+          kr->row_kernels[m](K, a, bp + s * K * nr, nr, c + tb0 * ldc + s * nr, ldc, tile);
+        }
+      }
     }
   }
 };
 
+// Row products are chosen by the general tile's height, as plan_steps chooses its plans, so the
+// choice (and with it the order of the sums) never depends on the thread count.
 StepGemm make_step_gemm(const GemmKernelInfo& kr, const RnnPointwise& k, int64_t M, int64_t K, int64_t n_slivers) {
-  const int64_t n_ir = (M + kr.mr - 1) / kr.mr;
-  return {&kr, kr.mr, kr.nr, K, n_ir, n_ir * kr.mr, n_slivers * kr.nr, nullptr, nullptr,
-          M * 4 <= kr.mr ? k.row_product : nullptr, M};
+  const bool few_rows = M * 4 <= gemm_kernel_for(kr.isa).mr;
+  return {&kr, kr.mr, kr.nr, K, n_slivers * kr.nr, nullptr, nullptr, few_rows ? k.row_product : nullptr};
 }
 
-// Rows [b0, b1) of one row tile (b0 a multiple of mr) x columns [j0, j1) of src (row stride ld)
-// into the packed A of a StepGemm whose K index of column j is j (ap[(b / mr) * K * mr + j * mr +
-// b % mr]), by register transposes; the tile's rows past B stay as they are (zero). Row by row,
-// each value would be a store into a cache line of its own (measured: 15% of an LSTM's backward).
-void pack_tile(float* ap, int64_t K, int64_t mr, const float* src, int64_t ld, int64_t b0, int64_t b1, int64_t j0,
-               int64_t j1) {
-  transpose_copy(src + b0 * ld + j0, ld, b1 - b0, j1 - j0, ap + (b0 / mr) * K * mr + j0 * mr, mr);
+// Columns [j0, j1) of the rows [tb0, tb1) of one row tile of src (row stride ld) into a StepGemm's
+// packed A, whose K index of column j is j, by register transposes. Row by row, each value would
+// be a store into a cache line of its own (measured: 15% of an LSTM's backward).
+void pack_tile(float* ap, int64_t K, const float* src, int64_t ld, int64_t tb0, int64_t tb1, int64_t j0, int64_t j1) {
+  const int64_t m = tb1 - tb0;
+  transpose_copy(src + tb0 * ld + j0, ld, m, j1 - j0, ap + tb0 * K + j0 * m, m);
 }
 
 // The barrier between steps. OpenMP's spins for a long time (libgomp: some 10^5 rounds) before
@@ -121,11 +125,11 @@ class StepBarrier {
   std::atomic<unsigned> generation_{0};
 };
 
-// A thread's rectangle of the steps' work: row tiles [ir0, ir1) x blocks of units [u0, u1). The
+// A thread's rectangle of the steps' work: batch rows [b0, b1) x blocks of units [u0, u1). The
 // team packs W_hh split by units in both plans (pack(u0, u1)); split by rows, every thread then
 // reads every sliver, so all wait for the whole packing.
 struct StepPart {
-  int64_t ir0, ir1, u0, u1, b0, b1;  // b0, b1: the batch rows of the row tiles
+  int64_t b0, b1, u0, u1;
 };
 
 // Per step, enough multiply-adds to make a thread worth a barrier.
@@ -133,11 +137,12 @@ constexpr double kStepWorkPerThread = 1 << 19;
 
 // How the steps' work is shared. By units: every thread takes all rows and its blocks of units,
 // and the threads meet at a barrier after each step (h_t, or dA_t, is made by all of them and
-// read whole by each). By rows: every thread takes its row tiles and all units, and runs the
-// recurrence of its own rows alone: no barrier, and nothing crosses between cores but the
-// packed W_hh. Rows are taken when some register tile gives each thread no more padded work
-// than splitting units would (which also pays the barriers and the traffic), and that tile is
-// then the one with the least padded work per thread.
+// read whole by each). By rows: every thread takes an even share of the rows and all units, and
+// runs the recurrence of its own rows alone: no barrier, and nothing crosses between cores but
+// the packed W_hh. Row tiles are cut to the rows (StepGemm), so the work is padded only in the
+// units, to whole NR blocks. Rows are taken when some register tile gives each thread no more
+// padded work than splitting units would (which also pays the barriers and the traffic), and
+// that tile is then the one with the least padded work per thread.
 struct StepPlan {
   const GemmKernelInfo* kr;
   int threads;
@@ -153,15 +158,12 @@ StepPlan plan_steps(int64_t B, int64_t H, int64_t ng, int64_t G) {
   StepPlan plan{&general, static_cast<int>(std::min<int64_t>(wanted, nu)), false};
   if (plan.threads <= 1 || B * 4 <= general.mr) return plan;  // a few rows: row products over units
   auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
-  const int64_t mp = ceil_div(B, general.mr) * general.mr;
-  double best = static_cast<double>(mp * ceil_div(nu, plan.threads) * ng * general.nr);
+  double best = static_cast<double>(B * ceil_div(nu, plan.threads) * ng * general.nr);
+  const int t = static_cast<int>(std::min<int64_t>(wanted, B));
   const GemmKernelTable table = gemm_kernels_for(active_isa());
   for (int r = 0; r < table.count; ++r) {
     const GemmKernelInfo& kr = table.rows[r];
-    const int64_t n_ir = ceil_div(B, kr.mr);
-    const int t = static_cast<int>(std::min<int64_t>(wanted, n_ir));
-    if (t < 2) continue;
-    const double work = static_cast<double>(ceil_div(n_ir, t) * kr.mr * ng * ceil_div(H, kr.nr) * kr.nr);
+    const double work = static_cast<double>(ceil_div(B, t) * ng * ceil_div(H, kr.nr) * kr.nr);
     if (plan.by_rows ? work < best : work <= best * 1.1) {  // ties keep the earlier (general) tile
       plan = {&kr, t, true};
       best = work;
@@ -173,15 +175,13 @@ StepPlan plan_steps(int64_t B, int64_t H, int64_t ng, int64_t G) {
 template <class Pack>
 StepPart step_part(const StepPlan& plan, int64_t B, int64_t nu, int tid, int nt, StepBarrier& barrier,
                    const Pack& pack) {
-  const int64_t mr = plan.kr->mr, n_ir = (B + mr - 1) / mr;
-  StepPart part{0, n_ir, 0, nu, 0, B};
+  StepPart part{0, B, 0, nu};
   split_range(nu, tid, nt, &part.u0, &part.u1);
   pack(part.u0, part.u1);
   if (plan.by_rows) {
     barrier.wait(nt);
     part.u0 = 0, part.u1 = nu;
-    split_range(n_ir, tid, nt, &part.ir0, &part.ir1);
-    part.b0 = std::min(B, part.ir0 * mr), part.b1 = std::min(B, part.ir1 * mr);
+    split_range(B, tid, nt, &part.b0, &part.b1);
   }
   return part;
 }
@@ -216,9 +216,9 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   const int64_t nr = kr.nr, mr = kr.mr, nu = (H + nr - 1) / nr;
   StepGemm gemm = make_step_gemm(kr, k, B, H, nu * ng);
 
-  // Workspace: W_hh packed (nu * ng slivers of H x NR), packed h (two buffers, Mp x H each), the
-  // step's product (Mp x ldc), GRU's b_hh in the product's layout (ldc), the projection bias (G).
-  const size_t n_bp = round16(nu * ng * H * nr), n_ap = round16(gemm.Mp * H), n_c = round16(gemm.Mp * gemm.ldc);
+  // Workspace: W_hh packed (nu * ng slivers of H x NR), packed h (two buffers, B x H each), the
+  // step's product (B x ldc), GRU's b_hh in the product's layout (ldc), the projection bias (G).
+  const size_t n_bp = round16(nu * ng * H * nr), n_ap = round16(B * H), n_c = round16(B * gemm.ldc);
   float* ws = tls_workspace.get(n_bp + 2 * n_ap + n_c + round16(gemm.ldc) + round16(G));
   float* bp = ws;
   float* ap[2] = {bp + n_bp, bp + n_bp + n_ap};
@@ -241,9 +241,6 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   };
   gemm.bp = bp;
   gemm.bias = gru && b_hh ? hidden_bias : nullptr;
-  std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
-  for (int64_t ir = 0; ir < gemm.n_ir; ++ir)
-    pack_tile(ap[0], H, mr, h0, H, ir * mr, std::min(B, ir * mr + mr), 0, H);
 
   const float* proj_bias = nullptr;
   if (gru) {
@@ -260,13 +257,16 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
   proj_ep.bias_n = proj_bias;
   sgemm(false, true, T * B, G, I, 1.0f, x, I, w_ih, I, 0.0f, proj, lstm || gru ? S : H, proj_ep);
 
-  // The steps: one team for the whole sequence, each thread owning a rectangle of row tiles x
-  // blocks of units (all their gates; see plan_steps): its tiles of the product, then the fused
-  // pass over its units of its rows, which also packs h_t for the next product; split by units,
-  // one barrier per step.
+  // The steps: one team for the whole sequence, each thread owning a rectangle of rows x blocks
+  // of units (all their gates; see plan_steps): its tiles of the product, then the fused pass
+  // over its units of its rows, which also packs h_t for the next product; split by units, one
+  // barrier per step. h0 is packed as each h_t is, by its part's owner.
   StepBarrier barrier;
   run_parallel(plan.threads, [&](int tid, int nt) {
-    const auto [ir0, ir1, u0, u1, b0, b1] = step_part(plan, B, nu, tid, nt, barrier, pack_units);
+    const auto [b0, b1, u0, u1] = step_part(plan, B, nu, tid, nt, barrier, pack_units);
+    for (int64_t tb0 = b0; tb0 < b1; tb0 += mr)
+      pack_tile(ap[0], H, h0, H, tb0, std::min(b1, tb0 + mr), u0 * nr, std::min(H, u1 * nr));
+    if (!plan.by_rows) barrier.wait(nt);  // all of h0 packed before any thread's first product
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? T - 1 - step : step;
       const int64_t prev = reverse ? t + 1 : t - 1;
@@ -279,9 +279,9 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
       const float* a_cur = ap[step % 2];
       float* a_next = ap[(step + 1) % 2];
 
-      gemm.run(a_cur, ir0, ir1, u0 * ng, u1 * ng, prod);
-      for (int64_t ir = ir0; ir < ir1; ++ir) {
-        const int64_t tb0 = ir * mr, tb1 = std::min(B, tb0 + mr);
+      gemm.run(a_cur, b0, b1, u0 * ng, u1 * ng, prod);
+      for (int64_t tb0 = b0; tb0 < b1; tb0 += mr) {
+        const int64_t tb1 = std::min(b1, tb0 + mr);
         for (int64_t b = tb0; b < tb1; ++b) {
           const bool on = active(lengths, t, b);
           float* h = h_t + b * H;
@@ -303,7 +303,7 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
             }
           }
         }
-        pack_tile(a_next, H, mr, h_t, H, tb0, tb1, u0 * nr, std::min(H, u1 * nr));
+        pack_tile(a_next, H, h_t, H, tb0, tb1, u0 * nr, std::min(H, u1 * nr));
       }
       if (!plan.by_rows) barrier.wait(nt);  // h_t complete (and packed) before any thread's next product
     }
@@ -345,12 +345,12 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
 
   // Workspace: dA (T*B, G), the pre-activation gradients, and for the GRU dA_h (T*B, G), those of
   // the hidden product; W_hh packed (nu slivers of G x NR); packed dA_h rows (two buffers); the
-  // step's product (Mp x ldc). dh0 and dc0 carry the direct part of dh, and dc, from step to step.
+  // step's product (B x ldc). dh0 and dc0 carry the direct part of dh, and dc, from step to step.
   // the bias gradients' per-row sums (B, G) of dA (and of dA_h); after the loop, the stacked
   // inputs Z (T*B, W) and the product Z^T dA (W, G) (see below).
   const int64_t W = I + H, n_sums = gru ? 2 : 1;
-  const size_t n_da = round16(TB * G), n_bp = round16(nu * G * nr), n_ap = round16(gemm.Mp * G);
-  const size_t n_c = round16(gemm.Mp * gemm.ldc), n_rs = round16(B * G), n_z = round16(TB * W);
+  const size_t n_da = round16(TB * G), n_bp = round16(nu * G * nr), n_ap = round16(B * G);
+  const size_t n_c = round16(B * gemm.ldc), n_rs = round16(B * G), n_z = round16(TB * W);
   const size_t n_zt = round16(W * G);
   float* ws = tls_workspace.get(n_da * n_sums + n_bp + 2 * n_ap + n_c + n_rs * n_sums + n_z + n_zt);
   float* da = ws;
@@ -375,19 +375,18 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
     }
   };
   gemm.bp = bp;
-  std::fill(ap[0], ap[0] + 2 * n_ap, 0.0f);  // rows past B stay zero
   std::fill(prod, prod + n_c, 0.0f);         // no recurrent gradient before the last step
   std::fill(row_sums, row_sums + n_rs * n_sums, 0.0f);
   float* dh = dh0;
   float* dc = dc0;
 
-  // The steps, last first: one team, each thread owning a rectangle of row tiles x blocks of
-  // units (see plan_steps). The fused pass over its units of its rows writes dA_t and packs dA_h
+  // The steps, last first: one team, each thread owning a rectangle of rows x blocks of units
+  // (see plan_steps). The fused pass over its units of its rows writes dA_t and packs dA_h
   // for the product; after a barrier when split by units, each thread computes the product for
   // its own rectangle, which its next fused pass reads.
   StepBarrier barrier;
   run_parallel(plan.threads, [&](int tid, int nt) {
-    const auto [ir0, ir1, u0, u1, b0, b1] = step_part(plan, B, nu, tid, nt, barrier, pack_units);
+    const auto [b0, b1, u0, u1] = step_part(plan, B, nu, tid, nt, barrier, pack_units);
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? step : T - 1 - step;  // the forward's steps, last first
       const int64_t prev = reverse ? t + 1 : t - 1;
@@ -400,8 +399,8 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
       float* dah_t = dah + t * B * G;
       float* a_next = ap[step % 2];
 
-      for (int64_t ir = ir0; ir < ir1; ++ir) {
-        const int64_t tb0 = ir * mr, tb1 = std::min(B, tb0 + mr);
+      for (int64_t tb0 = b0; tb0 < b1; tb0 += mr) {
+        const int64_t tb1 = std::min(b1, tb0 + mr);
         for (int64_t b = tb0; b < tb1; ++b) {
           const bool on = active(lengths, t, b);
           const float* dhg = prod + b * gemm.ldc;  // unit j at j
@@ -433,11 +432,11 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
             k.accumulate(row_sums + b * G + j0, da_t + b * G + j0, j1 - j0);
             if (gru) k.accumulate(row_sums_h + b * G + j0, dah_t + b * G + j0, j1 - j0);
           }
-          pack_tile(a_next, G, mr, dah_t, G, tb0, tb1, j0, j1);
+          pack_tile(a_next, G, dah_t, G, tb0, tb1, j0, j1);
         }
       }
       if (!plan.by_rows) barrier.wait(nt);  // dA_h complete (and packed) before any thread's product
-      gemm.run(a_next, ir0, ir1, u0, u1, prod);  // the recurrent part of dh_{t-1}, for this thread's part
+      gemm.run(a_next, b0, b1, u0, u1, prod);  // the recurrent part of dh_{t-1}, for this thread's part
     }
     for (int64_t b = b0; b < b1; ++b)  // dh0 = direct part + recurrent part
       for (int64_t j = u0 * nr; j < std::min(H, u1 * nr); ++j) dh[b * H + j] += prod[b * gemm.ldc + j];
