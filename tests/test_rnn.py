@@ -466,11 +466,14 @@ def test_results_do_not_depend_on_thread_count_and_match_the_portable_build():
 def test_rows_split_between_threads_give_the_one_thread_results(cell):
     # Two threads split the batch rows evenly, so their row tiles end in short tiles of any height
     # (13 rows: 7 and 6; 25: 12 + 1 and 12; 62: 12 + 12 + 7 on each side); 5 rows and H = 256 share
-    # the units instead. The work is sized so the step team has two threads. Every element must
-    # be the same FMA chain as on one thread, in the forward and in every gradient.
+    # the units instead; H = 32 is one block of units, so only the rows can be split. The work is
+    # sized so the step team has two threads. Every element must be the same FMA chain as on one
+    # thread, in the forward and in every gradient.
     rng = np.random.default_rng(31)
-    H = 160 if GATES[cell] > 1 else 320
-    for T, B, I, hidden in ((3, 13, 8, H), (2, 25, 8, H), (2, 62, 5, H), (2, 5, 8, 256 if GATES[cell] > 1 else 512)):
+    gated = GATES[cell] > 1
+    H = 160 if gated else 320
+    for T, B, I, hidden in ((3, 13, 8, H), (2, 25, 8, H), (2, 62, 5, H), (2, 5, 8, 256 if gated else 512),
+                            (2, 256 if gated else 1024, 4, 32)):
         G = GATES[cell] * hidden
         w = [rng.uniform(-0.2, 0.2, shape).astype(np.float32) for shape in ((G, I), (G, hidden), (G,), (G,))]
         x = rng.standard_normal((T, B, I)).astype(np.float32)

@@ -74,11 +74,12 @@ struct StepGemm {
   }
 };
 
-// Row products are chosen by the general tile's height, as plan_steps chooses its plans, so the
-// choice (and with it the order of the sums) never depends on the thread count.
+// Batches of a few rows take row products: by the general tile's height, not the chosen tile's,
+// so the choice (and with it the order of the sums) never depends on the thread count.
+bool few_rows(int64_t B) { return B * 4 <= gemm_kernel_for(active_isa()).mr; }
+
 StepGemm make_step_gemm(const GemmKernelInfo& kr, const RnnPointwise& k, int64_t M, int64_t K, int64_t n_slivers) {
-  const bool few_rows = M * 4 <= gemm_kernel_for(kr.isa).mr;
-  return {&kr, kr.mr, kr.nr, K, n_slivers * kr.nr, nullptr, nullptr, few_rows ? k.row_product : nullptr};
+  return {&kr, kr.mr, kr.nr, K, n_slivers * kr.nr, nullptr, nullptr, few_rows(M) ? k.row_product : nullptr};
 }
 
 // Columns [j0, j1) of the rows [tb0, tb1) of one row tile of src (row stride ld) into a StepGemm's
@@ -156,10 +157,13 @@ StepPlan plan_steps(int64_t B, int64_t H, int64_t ng, int64_t G) {
   const GemmKernelInfo& general = gemm_kernel_for_shape(active_isa(), B, H, ng);
   const int64_t nu = (H + general.nr - 1) / general.nr;
   StepPlan plan{&general, static_cast<int>(std::min<int64_t>(wanted, nu)), false};
-  if (plan.threads <= 1 || B * 4 <= general.mr) return plan;  // a few rows: row products over units
+  if (wanted <= 1 || few_rows(B)) return plan;  // row products over units
   auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   double best = static_cast<double>(B * ceil_div(nu, plan.threads) * ng * general.nr);
-  const int t = static_cast<int>(std::min<int64_t>(wanted, B));
+  // At least 4 rows a thread: a tile of m rows runs m x (NR / vector width) FMA chains, and
+  // fewer than 8 leave the FMA units waiting on their latency.
+  const int t = static_cast<int>(std::min<int64_t>(wanted, B / 4));
+  if (t < 2) return plan;
   const GemmKernelTable table = gemm_kernels_for(active_isa());
   for (int r = 0; r < table.count; ++r) {
     const GemmKernelInfo& kr = table.rows[r];
