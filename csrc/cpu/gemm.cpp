@@ -13,9 +13,10 @@
 //
 // Threading: one OpenMP team for the whole product (run_parallel), barriers
 // between packing and use. Tall C (M >= threads x MC): each thread takes a band
-// of rows and packs its own A blocks (they stay in its core's L2), sharing only
-// the packed B panel. Otherwise the threads share each A block, pack it together
-// and split its tiles. Every C element is computed by exactly one thread in
+// of rows and packs its own A blocks, sharing only the packed B panel, and runs
+// its tiles ir-major (row strip by row strip: the MR x KC A sliver in L1, the B
+// panel streaming from L2/L3, C written along its rows). Otherwise the threads
+// share each A block, pack it together and split its tiles. Every C element is computed by exactly one thread in
 // the same K order whatever the thread count, so results are bitwise identical
 // for any number of threads. Edge tiles go through a small zero-padded buffer so
 // the micro-kernel only ever sees full tiles. Packing buffers are cached per
@@ -317,8 +318,11 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
             for (int64_t s = 0; s < n_ir; ++s)
               pack_a_sliver(A, lda, trans_a, ic + s * mr, std::min<int64_t>(mr, mc - s * mr), pc, kc, mr,
                             my_pack_a + s * mr * kc);
-            for (int64_t jr = 0; jr < n_jr; ++jr)
-              for (int64_t ir = 0; ir < n_ir; ++ir) tile_at(my_pack_a, ic, ir, jr);
+            // Row strip by row strip: the A sliver stays in L1 while the B panel streams past, and
+            // C is written along its rows, which the hardware prefetchers follow (down a column of
+            // tiles, each tile's 12 rows start 12 rows further on, and a 2048-column C lost 8-14%).
+            for (int64_t ir = 0; ir < n_ir; ++ir)
+              for (int64_t jr = 0; jr < n_jr; ++jr) tile_at(my_pack_a, ic, ir, jr);
           }
           team_barrier(nt);  // nobody repacks B while a tile still reads it
           continue;
