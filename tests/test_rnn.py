@@ -462,6 +462,26 @@ def test_results_do_not_depend_on_thread_count_and_match_the_portable_build():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def random_direction(rng, cell, T, B, I, H, scale):
+    """Weights (uniform in +-scale), input, initial states and an output gradient for one direction."""
+    G = GATES[cell] * H
+    w = [rng.uniform(-scale, scale, shape).astype(np.float32) for shape in ((G, I), (G, H), (G,), (G,))]
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    h0, c0 = rng.standard_normal((2, B, H)).astype(np.float32)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    return x, w, h0, (c0 if cell == "lstm" else None), dy
+
+
+def direction_results(cell, x, w, h0, c0, dy, lengths=None, reverse=False):
+    """The outputs, final states and the gradient of every input of one recurrent direction."""
+    leaves = [fastnn.tensor(a, requires_grad=True) for a in [x, *w, h0] + ([c0] if c0 is not None else [])]
+    out, h, c = rnn_ops.recurrent(cell, *leaves[:6], leaves[6] if c0 is not None else None,
+                                  lengths=lengths, reverse=reverse)
+    loss = (out * fastnn.tensor(dy)).sum() + (h * h).sum() + ((c * c).sum() if c is not None else 0.0)
+    loss.backward()
+    return [out.detach().numpy(), h.detach().numpy()] + [t.grad.numpy() for t in leaves]
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_rows_split_between_threads_give_the_one_thread_results(cell):
     # Two threads split the batch rows evenly, so their row tiles end in short tiles of any height
@@ -474,24 +494,12 @@ def test_rows_split_between_threads_give_the_one_thread_results(cell):
     H = 160 if gated else 320
     for T, B, I, hidden in ((3, 13, 8, H), (2, 25, 8, H), (2, 62, 5, H), (2, 5, 8, 256 if gated else 512),
                             (2, 256 if gated else 1024, 4, 32)):
-        G = GATES[cell] * hidden
-        w = [rng.uniform(-0.2, 0.2, shape).astype(np.float32) for shape in ((G, I), (G, hidden), (G,), (G,))]
-        x = rng.standard_normal((T, B, I)).astype(np.float32)
-        h0, c0 = rng.standard_normal((2, B, hidden)).astype(np.float32)
-        c0 = c0 if cell == "lstm" else None
-        dy = rng.standard_normal((T, B, hidden)).astype(np.float32)
+        problem = random_direction(rng, cell, T, B, I, hidden, 0.2)
         for reverse in (False, True):
-            def run():
-                leaves = [fastnn.tensor(a, requires_grad=True) for a in [x, *w, h0] + ([c0] if c0 is not None else [])]
-                out, h, c = rnn_ops.recurrent(cell, *leaves[:6], leaves[6] if c0 is not None else None,
-                                              reverse=reverse)
-                ((out * fastnn.tensor(dy)).sum() + (h * h).sum()).backward()
-                return [out.detach().numpy(), h.detach().numpy()] + [t.grad.numpy() for t in leaves]
-
             with fastnn.threads(1):
-                one = run()
+                one = direction_results(cell, *problem, reverse=reverse)
             with fastnn.threads(2):
-                two = run()
+                two = direction_results(cell, *problem, reverse=reverse)
             for a, b in zip(one, two):
                 np.testing.assert_array_equal(a, b, err_msg=f"T={T} B={B} H={hidden} reverse={reverse}")
 
@@ -536,29 +544,15 @@ def test_backward_on_every_isa_matches_the_best(isa):
     if isa not in fastnn.config()["isa_supported"]:
         pytest.skip(reason=f"this CPU cannot run {isa}")
     rng = np.random.default_rng(29)
-
-    def gradients(cell, x, w, h0, c0, lengths, reverse, dy):
-        leaves = [fastnn.tensor(a, requires_grad=True) for a in [x, *w, h0] + ([c0] if c0 is not None else [])]
-        out, h, c = rnn_ops.recurrent(cell, *leaves[:6], leaves[6] if c0 is not None else None,
-                                      lengths=lengths, reverse=reverse)
-        loss = (out * fastnn.tensor(dy)).sum() + (h * h).sum() + ((c * c).sum() if c is not None else 0.0)
-        loss.backward()
-        return [t.grad.numpy() for t in leaves]
-
     for T, B, I, H in ((4, 1, 3, 20), (3, 5, 7, 37), (3, 13, 5, 17), (2, 40, 8, 65)):
         for cell in CELLS:
-            G = GATES[cell] * H
-            w = [rng.uniform(-0.4, 0.4, shape).astype(np.float32) for shape in ((G, I), (G, H), (G,), (G,))]
-            x = rng.standard_normal((T, B, I)).astype(np.float32)
-            h0, c0 = rng.standard_normal((2, B, H)).astype(np.float32)
-            c0 = c0 if cell == "lstm" else None
-            dy = rng.standard_normal((T, B, H)).astype(np.float32)
+            problem = random_direction(rng, cell, T, B, I, H, 0.4)
             lengths = rng.integers(0, T + 1, B) if B > 2 else None
             for reverse in (False, True):
-                expected = gradients(cell, x, w, h0, c0, lengths, reverse, dy)
+                expected = direction_results(cell, *problem, lengths=lengths, reverse=reverse)
                 try:
                     _C.set_isa(isa)
-                    got = gradients(cell, x, w, h0, c0, lengths, reverse, dy)
+                    got = direction_results(cell, *problem, lengths=lengths, reverse=reverse)
                 finally:
                     _C.set_isa(best)
                 for g, e in zip(got, expected):
