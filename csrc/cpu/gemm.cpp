@@ -18,9 +18,12 @@
 // panel streaming from L2/L3, C written along its rows). Otherwise the threads
 // share each A block, pack it together and split its tiles. Every C element is computed by exactly one thread in
 // the same K order whatever the thread count, so results are bitwise identical
-// for any number of threads. Edge tiles go through a small zero-padded buffer so
-// the micro-kernel only ever sees full tiles. Packing buffers are cached per
-// calling thread and grow only, so the hot path allocates nothing.
+// for any number of threads. A tile cut by the bottom edge of C runs the
+// micro-kernel cut to its rows (GemmKernelInfo::row_kernels; its A sliver is
+// packed with those rows), so no FMA is spent on padding rows (M = 64 in tiles of
+// 12 would compute 72); a tile cut by the right edge goes through a small
+// zero-padded buffer. Packing buffers are cached per calling thread and grow
+// only, so the hot path allocates nothing.
 #include "cpu/gemm.h"
 
 #include <algorithm>
@@ -150,22 +153,15 @@ bool copy_rows(float* dst, const float* src, int64_t ld, int64_t kc, int width) 
   }
 }
 
-// Sliver of the (mc x kc) block of op(A) at (i0, p0): dst[p * MR + i], rows past
-// the edge zero-filled.
+// Sliver of the (mc x kc) block of op(A) at (i0, p0) with its `rows` rows (MR, or fewer
+// at the bottom edge of C): dst[p * rows + i], the layout of the kernel cut to those rows.
 void pack_a_sliver(const float* A, int64_t lda, bool trans_a, int64_t i0, int64_t rows, int64_t p0,
-                   int64_t kc, int mr, float* dst) {
+                   int64_t kc, float* dst) {
   if (!trans_a) {  // op(A)(i, p) = A[i * lda + p]
-    transpose_copy(A + i0 * lda + p0, lda, rows, kc, dst, mr);
-    for (int64_t p = 0; p < kc; ++p)
-      for (int64_t i = rows; i < mr; ++i) dst[p * mr + i] = 0.0f;
+    transpose_copy(A + i0 * lda + p0, lda, rows, kc, dst, rows);
   } else {  // op(A)(i, p) = A[p * lda + i]
-    if (rows == mr && copy_rows(dst, A + p0 * lda + i0, lda, kc, mr)) return;
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = A + (p0 + p) * lda + i0;
-      float* d = dst + p * mr;
-      for (int64_t i = 0; i < rows; ++i) d[i] = src[i];
-      for (int64_t i = rows; i < mr; ++i) d[i] = 0.0f;
-    }
+    if (copy_rows(dst, A + p0 * lda + i0, lda, kc, static_cast<int>(rows))) return;
+    for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * rows, A + (p0 + p) * lda + i0, sizeof(float) * rows);
   }
 }
 
@@ -188,22 +184,24 @@ void pack_b_sliver(const float* B, int64_t ldb, bool trans_b, int64_t p0, int64_
   }
 }
 
-// One MR x NR tile, through a padded buffer when it is cut by the edge of C.
+// One MR x NR tile, or its first m_rem rows at the bottom edge of C (the kernel cut to
+// them, whose A sliver was packed with m_rem rows), through a padded buffer when it is
+// cut by the right edge.
 void compute_tile(const GemmKernelInfo& kr, int64_t kc, const float* a, const float* b, int64_t rs_b,
                   float* c, int64_t ldc, int64_t m_rem, int64_t n_rem, const float* bias_n,
                   const float* bias_m, const GemmTile& base) {
-  const int mr = kr.mr, nr = kr.nr;
-  if (m_rem == mr && n_rem == nr) {
+  const int nr = kr.nr;
+  const GemmMicroKernel ukernel = kr.row_kernels[m_rem];
+  if (n_rem == nr) {
     GemmTile tile = base;
     tile.bias_n = bias_n;
     tile.bias_m = bias_m;
-    kr.ukernel(kc, a, b, rs_b, c, ldc, tile);
+    ukernel(kc, a, b, rs_b, c, ldc, tile);
     return;
   }
   alignas(64) float ctmp[kMaxMR * kMaxNR];
   alignas(64) float bn[kMaxNR];
-  alignas(64) float bm[kMaxMR];
-  std::memset(ctmp, 0, sizeof(float) * mr * nr);
+  std::memset(ctmp, 0, sizeof(float) * m_rem * nr);
   if (base.beta != 0.0f)
     for (int64_t i = 0; i < m_rem; ++i) std::memcpy(ctmp + i * nr, c + i * ldc, sizeof(float) * n_rem);
   GemmTile tile = base;
@@ -213,12 +211,8 @@ void compute_tile(const GemmKernelInfo& kr, int64_t kc, const float* a, const fl
     std::memcpy(bn, bias_n, sizeof(float) * n_rem);
     tile.bias_n = bn;
   }
-  if (base.last && bias_m) {
-    std::memset(bm, 0, sizeof(bm));
-    std::memcpy(bm, bias_m, sizeof(float) * m_rem);
-    tile.bias_m = bm;
-  }
-  kr.ukernel(kc, a, b, rs_b, ctmp, nr, tile);
+  if (base.last && bias_m) tile.bias_m = bias_m;
+  ukernel(kc, a, b, rs_b, ctmp, nr, tile);
   for (int64_t i = 0; i < m_rem; ++i) std::memcpy(c + i * ldc, ctmp + i * nr, sizeof(float) * n_rem);
 }
 
@@ -316,7 +310,7 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
             const int64_t mc = std::min(my_mc, row_end - ic);
             const int64_t n_ir = (mc + mr - 1) / mr;
             for (int64_t s = 0; s < n_ir; ++s)
-              pack_a_sliver(A, lda, trans_a, ic + s * mr, std::min<int64_t>(mr, mc - s * mr), pc, kc, mr,
+              pack_a_sliver(A, lda, trans_a, ic + s * mr, std::min<int64_t>(mr, mc - s * mr), pc, kc,
                             my_pack_a + s * mr * kc);
             // Row strip by row strip: the A sliver stays in L1 while the B panel streams past, and
             // C is written along its rows, which the hardware prefetchers follow (down a column of
@@ -335,7 +329,7 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
           int64_t s0, s1;
           split_range(n_ir, tid, nt, &s0, &s1);
           for (int64_t s = s0; s < s1; ++s)
-            pack_a_sliver(A, lda, trans_a, ic + s * mr, std::min<int64_t>(mr, mc - s * mr), pc, kc, mr,
+            pack_a_sliver(A, lda, trans_a, ic + s * mr, std::min<int64_t>(mr, mc - s * mr), pc, kc,
                           pack_a + s * mr * kc);
           team_barrier(nt);  // packed A (and B) complete
 
