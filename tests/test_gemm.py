@@ -71,11 +71,14 @@ def test_gemm_random_shapes_match_float64_reference(isa):
 
 @pytest.mark.parametrize("M,N,K", [(3, 4100, 5), (300, 9, 700), (1, 1, 1), (145, 33, 257), (6, 50176 // 8, 25),
                                    (6, 3200, 130), (16, 3100, 170), (8, 500, 200), (4, 1001, 200),
-                                   (64, 10, 128), (500, 16, 300), (100, 7, 600), (500, 3100, 50)])
+                                   (64, 10, 128), (500, 16, 300), (100, 7, 600), (500, 3100, 50),
+                                   (490, 2100, 530)])
 @pytest.mark.parametrize("trans", ["NN", "NT", "TN", "TT"])
 def test_gemm_block_edges(isa, M, N, K, trans):
     """Shapes that cross every blocking boundary (N > NC, K > KC, M > MC, edge tiles),
-    and small M or N that take the other register tiles (4 x 24, 12 x 8, 8 x 48, 6 x 64, 24 x 16)."""
+    and small M or N that take the other register tiles (4 x 24, 12 x 8, 8 x 48, 6 x 64, 24 x 16).
+    490 x 2100 x 530 takes the general tile across all three at once: a tall C (each thread its
+    own band of rows, run row strip by row strip), two N panels, two K blocks, a 10-row edge."""
     rng = np.random.default_rng(M * 7 + N * 3 + K)
     ta, tb = trans[0] == "T", trans[1] == "T"
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
@@ -103,7 +106,7 @@ def test_gemm_isa_levels_agree_closely():
 
 @pytest.mark.parametrize("shape", [(600, 500, 300, False, False), (64, 784, 256, False, True),
                                    (256, 784, 64, True, False), (6, 50176, 25, False, False),
-                                   (16, 6400, 150, False, False)])
+                                   (16, 6400, 150, False, False), (490, 2100, 530, False, False)])
 def test_gemm_bitwise_identical_on_1_and_2_threads(shape):
     M, N, K, ta, tb = shape
     rng = np.random.default_rng(5)

@@ -6,10 +6,12 @@
 // 24 x 16): the KC x NR B sliver (24-32 KiB) stays in L1, the MC x KC A block
 // (120-180 KiB) in L2, the KC x NC B panel in L3. The general 12 x 32 tile takes
 // K in blocks of 512: each block loads and stores C once, so fewer blocks move less
-// C (a 12 x 512 A sliver is 24 KiB of L1 in the tall-C order, see gemm.cpp); on a
-// Zen 5 core, KC 192 -> 512 and NC 3072 -> 1024 took n = 2048 from 373-375 to 403-426
-// GFLOP/s on 2 threads, and the LSTM's weight-gradient shape (192 x 512 x 6400)
-// from 306-342 to 326-357.
+// C (a 12 x 512 A sliver is 24 KiB of L1 in the tall-C order, see gemm.cpp), and N
+// in panels of 2048, so a tall C's A blocks, packed once per panel, are packed once up
+// to that width. On a Zen 5 core, KC 192 -> 512 and NC 3072 -> 1024 took n = 2048 from
+// 373-375 to 403-426 GFLOP/s on 2 threads (the LSTM's weight-gradient shape,
+// 192 x 512 x 6400, from 306-342 to 326-357); NC 1024 -> 2048 then added 2-3% at
+// n = 2048 (one packing of A instead of two).
 // Compiled with -mavx512f only; selected at run time.
 #include <immintrin.h>
 
@@ -63,7 +65,7 @@ double fma_loop_avx512(int64_t iters) {
 GemmKernelTable gemm_kernels_avx512() {
   //                                        MR  NR   MC   KC    NC
   static const GemmKernelInfo rows[] = {
-      {Isa::avx512, 12, 32, 240, 512, 1024, ukernel_avx512_12x32, fma_loop_avx512, simd_row_kernels<Avx512, 12, 2>()},
+      {Isa::avx512, 12, 32, 240, 512, 2048, ukernel_avx512_12x32, fma_loop_avx512, simd_row_kernels<Avx512, 12, 2>()},
       {Isa::avx512, 8, 48, 240, 160, 3072, ukernel_avx512_8x48, nullptr, simd_row_kernels<Avx512, 8, 3>()},
       {Isa::avx512, 6, 64, 240, 128, 3072, ukernel_avx512_6x64, nullptr, simd_row_kernels<Avx512, 6, 4>()},
       {Isa::avx512, 24, 16, 240, 256, 3072, ukernel_avx512_24x16, nullptr, simd_row_kernels<Avx512, 24, 1>()}};
