@@ -16,9 +16,9 @@
 // of rows and packs its own A blocks, sharing only the packed B panel, and runs
 // its tiles ir-major (row strip by row strip: the MR x KC A sliver in L1, the B
 // panel streaming from L2/L3, C written along its rows). Otherwise the threads
-// share each A block, pack it together and split its tiles. Every C element is computed by exactly one thread in
-// the same K order whatever the thread count, so results are bitwise identical
-// for any number of threads. A tile cut by the bottom edge of C runs the
+// share each A block, pack it together and split its tiles. Every C element is
+// computed by exactly one thread in the same K order whatever the thread count,
+// so results are bitwise identical for any number of threads. A tile cut by the bottom edge of C runs the
 // micro-kernel cut to its rows (GemmKernelInfo::row_kernels; its A sliver is
 // packed with those rows), so no FMA is spent on padding rows (M = 64 in tiles of
 // 12 would compute 72); a tile cut by the right edge goes through a small

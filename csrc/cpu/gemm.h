@@ -54,9 +54,10 @@ struct GemmKernelInfo {
   GemmMicroKernel ukernel;
   double (*fma_loop)(int64_t iters);  // a pure FMA loop on one thread; returns the FLOPs done (may be null in rows after the first)
   // row_kernels[m], m = 1 .. MR: the same tile cut to its first m rows, for an A packed m rows
-  // to a k step (a[p*m + i]; row_kernels[MR] is ukernel). Each element of C is the same FMA
-  // chain over k in every one of them. For callers that pack their own A in tiles of any
-  // height (the recurrent layers' step product), so a short tile does not pay for MR rows.
+  // to a k step (a[p*m + i]; row_kernels[MR] computes what ukernel does). Each element of C
+  // is the same FMA chain over k in every one of them. sgemm runs its bottom-edge tiles with
+  // them, and the recurrent layers' step product its row tiles of any height, so a short tile
+  // does not pay for MR rows.
   const GemmMicroKernel* row_kernels;
 };
 
