@@ -1,5 +1,6 @@
 #include "common/threads.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -144,6 +145,10 @@ int threads_for_work(double work, double min_work_per_thread) {
   if (!openmp_enabled() || n <= 1 || work < 2 * min_work_per_thread) return 1;
   double by_work = work / min_work_per_thread;
   return by_work < n ? static_cast<int>(by_work) : n;
+}
+
+int threads_for_items(double work, int64_t items, double min_work_per_thread) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_for_work(work, min_work_per_thread), items)));
 }
 
 }  // namespace fastnn

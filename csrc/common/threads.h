@@ -26,6 +26,9 @@ int openmp_version();              // _OPENMP date, 0 without OpenMP
 // Threads worth using for `work` units (about one multiply-add each): 1 below
 // the threshold, then at most one thread per `min_work_per_thread` units.
 int threads_for_work(double work, double min_work_per_thread = 1 << 17);
+// The same for work cut into `items` pieces that are never split (planes, channels, rows, tiles):
+// at most one thread per item, and at least one thread.
+int threads_for_items(double work, int64_t items, double min_work_per_thread = 1 << 17);
 
 // True in a process made by fork() from one that had started OpenMP threads.
 bool needs_fork_master();

@@ -175,7 +175,7 @@ int64_t budget_floats() { return conv2d_workspace_budget() / static_cast<int64_t
 // 0, as many as the work is worth, at most one per item.
 int stage_threads(int requested, double work, int64_t items) {
   if (requested > 0) return requested;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_for_work(work), items)));
+  return threads_for_items(work, items);
 }
 
 // Whether images can be shared out, one contiguous range per thread, evenly enough.
@@ -361,9 +361,8 @@ void weight_grad_dots(float* gw, int64_t M, int64_t N, const float* a, int64_t l
   const bool split_segment = segments == 1 && len > block;
   const int64_t seg_per_block = split_segment ? 1 : std::max<int64_t>(1, block / std::max<int64_t>(len, 1));
   const int64_t blocks = split_segment ? (len + block - 1) / block : (segments + seg_per_block - 1) / seg_per_block;
-  const int threads = static_cast<int>(
-      std::min<int64_t>(threads_for_work(static_cast<double>(M) * N * segments * len), tiles));
-  run_parallel(std::max(threads, 1), [&](int tid, int nt) {
+  const int threads = threads_for_items(static_cast<double>(M) * N * segments * len, tiles);
+  run_parallel(threads, [&](int tid, int nt) {
     int64_t t0, t1;
     split_range(tiles, tid, nt, &t0, &t1);
     for (int64_t q = 0; q < blocks; ++q) {
@@ -415,8 +414,8 @@ float row_sum(const float* __restrict x, int64_t n) {
 
 // sums[k] = sum over images (in order) of the row sums of plane x[n, k] (N, K, plane), in double.
 void channel_sums(float* sums, const float* x, int64_t N, int64_t K, int64_t plane) {
-  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(N) * K * plane), K));
-  run_parallel(std::max(threads, 1), [&](int tid, int nt) {
+  const int threads = threads_for_items(static_cast<double>(N) * K * plane, K);
+  run_parallel(threads, [&](int tid, int nt) {
     int64_t k0, k1;
     split_range(K, tid, nt, &k0, &k1);
     for (int64_t kk = k0; kk < k1; ++kk) {
@@ -430,7 +429,7 @@ void channel_sums(float* sums, const float* x, int64_t N, int64_t K, int64_t pla
 // all_finite over a whole tensor, threaded.
 bool all_finite_parallel(const float* x, int64_t n) {
   std::atomic<bool> bad{false};
-  run_parallel(std::max(threads_for_work(static_cast<double>(n), 1 << 18), 1), [&](int tid, int nt) {
+  run_parallel(threads_for_work(static_cast<double>(n), 1 << 18), [&](int tid, int nt) {
     int64_t i0, i1;
     split_range(n, tid, nt, &i0, &i1);
     if (!all_finite(x + i0, i1 - i0)) bad.store(true, std::memory_order_relaxed);
@@ -440,8 +439,8 @@ bool all_finite_parallel(const float* x, int64_t n) {
 
 // out[n, k] += bias[k] over planes of `plane` floats, (N, K, plane).
 void add_channel_bias(float* out, const float* bias, int64_t N, int64_t K, int64_t plane) {
-  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(N) * K * plane), N * K));
-  run_parallel(std::max(threads, 1), [&](int tid, int nt) {
+  const int threads = threads_for_items(static_cast<double>(N) * K * plane, N * K);
+  run_parallel(threads, [&](int tid, int nt) {
     int64_t i0, i1;
     split_range(N * K, tid, nt, &i0, &i1);
     for (int64_t i = i0; i < i1; ++i) {
@@ -472,8 +471,7 @@ bool depthwise_forward(float* out, const float* input, const float* weight, cons
   const ConvTaps t = taps_of(s);
   const int64_t Kg = s.K / s.G, PQ = s.P * s.Q, RS = s.R * s.S, HW = s.H * s.W, items = s.N * s.C;
   const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
-  const int threads = static_cast<int>(
-      std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * RS), items));
+  const int threads = threads_for_items(static_cast<double>(s.N) * s.K * PQ * RS, items);
   float* scratch = tls_planes.get(threads * plane);
   std::atomic<bool> nonfinite{false};
   run_parallel(threads, [&](int tid, int nt) {
@@ -501,8 +499,7 @@ bool depthwise_forward(float* out, const float* input, const float* weight, cons
 void depthwise_backward_input(float* grad_input, const float* grad_out, const float* weight, const Conv2dShape& s,
                               const ConvKernels& k) {
   const int64_t Kg = s.K / s.G, PQ = s.P * s.Q, HW = s.H * s.W, RS = s.R * s.S, items = s.N * s.C;
-  const int threads = static_cast<int>(
-      std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * RS), items));
+  const int threads = threads_for_items(static_cast<double>(s.N) * s.K * PQ * RS, items);
   if (s.stride_h == 1 && s.stride_w == 1) {
     const int64_t ext_h = (s.R - 1) * s.dil_h, ext_w = (s.S - 1) * s.dil_w;
     const int64_t Hb = s.H + ext_h, Wb = s.W + ext_w;
@@ -553,12 +550,11 @@ void depthwise_backward_weight(float* grad_weight, const float* grad_out, const 
   const ConvTaps t = taps_of(s);
   const int64_t Kg = s.K / s.G, PQ = s.P * s.Q, HW = s.H * s.W, RS = s.R * s.S;
   const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
-  const int threads = static_cast<int>(
-      std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * RS), s.K));
-  float* scratch = tls_planes.get(std::max(threads, 1) * plane);
-  tls_tap_sums.resize(static_cast<size_t>(std::max(threads, 1) * RS));  // before the region: it may allocate
+  const int threads = threads_for_items(static_cast<double>(s.N) * s.K * PQ * RS, s.K);
+  float* scratch = tls_planes.get(threads * plane);
+  tls_tap_sums.resize(static_cast<size_t>(threads * RS));  // before the region: it may allocate
   double* tap_sums = tls_tap_sums.data();
-  run_parallel(std::max(threads, 1), [&](int tid, int nt) {
+  run_parallel(threads, [&](int tid, int nt) {
     int64_t k0, k1;
     split_range(s.K, tid, nt, &k0, &k1);
     double* sums = tap_sums + tid * RS;
@@ -616,8 +612,7 @@ bool direct_forward(float* out, const float* input, const float* weight, const f
   float* wt = tls_weights.data();
   transpose(wt, weight, s.K, CRS);
   const int64_t rows = s.N * s.P;
-  const int threads = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * CRS), rows)));
+  const int threads = threads_for_items(static_cast<double>(s.N) * s.K * PQ * CRS, rows);
   const bool padded = has_padding(s);
   float* scratch = padded ? tls_planes.get(threads * s.C * plane) : nullptr;
   const auto row_kernel = direct_row_for(s.K, s.Q, k);
@@ -670,8 +665,7 @@ void direct_backward_input(float* grad_input, const float* grad_out, const float
     for (int64_t c = 0; c < s.C; ++c)
       for (int64_t j = 0; j < RS; ++j) wt[(kk * RS + j) * s.C + c] = weight[(kk * s.C + c) * RS + RS - 1 - j];
   const int64_t rows = s.N * s.H;
-  const int threads = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * CRS), rows)));
+  const int threads = threads_for_items(static_cast<double>(s.N) * s.K * PQ * CRS, rows);
   float* scratch = tls_planes.get(threads * s.K * plane);
   const auto row_kernel = direct_row_for(s.C, s.W, k);
   run_parallel(threads, [&](int tid, int nt) {
@@ -736,8 +730,7 @@ void direct_backward_weight(float* grad_weight, const float* grad_out, const flo
   const ConvTaps t = taps_of(s);
   const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
   const int64_t k_blocks = (s.K + k.width - 1) / k.width, items = s.C * k_blocks;
-  const int threads = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * CRS), items)));
+  const int threads = threads_for_items(static_cast<double>(s.N) * s.K * PQ * CRS, items);
   float* dyt = tls_stage.get(s.N * PQ * s.K);
   float* dwt = tls_col.get(CRS * s.K);
   const bool padded = has_padding(s);
@@ -783,8 +776,7 @@ void row_dots_backward_weight(float* grad_weight, const float* grad_out, const f
   const bool padded = has_padding(s);
   const int64_t plane = (s.H + s.pad_top + s.pad_bottom) * t.Wp;
   const int64_t kb_max = k.row_dots_kb, k_blocks = (s.K + kb_max - 1) / kb_max, items = s.C * s.R * k_blocks;
-  const int threads = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(threads_for_work(static_cast<double>(s.N) * s.K * PQ * CRS), items)));
+  const int threads = threads_for_items(static_cast<double>(s.N) * s.K * PQ * CRS, items);
   float* scratch = padded ? tls_planes.get(threads * plane) : nullptr;
   run_parallel(threads, [&](int tid, int nt) {
     int64_t i0, i1;

@@ -41,7 +41,7 @@ void linear_epilogue_backward(float* g_out, int64_t ld_g_out, float* grad_bias, 
   constexpr int64_t kAlign = 16;  // column ranges start on 64-byte boundaries of a row
   const int64_t chunks = (N + kAlign - 1) / kAlign;
   // About one unit of work per element; a thread is worth it from some 128 Ki elements.
-  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(M) * N), chunks));
+  const int threads = threads_for_items(static_cast<double>(M) * N, chunks);
   run_parallel(threads, [&](int tid, int nt) {
     int64_t c0, c1;
     split_range(chunks, tid, nt, &c0, &c1);
@@ -68,8 +68,8 @@ void for_ranges(int64_t n, Fn fn) {
   constexpr int64_t kAlign = 16;
   const int64_t chunks = (n + kAlign - 1) / kAlign;
   // A memory-bound pass: a second thread pays off from about 256 Ki floats.
-  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(n), 1 << 18), chunks));
-  run_parallel(std::max(threads, 1), [&](int tid, int nt) {
+  const int threads = threads_for_items(static_cast<double>(n), chunks, 1 << 18);
+  run_parallel(threads, [&](int tid, int nt) {
     int64_t c0, c1;
     split_range(chunks, tid, nt, &c0, &c1);
     const int64_t begin = c0 * kAlign, end = std::min(n, c1 * kAlign);

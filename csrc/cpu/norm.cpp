@@ -50,10 +50,6 @@ void finish_stats(int64_t c, double k, double s1, double s2, int64_t M, double e
   }
 }
 
-int channel_threads(int64_t C, double work) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_for_work(work), C)));
-}
-
 // ---- (N, C) inputs: a thread owns the channels [c0, c1) and walks whole rows --------------------
 
 constexpr int64_t kChannelAlign = 16;
@@ -61,8 +57,7 @@ constexpr int64_t kChannelAlign = 16;
 template <class Body>
 void by_channel_ranges(int64_t N, int64_t C, Body&& body) {
   const int64_t chunks = (C + kChannelAlign - 1) / kChannelAlign;
-  const int threads = static_cast<int>(std::max<int64_t>(
-      1, std::min<int64_t>(threads_for_work(3.0 * static_cast<double>(N) * static_cast<double>(C)), chunks)));
+  const int threads = threads_for_items(3.0 * static_cast<double>(N) * static_cast<double>(C), chunks);
   run_parallel(threads, [&](int tid, int nt) {
     int64_t k0, k1;
     split_range(chunks, tid, nt, &k0, &k1);
@@ -120,7 +115,7 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
     });
     return;
   }
-  run_parallel(channel_threads(C, 3.0 * N * C * L), [&](int tid, int nt) {
+  run_parallel(threads_for_items(3.0 * N * C * L, C), [&](int tid, int nt) {
     int64_t c0, c1;
     split_range(C, tid, nt, &c0, &c1);
     for (int64_t c = c0; c < c1; ++c) {
@@ -151,7 +146,7 @@ void batch_norm_forward_eval(float* y, float* save_mean, float* save_invstd, con
     });
     return;
   }
-  run_parallel(channel_threads(C, 2.0 * N * C * L), [&](int tid, int nt) {
+  run_parallel(threads_for_items(2.0 * N * C * L, C), [&](int tid, int nt) {
     int64_t c0, c1;
     split_range(C, tid, nt, &c0, &c1);
     for (int64_t c = c0; c < c1; ++c) {
@@ -188,7 +183,7 @@ void batch_norm_backward(float* grad_x, float* grad_gamma, float* grad_beta, con
     });
     return;
   }
-  run_parallel(channel_threads(C, 4.0 * N * C * L), [&](int tid, int nt) {
+  run_parallel(threads_for_items(4.0 * N * C * L, C), [&](int tid, int nt) {
     int64_t c0, c1;
     split_range(C, tid, nt, &c0, &c1);
     for (int64_t c = c0; c < c1; ++c) {

@@ -43,11 +43,6 @@ void valid_outputs(int64_t in, int64_t out, int64_t stride, int64_t off, int64_t
   if (*hi < *lo) *hi = *lo;
 }
 
-// Threads for `work` units spread over P planes (a plane is never split).
-int plane_threads(int64_t P, double work) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_for_work(work), P)));
-}
-
 // body(p, tid) for every plane p in [0, P), the planes split in contiguous ranges among the team.
 template <class Body>
 void for_each_plane(int threads, int64_t P, const Body& body) {
@@ -511,7 +506,7 @@ void max_pool2d_forward(float* out, int32_t* indices, const float* x, int64_t P,
                         int64_t OW, const PoolAxis& ah, const PoolAxis& aw) {
   const double work = static_cast<double>(P) * (OH * OW * ah.kernel * aw.kernel + H * W);
   by_stride(aw.stride, [&](auto s) {
-    for_each_plane(plane_threads(P, work), P, [&](int64_t p, int) {
+    for_each_plane(threads_for_items(work, P), P, [&](int64_t p, int) {
       max_pool_plane<decltype(s)::value>(out + p * OH * OW, indices + p * OH * OW, x + p * H * W, H, W, OH, OW, ah, aw);
     });
   });
@@ -521,7 +516,7 @@ bool max_pool2d_backward(float* grad_x, const float* grad_out, const int32_t* in
                          int64_t W, int64_t OH, int64_t OW) {
   const int64_t HW = H * W, OHW = OH * OW;
   std::atomic<bool> bad{false};  // set by a thread that met a bad index; no exception inside the region
-  for_each_plane(plane_threads(P, static_cast<double>(P) * (HW + 2 * OHW)), P, [&](int64_t p, int) {
+  for_each_plane(threads_for_items(static_cast<double>(P) * (HW + 2 * OHW), P), P, [&](int64_t p, int) {
     float* gx = grad_x + p * HW;
     const float* g = grad_out + p * OHW;
     const int32_t* idx = indices + p * OHW;
@@ -543,7 +538,7 @@ void avg_pool2d_forward(float* out, const float* x, int64_t P, int64_t H, int64_
                         const PoolAxis& ah, const PoolAxis& aw, const AvgPoolOptions& opt) {
   const double work = static_cast<double>(P) * (OH * OW * ah.kernel * aw.kernel + H * W);
   by_stride(aw.stride, [&](auto s) {
-    for_each_plane(plane_threads(P, work), P, [&](int64_t p, int) {
+    for_each_plane(threads_for_items(work, P), P, [&](int64_t p, int) {
       avg_pool_plane<decltype(s)::value>(out + p * OH * OW, x + p * H * W, H, W, OH, OW, ah, aw, opt);
     });
   });
@@ -552,7 +547,7 @@ void avg_pool2d_forward(float* out, const float* x, int64_t P, int64_t H, int64_
 void avg_pool2d_backward(float* grad_x, const float* grad_out, int64_t P, int64_t H, int64_t W, int64_t OH,
                          int64_t OW, const PoolAxis& ah, const PoolAxis& aw, const AvgPoolOptions& opt) {
   const double work = static_cast<double>(P) * (OH * OW * ah.kernel * aw.kernel + H * W);
-  const int threads = plane_threads(P, work);
+  const int threads = threads_for_items(work, P);
   // One row of scaled gradients per thread, the only workspace: allocated here, outside the
   // parallel region, where a failed allocation can still become a Python MemoryError.
   std::vector<float> rows(static_cast<size_t>(threads) * static_cast<size_t>(OW));
@@ -569,7 +564,7 @@ void adaptive_avg_pool2d_forward(float* out, const float* x, int64_t P, int64_t 
                                  int64_t OW) {
   // Each input element is read about (OH / H + 1) (OW / W + 1) times.
   const double work = static_cast<double>(P) * (H * W + OH * OW) * 2;
-  for_each_plane(plane_threads(P, work), P, [&](int64_t p, int) {
+  for_each_plane(threads_for_items(work, P), P, [&](int64_t p, int) {
     const float* xp = x + p * H * W;
     float* op = out + p * OH * OW;
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -590,7 +585,7 @@ void adaptive_avg_pool2d_forward(float* out, const float* x, int64_t P, int64_t 
 void adaptive_avg_pool2d_backward(float* grad_x, const float* grad_out, int64_t P, int64_t H, int64_t W,
                                   int64_t OH, int64_t OW) {
   const double work = static_cast<double>(P) * (H * W + OH * OW) * 2;
-  for_each_plane(plane_threads(P, work), P, [&](int64_t p, int) {
+  for_each_plane(threads_for_items(work, P), P, [&](int64_t p, int) {
     float* gx = grad_x + p * H * W;
     const float* g = grad_out + p * OH * OW;
     std::fill(gx, gx + H * W, 0.0f);

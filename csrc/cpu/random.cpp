@@ -37,10 +37,10 @@ void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t offs
   const float keep_at = static_cast<float>(p), scale = p < 1.0 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f;
   const int64_t blocks = (n + 3) / 4;
   // Ten rounds of multiplies per block: a second thread pays off from some 32 Ki blocks.
-  const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(static_cast<double>(blocks), 1 << 15), blocks));
+  const int threads = threads_for_items(static_cast<double>(blocks), blocks, 1 << 15);
   const RandomKernels* vec = vector_kernels(active_isa());
   const int64_t full_blocks = n / 4;
-  run_parallel(std::max(threads, 1), [&](int tid, int nt) {
+  run_parallel(threads, [&](int tid, int nt) {
     int64_t b0, b1;
     split_range(blocks, tid, nt, &b0, &b1);
     int64_t g0 = b0, g1 = b0;  // [g0, g1): whole vector groups of full blocks
