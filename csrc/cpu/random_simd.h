@@ -11,6 +11,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/philox.h"
+
 namespace fastnn {
 namespace {
 
@@ -18,7 +20,7 @@ template <class V>
 void simd_dropout_groups(float* mask, uint64_t first_block, int64_t groups, uint64_t seed, uint64_t offset,
                          float p, float scale) {
   constexpr int W = V::width;
-  const typename V::ireg m0 = V::set1(0xD2511F53u), m1 = V::set1(0xCD9E8D57u);
+  const typename V::ireg m0 = V::set1(kPhiloxM0), m1 = V::set1(kPhiloxM1);
   for (int64_t group = 0; group < groups; ++group, mask += 4 * W) {
     // first_block is a multiple of W, so the low counter word cannot wrap inside a group.
     const uint64_t block = first_block + static_cast<uint64_t>(group) * W;
@@ -34,8 +36,8 @@ void simd_dropout_groups(float* mask, uint64_t first_block, int64_t groups, uint
       c1 = lo1;
       c2 = V::xor3(hi0, c3, V::set1(k1));
       c3 = lo0;
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
     }
     typename V::ireg words[4] = {c0, c1, c2, c3};
     V::interleave4(words);
