@@ -32,10 +32,11 @@ class Workspace {
       // Buffers of a megabyte or more (a GEMM's packed B panel, im2col columns) are read in
       // sweeps that would miss the TLB on every 4 KiB page: ask for transparent huge pages.
       const size_t align = bytes >= (size_t{1} << 20) ? (size_t{2} << 20) : 64;
-      data_ = static_cast<float*>(std::aligned_alloc(align, (bytes + align - 1) / align * align));
+      const size_t size = (bytes + align - 1) / align * align;  // aligned_alloc wants a multiple
+      data_ = static_cast<float*>(std::aligned_alloc(align, size));
       if (!data_) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-      if (align > 64) madvise(data_, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
+      if (align > 64) madvise(data_, size, MADV_HUGEPAGE);
 #endif
       capacity_ = n;
     }
