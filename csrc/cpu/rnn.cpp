@@ -47,7 +47,7 @@ size_t round16(int64_t n) { return static_cast<size_t>((n + 15) / 16 * 16); }
 // the thread count (which picks the tile and the rows, see plan_steps).
 struct StepGemm {
   const GemmKernelInfo* kr;
-  int64_t mr, nr, K, ldc;
+  int64_t K, ldc;
   const float* bp;
   const float* bias;  // (ldc,) added at the last K block, or null
   // For M * 4 <= MR (batches of a few rows), row by row instead: the tile's kernel would run
@@ -56,6 +56,7 @@ struct StepGemm {
 
   // The tiles of rows [b0, b1) x slivers [s0, s1).
   void run(const float* ap, int64_t b0, int64_t b1, int64_t s0, int64_t s1, float* c) const {
+    const int64_t mr = kr->mr, nr = kr->nr;
     int nonfinite = 0;  // not checked: NaN propagates as in PyTorch
     GemmTile tile{1.0f, 0.0f, nullptr, nullptr, false, true, &nonfinite};
     for (int64_t s = s0; s < s1; ++s) {
@@ -79,7 +80,7 @@ struct StepGemm {
 bool few_rows(int64_t B) { return B * 4 <= gemm_kernel_for(active_isa()).mr; }
 
 StepGemm make_step_gemm(const GemmKernelInfo& kr, const RnnPointwise& k, int64_t M, int64_t K, int64_t n_slivers) {
-  return {&kr, kr.mr, kr.nr, K, n_slivers * kr.nr, nullptr, nullptr, few_rows(M) ? k.row_product : nullptr};
+  return {&kr, K, n_slivers * kr.nr, nullptr, nullptr, few_rows(M) ? k.row_product : nullptr};
 }
 
 // Columns [j0, j1) of the rows [tb0, tb1) of one row tile of src (row stride ld) into a StepGemm's
@@ -239,8 +240,9 @@ void rnn_forward(RnnCell cell, float* y, float* h_n, float* c_n, float* hs, floa
         float* sliver = bp + (u * ng + q) * H * nr;
         transpose_copy(w_hh + (q * H + j0) * H, H, cols, H, sliver, nr);
         for (int64_t p = 0; p < H; ++p) std::fill(sliver + p * nr + cols, sliver + (p + 1) * nr, 0.0f);
-        for (int64_t jj = 0; jj < nr; ++jj)
-          if (gru) hidden_bias[(u * ng + q) * nr + jj] = (jj < cols && b_hh) ? b_hh[q * H + j0 + jj] : 0.0f;
+        if (gru && b_hh)  // the GRU's b_hh in the product's layout (gemm.bias)
+          for (int64_t jj = 0; jj < nr; ++jj)
+            hidden_bias[(u * ng + q) * nr + jj] = jj < cols ? b_hh[q * H + j0 + jj] : 0.0f;
       }
   };
   gemm.bp = bp;
@@ -480,7 +482,10 @@ void rnn_backward(RnnCell cell, float* dx, float* dw_ih, float* dw_hh, float* db
     for (int64_t b = 0; b < B; ++b) k.accumulate(db, sums + b * G, G);
   };
   if (db_ih) column_sums(db_ih, row_sums);
-  if (db_hh) column_sums(db_hh, row_sums_h);  // LSTM, RNN: both biases meet dA
+  if (db_hh && !gru && db_ih)  // LSTM, RNN: both biases meet dA, so their gradients are equal
+    std::memcpy(db_hh, db_ih, sizeof(float) * static_cast<size_t>(G));
+  else if (db_hh)
+    column_sums(db_hh, row_sums_h);
 }
 
 }  // namespace fastnn
