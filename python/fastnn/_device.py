@@ -107,10 +107,15 @@ def transpose(x, axes):
     return np.transpose(x, axes)
 
 
+# _C.cuda.binary's op codes (csrc/cuda/kernels.h, enum Binary); the last two are the factors of
+# pow's gradients (ops/elementwise.py Pow).
+ADD, SUB, MUL, DIV, POW, POW_GRAD_BASE, POW_GRAD_EXPONENT = range(7)
+
+
 def add(a, b):
     """a + b for two gradients of one shape on one device (numpy arrays or device arrays)."""
     if is_device_array(a):
-        return backend.binary(0, a, b)
+        return backend.binary(ADD, a, b)
     return a + b
 
 

@@ -33,7 +33,7 @@ class Dropout(Function):
             seed, draw = next_dropout_draw(advance=counter is None)
             mask = _device.backend.dropout_mask(list(mask_shape), p, seed, draw, counter, x.device)
             ctx.save_for_backward(mask)
-            return _device.backend.binary(2, x, mask)
+            return _device.backend.binary(_device.MUL, x, mask)
         mask = _C.dropout_mask(mask_shape, p, *next_dropout_draw())
         ctx.save_for_backward(mask)
         return x * mask
@@ -42,7 +42,7 @@ class Dropout(Function):
     def backward(ctx, grad):
         mask, = ctx.saved_tensors
         if _device.is_device_array(grad):
-            return _device.backend.binary(2, grad, mask), None, None
+            return _device.backend.binary(_device.MUL, grad, mask), None, None
         return grad * mask, None, None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import _C, _device
+from fastnn._device import ADD, DIV, MUL, POW, POW_GRAD_BASE, POW_GRAD_EXPONENT, SUB  # _C.cuda.binary op codes
 from fastnn.autograd import Function
 from fastnn.ops._common import as_tensor
 
@@ -47,9 +48,6 @@ def _binary(fn: str, function: type, a, b):
 
 
 # -- binary -----------------------------------------------------------------------------------
-# _C.cuda.binary's op codes; the last two are the factors of pow's gradients (see Pow).
-_ADD, _SUB, _MUL, _DIV, _POW, _POW_GRAD_BASE, _POW_GRAD_EXPONENT = range(7)
-
 
 def _cuda_binary(op: int, a, b):
     return _device.backend.binary(op, a, b)
@@ -62,7 +60,7 @@ class Add(Function):
     def forward(ctx, a, b):
         ctx.a_shape, ctx.b_shape = a.shape, b.shape
         if _device.is_device_array(a):
-            return _cuda_binary(_ADD, a, b)
+            return _cuda_binary(ADD, a, b)
         return a + b
 
     @staticmethod
@@ -79,7 +77,7 @@ class Sub(Function):
     def forward(ctx, a, b):
         ctx.a_shape, ctx.b_shape = a.shape, b.shape
         if _device.is_device_array(a):
-            return _cuda_binary(_SUB, a, b)
+            return _cuda_binary(SUB, a, b)
         return a - b
 
     @staticmethod
@@ -98,15 +96,15 @@ class Mul(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         if _device.is_device_array(a):
-            return _cuda_binary(_MUL, a, b)
+            return _cuda_binary(MUL, a, b)
         return a * b
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         if _device.is_device_array(grad):
-            grad_a = _device.reduce_to(_cuda_binary(_MUL, grad, b), a.shape) if ctx.needs_input_grad[0] else None
-            grad_b = _device.reduce_to(_cuda_binary(_MUL, grad, a), b.shape) if ctx.needs_input_grad[1] else None
+            grad_a = _device.reduce_to(_cuda_binary(MUL, grad, b), a.shape) if ctx.needs_input_grad[0] else None
+            grad_b = _device.reduce_to(_cuda_binary(MUL, grad, a), b.shape) if ctx.needs_input_grad[1] else None
             return grad_a, grad_b
         grad_a = unbroadcast(grad * b, a.shape) if ctx.needs_input_grad[0] else None
         grad_b = unbroadcast(grad * a, b.shape) if ctx.needs_input_grad[1] else None
@@ -120,17 +118,17 @@ class Div(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         if _device.is_device_array(a):
-            return _cuda_binary(_DIV, a, b)
+            return _cuda_binary(DIV, a, b)
         return a / b
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         if _device.is_device_array(grad):
-            grad_a = _device.reduce_to(_cuda_binary(_DIV, grad, b), a.shape) if ctx.needs_input_grad[0] else None
+            grad_a = _device.reduce_to(_cuda_binary(DIV, grad, b), a.shape) if ctx.needs_input_grad[0] else None
             grad_b = None
             if ctx.needs_input_grad[1]:  # -grad * a / b^2, as (grad * a / b) / b
-                quotient = _cuda_binary(_DIV, _cuda_binary(_DIV, _cuda_binary(_MUL, grad, a), b), b)
+                quotient = _cuda_binary(DIV, _cuda_binary(DIV, _cuda_binary(MUL, grad, a), b), b)
                 grad_b = _device.scaled(_device.reduce_to(quotient, b.shape), -1.0)
             return grad_a, grad_b
         grad_a = unbroadcast(grad / b, a.shape) if ctx.needs_input_grad[0] else None
@@ -141,7 +139,7 @@ class Div(Function):
 class Pow(Function):
     """base ** exponent, either of which may be a constant. On a device the factors
     exponent * base**(exponent - 1) and base**exponent * log(base) (0 at base == 0 for
-    exponent >= 0, as below) are one kernel each (_POW_GRAD_BASE, _POW_GRAD_EXPONENT)."""
+    exponent >= 0, as below) are one kernel each (binary ops POW_GRAD_BASE, POW_GRAD_EXPONENT)."""
 
     cuda = True
 
@@ -149,7 +147,7 @@ class Pow(Function):
     def forward(ctx, base, exponent):
         if _device.is_device_array(base):
             ctx.save_for_backward(base, exponent)
-            return _cuda_binary(_POW, base, exponent)
+            return _cuda_binary(POW, base, exponent)
         out = np.power(base, exponent)
         ctx.save_for_backward(base, exponent, out)
         return out
@@ -160,11 +158,11 @@ class Pow(Function):
             base, exponent = ctx.saved_tensors
             grad_base = grad_exponent = None
             if ctx.needs_input_grad[0]:
-                d_base = _cuda_binary(_POW_GRAD_BASE, base, exponent)
-                grad_base = _device.reduce_to(_cuda_binary(_MUL, grad, d_base), base.shape)
+                d_base = _cuda_binary(POW_GRAD_BASE, base, exponent)
+                grad_base = _device.reduce_to(_cuda_binary(MUL, grad, d_base), base.shape)
             if ctx.needs_input_grad[1]:
-                d_exponent = _cuda_binary(_POW_GRAD_EXPONENT, base, exponent)
-                grad_exponent = _device.reduce_to(_cuda_binary(_MUL, grad, d_exponent), exponent.shape)
+                d_exponent = _cuda_binary(POW_GRAD_EXPONENT, base, exponent)
+                grad_exponent = _device.reduce_to(_cuda_binary(MUL, grad, d_exponent), exponent.shape)
             return grad_base, grad_exponent
         base, exponent, out = ctx.saved_tensors
         grad_base = grad_exponent = None
