@@ -19,7 +19,7 @@
 // share each A block, pack it together and split its tiles. Every C element is
 // computed by exactly one thread in the same K order whatever the thread count,
 // so results are bitwise identical for any number of threads. A tile cut by the bottom edge of C runs the
-// micro-kernel cut to its rows (GemmKernelInfo::row_kernels; its A sliver is
+// micro-kernel cut to its rows (GemmKernelInfo::kernels; its A sliver is
 // packed with those rows), so no FMA is spent on padding rows (M = 64 in tiles of
 // 12 would compute 72); a tile cut by the right edge goes through a small
 // zero-padded buffer. Packing buffers are cached per calling thread and grow
@@ -191,7 +191,7 @@ void compute_tile(const GemmKernelInfo& kr, int64_t kc, const float* a, const fl
                   float* c, int64_t ldc, int64_t m_rem, int64_t n_rem, const float* bias_n,
                   const float* bias_m, const GemmTile& base) {
   const int nr = kr.nr;
-  const GemmMicroKernel ukernel = kr.row_kernels[m_rem];
+  const GemmMicroKernel ukernel = kr.kernels[m_rem];
   if (n_rem == nr) {
     GemmTile tile = base;
     tile.bias_n = bias_n;

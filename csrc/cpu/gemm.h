@@ -26,12 +26,16 @@ bool sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 
 // ---- what the framework needs from a micro-kernel -------------------------
 //
-// ukernel(k, a, b, rs_b, c, ldc, tile) computes the full MR x NR tile
-//   c[i*ldc + j] = alpha * sum_p a[p*MR + i] * b[p*rs_b + j] + beta * c[i*ldc + j]
+// kernels[m](k, a, b, rs_b, c, ldc, tile), m = 1 .. MR, computes the first m rows
+// of the MR x NR tile (m = MR: the whole tile)
+//   c[i*ldc + j] = alpha * sum_p a[p*m + i] * b[p*rs_b + j] + beta * c[i*ldc + j]
 // (beta == 0: c is not read), then, if tile.last, adds tile.bias_n[j] and
 // tile.bias_m[i] (either may be null), records a non-finite value in
-// *tile.nonfinite and applies the ReLU. `a` is packed, `b` is packed (rs_b = NR)
-// or read in place from a row-major op(B) (rs_b = ldb).
+// *tile.nonfinite and applies the ReLU. `a` is packed with m rows to a k step, `b`
+// is packed (rs_b = NR) or read in place from a row-major op(B) (rs_b = ldb). Each
+// element of C is the same FMA chain over k whatever m, so a tile cut short (the
+// bottom edge of C in sgemm, a recurrent step's row tiles of any height) gives the
+// bits the whole tile would, without paying for MR rows.
 // alpha and beta travel in this struct, not in registers: as arguments they would
 // stay live across the k loop and push an accumulator out of the 16 ymm registers.
 struct GemmTile {
@@ -51,14 +55,8 @@ struct GemmKernelInfo {
   Isa isa;
   int mr, nr;
   int64_t mc, kc, nc;
-  GemmMicroKernel ukernel;
+  const GemmMicroKernel* kernels;  // kernels[1 .. MR], see above
   double (*fma_loop)(int64_t iters);  // a pure FMA loop on one thread; returns the FLOPs done (may be null in rows after the first)
-  // row_kernels[m], m = 1 .. MR: the same tile cut to its first m rows, for an A packed m rows
-  // to a k step (a[p*m + i]; row_kernels[MR] computes what ukernel does). Each element of C
-  // is the same FMA chain over k in every one of them. sgemm runs its bottom-edge tiles with
-  // them, and the recurrent layers' step product its row tiles of any height, so a short tile
-  // does not pay for MR rows.
-  const GemmMicroKernel* row_kernels;
 };
 
 // The block-size table of one ISA: one row per register tile, the general tile

@@ -27,21 +27,6 @@ struct Avx2 {
   static bool any_nan(reg x) { return _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0; }
 };
 
-void ukernel_avx2_6x16(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
-                       const GemmTile& tile) {
-  simd_ukernel<Avx2, 6, 2>(k, a, b, rs_b, c, ldc, tile);
-}
-
-void ukernel_avx2_12x8(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
-                       const GemmTile& tile) {
-  simd_ukernel<Avx2, 12, 1>(k, a, b, rs_b, c, ldc, tile);
-}
-
-void ukernel_avx2_4x24(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
-                       const GemmTile& tile) {
-  simd_ukernel<Avx2, 4, 3>(k, a, b, rs_b, c, ldc, tile);
-}
-
 double fma_loop_avx2(int64_t iters) {
   alignas(32) float sink[8];
   return simd_fma_loop<Avx2, 12>(iters, sink) + sink[0] * 0.0;
@@ -52,9 +37,9 @@ double fma_loop_avx2(int64_t iters) {
 GemmKernelTable gemm_kernels_avx2() {
   //                                      MR  NR   MC   KC    NC
   static const GemmKernelInfo rows[] = {
-      {Isa::avx2, 6, 16, 144, 256, 4080, ukernel_avx2_6x16, fma_loop_avx2, simd_row_kernels<Avx2, 6, 2>()},
-      {Isa::avx2, 4, 24, 144, 192, 4080, ukernel_avx2_4x24, nullptr, simd_row_kernels<Avx2, 4, 3>()},
-      {Isa::avx2, 12, 8, 144, 256, 4080, ukernel_avx2_12x8, nullptr, simd_row_kernels<Avx2, 12, 1>()}};
+      {Isa::avx2, 6, 16, 144, 256, 4080, simd_tile_kernels<Avx2, 6, 2>(), fma_loop_avx2},
+      {Isa::avx2, 4, 24, 144, 192, 4080, simd_tile_kernels<Avx2, 4, 3>(), nullptr},
+      {Isa::avx2, 12, 8, 144, 256, 4080, simd_tile_kernels<Avx2, 12, 1>(), nullptr}};
   return {rows, 3};
 }
 

@@ -35,26 +35,6 @@ struct Avx512 {
   static bool any_nan(reg x) { return _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) != 0; }
 };
 
-void ukernel_avx512_12x32(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
-                          const GemmTile& tile) {
-  simd_ukernel<Avx512, 12, 2>(k, a, b, rs_b, c, ldc, tile);
-}
-
-void ukernel_avx512_8x48(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
-                         const GemmTile& tile) {
-  simd_ukernel<Avx512, 8, 3>(k, a, b, rs_b, c, ldc, tile);
-}
-
-void ukernel_avx512_24x16(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
-                          const GemmTile& tile) {
-  simd_ukernel<Avx512, 24, 1>(k, a, b, rs_b, c, ldc, tile);
-}
-
-void ukernel_avx512_6x64(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
-                         const GemmTile& tile) {
-  simd_ukernel<Avx512, 6, 4>(k, a, b, rs_b, c, ldc, tile);
-}
-
 double fma_loop_avx512(int64_t iters) {
   alignas(64) float sink[16];
   return simd_fma_loop<Avx512, 16>(iters, sink) + sink[0] * 0.0;
@@ -65,10 +45,10 @@ double fma_loop_avx512(int64_t iters) {
 GemmKernelTable gemm_kernels_avx512() {
   //                                        MR  NR   MC   KC    NC
   static const GemmKernelInfo rows[] = {
-      {Isa::avx512, 12, 32, 240, 512, 2048, ukernel_avx512_12x32, fma_loop_avx512, simd_row_kernels<Avx512, 12, 2>()},
-      {Isa::avx512, 8, 48, 240, 160, 3072, ukernel_avx512_8x48, nullptr, simd_row_kernels<Avx512, 8, 3>()},
-      {Isa::avx512, 6, 64, 240, 128, 3072, ukernel_avx512_6x64, nullptr, simd_row_kernels<Avx512, 6, 4>()},
-      {Isa::avx512, 24, 16, 240, 256, 3072, ukernel_avx512_24x16, nullptr, simd_row_kernels<Avx512, 24, 1>()}};
+      {Isa::avx512, 12, 32, 240, 512, 2048, simd_tile_kernels<Avx512, 12, 2>(), fma_loop_avx512},
+      {Isa::avx512, 8, 48, 240, 160, 3072, simd_tile_kernels<Avx512, 8, 3>(), nullptr},
+      {Isa::avx512, 6, 64, 240, 128, 3072, simd_tile_kernels<Avx512, 6, 4>(), nullptr},
+      {Isa::avx512, 24, 16, 240, 256, 3072, simd_tile_kernels<Avx512, 24, 1>(), nullptr}};
   return {rows, 4};
 }
 

@@ -10,8 +10,8 @@ namespace {
 
 constexpr int MR = 4, NR = 8;
 
-// The 4 x 8 tile, or its first M rows (GemmKernelInfo::row_kernels).
-template <int M = MR>
+// The first M rows of the 4 x 8 tile (GemmKernelInfo::kernels[M]).
+template <int M>
 void ukernel_ref_4x8(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                      const GemmTile& tile) {
   const float alpha = tile.alpha, beta = tile.beta;
@@ -47,10 +47,9 @@ double fma_loop_ref(int64_t iters) {
 }  // namespace
 
 GemmKernelTable gemm_kernels_ref() {
-  static const GemmMicroKernel row_kernels[] = {nullptr, ukernel_ref_4x8<1>, ukernel_ref_4x8<2>, ukernel_ref_4x8<3>,
-                                                ukernel_ref_4x8<4>};
-  static const GemmKernelInfo rows[] = {
-      {Isa::ref, MR, NR, 128, 256, 2048, ukernel_ref_4x8<MR>, fma_loop_ref, row_kernels}};
+  static const GemmMicroKernel kernels[] = {nullptr, ukernel_ref_4x8<1>, ukernel_ref_4x8<2>, ukernel_ref_4x8<3>,
+                                            ukernel_ref_4x8<4>};
+  static const GemmKernelInfo rows[] = {{Isa::ref, MR, NR, 128, 256, 2048, kernels, fma_loop_ref}};
   return {rows, 1};
 }
 

@@ -70,23 +70,17 @@ inline void simd_ukernel(int64_t k, const float* a, const float* b, int64_t rs_b
   if (tile.last && V::any_nan(bad)) *tile.nonfinite = 1;
 }
 
-// The tile's kernels cut to 1 .. MR rows (GemmKernelInfo::row_kernels): kernels[m] runs
-// simd_ukernel with m rows, so its packed A has m values per k step.
-template <class V, int M, int NV>
-void simd_ukernel_rows(int64_t k, const float* a, const float* b, int64_t rs_b, float* c, int64_t ldc,
-                       const GemmTile& tile) {
-  simd_ukernel<V, M, NV>(k, a, b, rs_b, c, ldc, tile);
-}
-
+// A tile's kernels for 1 .. MR rows (GemmKernelInfo::kernels): kernels[m] is simd_ukernel with
+// m rows, so its packed A has m values per k step.
 template <class V, int NV, int... M>
-const GemmMicroKernel* simd_row_kernel_array(std::integer_sequence<int, M...>) {
-  static const GemmMicroKernel kernels[] = {nullptr, &simd_ukernel_rows<V, M + 1, NV>...};
+const GemmMicroKernel* simd_tile_kernel_array(std::integer_sequence<int, M...>) {
+  static const GemmMicroKernel kernels[] = {nullptr, &simd_ukernel<V, M + 1, NV>...};
   return kernels;
 }
 
 template <class V, int MR, int NV>
-const GemmMicroKernel* simd_row_kernels() {
-  return simd_row_kernel_array<V, NV>(std::make_integer_sequence<int, MR>());
+const GemmMicroKernel* simd_tile_kernels() {
+  return simd_tile_kernel_array<V, NV>(std::make_integer_sequence<int, MR>());
 }
 
 // Peak probe: 2 * NACC independent FMA chains, enough to cover FMA latency

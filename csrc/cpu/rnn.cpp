@@ -38,7 +38,7 @@ size_t round16(int64_t n) { return static_cast<size_t>((n + 15) / 16 * 16); }
 // (sliver s: bp[s * K * nr + p * nr + jj]) and A packed per step in row tiles: a thread's rows
 // [b0, b1) are cut into tiles of MR rows from b0, the last one shorter, and the tile of rows
 // [tb0, tb1) is packed with as many rows as it has, at ap[tb0 * K + p * (tb1 - tb0) + i]. Each
-// tile is one call of the register kernel cut to its rows (GemmKernelInfo::row_kernels), so
+// tile is one call of the register kernel cut to its rows (GemmKernelInfo::kernels), so
 // rows are split evenly between threads (at B = 64 on two threads, 32 rows each, not 36 and 28
 // in whole tiles of 12) and no tile computes padding. Columns come in blocks of NR units, `ng`
 // slivers (one per gate) to a block, so the thread that owns a block of units computes all of
@@ -68,7 +68,7 @@ struct StepGemm {
           for (int64_t i = 0; i < m; ++i)
             row_product(c + (tb0 + i) * ldc + s * nr, a + i, m, bp + s * K * nr, K, nr, tile.bias_n);
         } else {
-          kr->row_kernels[m](K, a, bp + s * K * nr, nr, c + tb0 * ldc + s * nr, ldc, tile);
+          kr->kernels[m](K, a, bp + s * K * nr, nr, c + tb0 * ldc + s * nr, ldc, tile);
         }
       }
     }
